@@ -1,0 +1,5 @@
+import sys
+
+from rtml.cli import main
+
+sys.exit(main())

@@ -1,0 +1,322 @@
+"""The ``rtml`` command line: propagate, spectrum, validate, excitations, ladder.
+
+Every user error ends with one line ``rtml: error: ...`` on stderr and exit status 2, and
+leaves nothing at the output path. ``rtml validate`` exits 1 when a check fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from rtml import __version__
+from rtml._errors import InputError, RtmlError
+from rtml.units import HARTREE_EV
+
+log = logging.getLogger("rtml")
+
+EXIT_USER_ERROR = 2
+EXIT_VALIDATION_FAILED = 1
+
+
+# ---------------------------------------------------------------------------- propagate
+def _field_file_name(index: int, spec: str) -> str:
+    slug = spec.replace(":", "_").replace(",", "_")
+    return f"f{index:02d}-{slug}.h5"
+
+
+def _check_output(out: Path, force: bool) -> None:
+    if out.exists() and not force:
+        raise InputError(f"output '{out}' exists; remove it or pass --force")
+    if not out.parent.is_dir():
+        raise InputError(f"output directory '{out.parent}' does not exist")
+    if not os.access(out.parent, os.W_OK):
+        raise InputError(f"output directory '{out.parent}' is not writable")
+
+
+def _replace_path(tmp: Path, out: Path) -> None:
+    """Move a finished file or directory into place, replacing an older one."""
+    if out.is_dir() and not out.is_symlink():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+
+
+def cmd_propagate(args) -> int:
+    from rtml.chem import load_molecule, read_geometry
+    from rtml.data import write_trajectory
+    from rtml.fields import parse_field
+    from rtml.tddft import PropagationSettings, SimulationInputs, simulate
+    from rtml.tddft._simulate import prepare_ground_state
+    from rtml._progress import Progress
+
+    # validate everything cheap before any SCF
+    spec = load_molecule(args.molecule)
+    fields = [parse_field(s) for s in args.field]
+    settings = PropagationSettings(dt=args.dt, n_steps=args.steps, propagator=args.propagator,
+                                   save_every=args.save_every, pc_tol=args.pc_tol,
+                                   checkpoint_every=args.checkpoint_every)
+    positions, geometry_id = None, "eq"
+    if args.geometry:
+        symbols, positions, info = read_geometry(args.geometry)
+        if [s.lower() for s in symbols] != [s.lower() for s in spec.symbols]:
+            raise InputError(f"geometry '{args.geometry}' has atoms {' '.join(symbols)} but "
+                             f"{spec.name} has {' '.join(spec.symbols)} (same order required)")
+        geometry_id = str(info.get("id", Path(args.geometry).stem))
+    if not 0 <= args.grid_level <= 9:
+        raise InputError(f"grid level must be 0-9, got {args.grid_level}")
+    out = Path(args.output)
+    _check_output(out, args.force)
+    inputs = SimulationInputs(molecule=spec, fields=fields, settings=settings,
+                              positions_angstrom=positions, basis=args.basis, xc=args.xc,
+                              grid_level=args.grid_level, geometry_id=geometry_id)
+    log.info("rtml %s propagate: %s (%s), xc=%s, basis=%s, grid level %d, %d field(s): %s",
+             __version__, spec.name, geometry_id, inputs.xc_name, inputs.basis_name,
+             args.grid_level, len(fields), " ".join(f.to_spec() for f in fields))
+    log.info("dt=%g au, %d steps (%g au), save every %d, propagator %s, pc_tol %g",
+             settings.dt, settings.n_steps, settings.dt * settings.n_steps, settings.save_every,
+             settings.propagator, settings.pc_tol)
+
+    gs, resolved = prepare_ground_state(inputs, scf_max_cycle=args.scf_max_cycle)
+    inputs.fields = resolved
+    checkpoint_dir = out.with_name(out.name + ".ckpt")
+    progress = Progress(settings.n_steps, f"propagate {spec.name}", enabled=not args.quiet)
+    try:
+        trajectories = simulate(inputs, checkpoint_dir=checkpoint_dir, progress=progress,
+                                ground_state=gs)
+    except RtmlError:
+        # a deterministic failure would recur on resume: drop the checkpoint
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        raise
+    finally:
+        progress.close()
+
+    if len(trajectories) == 1:
+        if out.is_dir():  # --force over an earlier multi-field output
+            _write_one_replacing(out, trajectories[0])
+        else:
+            write_trajectory(out, trajectories[0])
+        written = [out]
+    else:
+        tmp_dir = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+        try:
+            tmp_dir.mkdir()
+            for i, (f, traj) in enumerate(zip(resolved, trajectories)):
+                write_trajectory(tmp_dir / _field_file_name(i, f.to_spec()), traj)
+            _replace_path(tmp_dir, out)
+        finally:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+        written = sorted(out.glob("*.h5"))
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    for path in written:
+        print(path)
+    return 0
+
+
+def _write_one_replacing(out: Path, traj) -> None:
+    from rtml.data import write_trajectory
+
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}.h5")
+    write_trajectory(tmp, traj)
+    _replace_path(tmp, out)
+
+
+# ---------------------------------------------------------------------------- spectrum
+def cmd_spectrum(args) -> int:
+    from rtml.data import read_trajectory
+    from rtml.tddft import absorption_spectrum, find_peaks
+
+    traj = read_trajectory(args.file)
+    kick = float(traj.extra_attrs.get("kick_strength", 0.0))
+    if traj.field_spec.get("kind") != "kick" or kick == 0.0:
+        raise InputError(f"'{args.file}' is not a kick trajectory (field "
+                         f"{traj.field_spec.get('spec')}); spectra need kick:KAPPA:POL")
+    damping = None if args.damping_ev is None else args.damping_ev / HARTREE_EV
+    spectrum = absorption_spectrum(traj.time, traj.dipole, kick, traj.field_spec["polarization"],
+                                   damping=damping, omega_max=args.max_ev / HARTREE_EV)
+    omega, height = find_peaks(spectrum, min_relative_height=args.min_height)
+    if args.json:
+        print(json.dumps({"file": str(args.file), "damping_ev": spectrum.damping * HARTREE_EV,
+                          "peaks_ev": (omega * HARTREE_EV).tolist(),
+                          "heights": height.tolist()}))
+    else:
+        print(f"# {traj.molecule} {traj.field_spec['spec']}: {len(omega)} peaks "
+              f"(damping {spectrum.damping * HARTREE_EV:.3f} eV HWHM)")
+        print(f"# {'eV':>10} {'Hartree':>10} {'S(w) 1/Ha':>12}")
+        for w, h in zip(omega, height):
+            print(f"{w * HARTREE_EV:12.4f} {w:10.5f} {h:12.5g}")
+    if args.plot:
+        _plot_spectrum(spectrum, omega, Path(args.plot), title=f"{traj.molecule} {traj.field_spec['spec']}")
+        print(f"# plot written to {args.plot}", file=sys.stderr)
+    return 0
+
+
+def _plot_spectrum(spectrum, peaks, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(spectrum.omega_ev, spectrum.strength * 1 / HARTREE_EV, lw=1.2)
+    for w in peaks:
+        ax.axvline(w * HARTREE_EV, color="grey", lw=0.6, ls=":")
+    ax.set_xlabel("photon energy (eV)")
+    ax.set_ylabel("dipole strength S(ω) (1/eV)")
+    ax.set_title(title)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------- validate
+def cmd_validate(args) -> int:
+    from rtml.data import validate_trajectory
+
+    status = 0
+    for path in args.files:
+        report = validate_trajectory(path)
+        for line in report.format_lines():
+            print(line)
+        if not report.ok:
+            status = EXIT_VALIDATION_FAILED
+    return status
+
+
+# ---------------------------------------------------------------------------- excitations
+def cmd_excitations(args) -> int:
+    from rtml.chem import load_molecule
+    from rtml.fields import Field
+    from rtml.tddft import PropagationSettings, SimulationInputs, excitation_energies
+    from rtml.tddft._simulate import prepare_ground_state
+
+    spec = load_molecule(args.molecule)
+    inputs = SimulationInputs(molecule=spec, fields=[Field("none")],
+                              settings=PropagationSettings(dt=1.0, n_steps=1), basis=args.basis,
+                              xc=args.xc, grid_level=args.grid_level)
+    gs, _ = prepare_ground_state(inputs)
+    exc = excitation_energies(gs, nstates=args.nstates)
+    print(f"# {spec.name} {inputs.xc_name}/{inputs.basis_name}: full LR-TDDFT (not TDA)")
+    print(f"# {'state':>5} {'eV':>10} {'Hartree':>10} {'f':>8}")
+    for i, (e, f) in enumerate(zip(exc.energies, exc.oscillator_strengths), start=1):
+        print(f"  S{i:<4d} {e * HARTREE_EV:10.4f} {e:10.6f} {f:8.4f}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- ladder
+def cmd_ladder(args) -> int:
+    from rtml.chem import build_mole, ladder
+
+    print(f"{'name':<6} {'formula':<8} {'charge':>6} {'mult':>4} {'electrons':>9} "
+          f"{'basis':<8} {'nbf':>4} {'xc':<6} source")
+    for spec in ladder():
+        nbf = build_mole(spec, basis=args.basis).nao
+        formula = _formula(spec.symbols)
+        print(f"{spec.name:<6} {formula:<8} {spec.charge:>6d} {spec.multiplicity:>4d} "
+              f"{spec.n_electrons:>9d} {args.basis or spec.basis:<8} {nbf:>4d} {spec.xc:<6} "
+              f"{spec.source}")
+    return 0
+
+
+def _formula(symbols) -> str:
+    counts: dict[str, int] = {}
+    for s in symbols:
+        counts[s] = counts.get(s, 0) + 1
+    return "".join(f"{s}{n if n > 1 else ''}" for s, n in counts.items())
+
+
+# ---------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rtml", description="Real-time TDDFT trajectories for machine learning "
+        "(atomic units; geometries in Ångström).")
+    parser.add_argument("--version", action="version", version=f"rtml {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("propagate", help="run RT-TDDFT for one geometry and one or more fields")
+    p.add_argument("molecule", help="ladder name (see 'rtml ladder') or an .xyz/.extxyz file")
+    p.add_argument("--field", action="append", required=True, metavar="SPEC",
+                   help="kick:E0:POL | gaussian:E0:OMEGA:T0:SIGMA:POL | "
+                        "resonant:E0:OMEGA|S<n>:DURATION:POL | none (a.u.; POL x|y|z|ex,ey,ez); "
+                        "repeat to propagate several fields as one batch")
+    p.add_argument("--dt", type=float, required=True, help="time step, a.u. of time")
+    p.add_argument("--steps", type=int, required=True, help="number of time steps")
+    p.add_argument("--xc", default=None, help="PySCF functional name, 'hf' for RT-TDHF "
+                   "(default: the molecule's)")
+    p.add_argument("--basis", default=None, help="basis set (default: the molecule's, 6-31G)")
+    p.add_argument("--geometry", default=None, metavar="FILE.xyz",
+                   help="geometry (Å) replacing the molecule's equilibrium; same atoms, same order")
+    p.add_argument("--propagator", default="magnus2", help="magnus2 (default) or etrs")
+    p.add_argument("--save-every", type=int, default=1, metavar="K", help="save every K steps")
+    p.add_argument("--grid-level", type=int, default=3, help="PySCF DFT grid level (default 3)")
+    p.add_argument("--pc-tol", type=float, default=1e-9,
+                   help="predictor-corrector tolerance: estimated density error per step, "
+                        "dt*max|[dF, P]| (default 1e-9)")
+    p.add_argument("--scf-max-cycle", type=int, default=200, metavar="N",
+                   help="SCF iterations before giving up (default 200)")
+    p.add_argument("--checkpoint-every", type=int, default=500, metavar="N",
+                   help="checkpoint every N steps (OUT.ckpt/; resumed automatically)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="output .h5 file (one field) or directory of .h5 files (several)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=cmd_propagate)
+
+    p = sub.add_parser("spectrum", help="absorption spectrum and peaks of a kick trajectory")
+    p.add_argument("file", help="trajectory .h5 from a kick")
+    p.add_argument("--damping-ev", type=float, default=None,
+                   help="Lorentzian HWHM in eV (default 4/T)")
+    p.add_argument("--max-ev", type=float, default=30.0, help="highest energy, eV (default 30)")
+    p.add_argument("--min-height", type=float, default=0.01,
+                   help="report peaks above this fraction of the highest (default 0.01)")
+    p.add_argument("--plot", default=None, metavar="PNG", help="write a plot of S(ω)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_spectrum)
+
+    p = sub.add_parser("validate", help="check schema and physics invariants of trajectory files")
+    p.add_argument("files", nargs="+", help="trajectory .h5 files")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("excitations", help="LR-TDDFT (full, not TDA) excitation energies")
+    p.add_argument("molecule")
+    p.add_argument("--nstates", type=int, default=10)
+    p.add_argument("--xc", default=None)
+    p.add_argument("--basis", default=None)
+    p.add_argument("--grid-level", type=int, default=3)
+    p.set_defaults(func=cmd_excitations)
+
+    p = sub.add_parser("ladder", help="the molecule ladder with basis sizes")
+    p.add_argument("--basis", default=None, help="basis for the nbf column (default each molecule's)")
+    p.set_defaults(func=cmd_ladder)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s: %(message)s", stream=sys.stderr)
+    try:
+        return int(args.func(args) or 0)
+    except RtmlError as err:
+        print(f"rtml: error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("rtml: interrupted (a checkpoint, if any, is kept and resumed on rerun)", file=sys.stderr)
+        return 130
+    except (OSError, MemoryError) as err:
+        print(f"rtml: error: {type(err).__name__}: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR

@@ -1,0 +1,102 @@
+"""The per-trajectory record produced by the propagation engines.
+
+One :class:`Trajectory` is one RT-TDDFT run of one molecule geometry under one field. It is
+written to one HDF5 file (see :func:`rtml.data.write_trajectory` for the on-disk schema).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field as dc_field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class Trajectory:
+    """One RT-TDDFT trajectory, everything in atomic units except positions (Å).
+
+    Attributes
+    ----------
+    molecule : str
+        Ladder name (``"h2o"``) or the stem of a user geometry file.
+    atomic_numbers : (n_atoms,) int array
+    positions_angstrom : (n_atoms, 3) float array, Å
+    charge, multiplicity : int
+    basis, xc : str
+        Basis set name and PySCF functional name (``"hf"`` for RT-TDHF).
+    n_electrons : int
+    basis_atom_index, basis_angular_momentum, basis_magnetic_quantum : (nbf,) int arrays
+        Atom (0-based), l and real-spherical-harmonic m of each AO, in PySCF AO order.
+        For l=1 PySCF orders (px, py, pz), which are m = (+1, -1, 0).
+    overlap, core_hamiltonian : (nbf, nbf) float arrays
+        S and h = T + V_nuc in the AO basis (Hartree for h).
+    density : (n_steps, n_spin, nbf, nbf) complex array
+        AO density matrix P(t) at each saved step. n_spin=1: total density, Tr(PS)=N;
+        n_spin=2: alpha and beta densities.
+    time : (n_steps,) float array, a.u. of time
+    field : (n_steps, 3) float array, a.u. of field strength
+        Applied electric field E(t) at each saved time (zero for a delta kick, which is
+        applied as an exact unitary before the first saved step).
+    energy : (n_steps,) float array, Hartree
+        Molecular energy E[P(t)] (electronic + nuclear repulsion) without the field term.
+    dipole : (n_steps, 3) float array, e*bohr
+        Total dipole (electrons and nuclei) about ``dipole_origin``.
+    dt : float
+        Propagation time step (a.u.).
+    save_every : int
+        Frames are saved every ``save_every`` propagation steps.
+    propagator : str
+    field_spec : dict
+        The field's JSON description (``rtml.fields.Field.to_json_dict()``).
+    dipole_origin_bohr : (3,) float array
+        Origin of the dipole operator: the centre of nuclear charge, bohr.
+    provenance : dict
+        rtml version and git commit, PySCF version, hash of all inputs, ...
+    extra_attrs : dict
+        Further scalar or small-array attributes (ground-state energy and dipole, grid
+        level, convergence settings, ...). Written as root attributes.
+    """
+
+    molecule: str
+    atomic_numbers: np.ndarray
+    positions_angstrom: np.ndarray
+    charge: int
+    multiplicity: int
+    basis: str
+    xc: str
+    n_electrons: int
+    basis_atom_index: np.ndarray
+    basis_angular_momentum: np.ndarray
+    basis_magnetic_quantum: np.ndarray
+    overlap: np.ndarray
+    core_hamiltonian: np.ndarray
+    density: np.ndarray
+    time: np.ndarray
+    field: np.ndarray
+    energy: np.ndarray
+    dipole: np.ndarray
+    dt: float
+    save_every: int
+    propagator: str
+    field_spec: dict
+    dipole_origin_bohr: np.ndarray
+    provenance: dict
+    extra_attrs: dict[str, Any] = dc_field(default_factory=dict)
+
+    @property
+    def n_steps(self) -> int:
+        """Number of saved frames."""
+        return int(self.density.shape[0])
+
+    @property
+    def n_spin(self) -> int:
+        return int(self.density.shape[1])
+
+    @property
+    def n_basis(self) -> int:
+        return int(self.density.shape[-1])
+
+    @property
+    def n_atoms(self) -> int:
+        return int(len(self.atomic_numbers))

@@ -1,0 +1,492 @@
+r"""Schema and physics checks of an rtml trajectory file.
+
+:func:`validate_trajectory` opens a file written by :func:`rtml.data.write_trajectory`
+and runs, in order, the checks
+
+==========================  ================================================================
+name                        what passes
+==========================  ================================================================
+``schema``                  every dataset present, float64, shapes consistent; required root
+                            attributes present and of the right type; ``n_atoms``,
+                            ``n_basis``, ``n_steps``, ``n_spin`` agree with the shapes
+``finite``                  no NaN/inf in any dataset
+``overlap_symmetric``       :math:`\max|S - S^T|` <= ``atol_hermitian``
+``overlap_positive``        :math:`\min \mathrm{eig}(S) > 0`
+``hermiticity``             :math:`\max_{t,\sigma}|P_\sigma(t) - P_\sigma(t)^\dagger|`
+                            <= ``atol_hermitian``
+``electron_count``          :math:`|\mathrm{Tr}(P_\sigma(t) S) - N_\sigma|` <= ``atol_trace``
+``idempotency``             :math:`\max|P'_\sigma P'_\sigma - P'_\sigma|` <=
+                            ``atol_idempotency`` (Löwdin basis)
+``time_grid``               :math:`t` strictly increasing, :math:`t_{k+1} - t_k =
+                            \Delta t \cdot \mathrm{save\_every}`
+``energy_conservation``     field-free: :math:`\max_t|E(t) - E(0)|` < ``atol_energy``
+==========================  ================================================================
+
+A schema problem does not stop the run: a check whose datasets or attributes are missing or
+malformed is reported as failed with "skipped: ..." naming what it lacked, and the others
+still run. The density is streamed in blocks of ``_BLOCK_FRAMES`` frames, so memory stays
+at a few blocks whatever the trajectory length.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field as dc_field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import h5py
+import numpy as np
+
+from rtml.observables import hermiticity_error, idempotency_error, overlap_sqrt, trace_error
+
+from rtml.data._hdf5 import (
+    DATASETS, FORMAT_NAME, FORMAT_VERSION, INTEGER_DATASETS, ROOT_ATTRS,
+    _INT_ATTRS, _STR_ATTRS, dataset_shape, open_trajectory_file,
+)
+
+#: Frames read per block when streaming the density (and other per-frame datasets).
+_BLOCK_FRAMES = 256
+
+_DENSITY = ("dynamics/density_real", "dynamics/density_imag")
+_DIMS = ("n_atoms", "n_basis", "n_steps", "n_spin")
+
+
+class Check(NamedTuple):
+    """Outcome of one check: the measured ``value`` against ``tolerance`` (either may be
+    ``None`` when the check is not a number against a bound)."""
+
+    name: str
+    passed: bool
+    value: float | None
+    tolerance: float | None
+    message: str
+
+
+@dataclass
+class ValidationReport:
+    """All checks run on one trajectory file."""
+
+    path: Path
+    checks: list[Check] = dc_field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when every check passed."""
+        return all(c.passed for c in self.checks)
+
+    @property
+    def failed(self) -> list[Check]:
+        """The checks that did not pass."""
+        return [c for c in self.checks if not c.passed]
+
+    def __getitem__(self, name: str) -> Check:
+        """The check called ``name`` (``KeyError`` if it was not run)."""
+        for c in self.checks:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    def format_lines(self) -> list[str]:
+        """A header line with the verdict, then one ``PASS``/``FAIL`` line per check."""
+        failed = self.failed
+        if failed:
+            head = (f"{self.path}: FAILED ({len(failed)} of {len(self.checks)} checks "
+                    f"failed: {', '.join(c.name for c in failed)})")
+        else:
+            head = f"{self.path}: OK ({len(self.checks)} checks passed)"
+        width = max((len(c.name) for c in self.checks), default=0)
+        return [head] + [f"  {'PASS' if c.passed else 'FAIL'}  {c.name:<{width}}  {c.message}"
+                         for c in self.checks]
+
+
+@dataclass
+class _Context:
+    """What the schema check learned: dimensions, usable datasets and attributes."""
+
+    dims: dict[str, int]
+    bad: set[str]                 # datasets that are missing or unusable (wrong shape/type)
+    attrs: dict[str, Any]         # root attributes that are present and well-typed
+    overlap_positive: bool = False
+
+
+def validate_trajectory(
+    path: str | os.PathLike,
+    *,
+    atol_trace: float = 1e-8,
+    atol_hermitian: float = 1e-10,
+    atol_idempotency: float = 1e-6,
+    atol_energy: float = 1e-5,
+) -> ValidationReport:
+    r"""Check an rtml trajectory file against its schema and basic physics.
+
+    Args:
+        path: the HDF5 file.
+        atol_trace: bound on :math:`|\mathrm{Tr}(P_\sigma S) - N_\sigma|` (electrons).
+        atol_hermitian: bound on :math:`\max|P - P^\dagger|` and on :math:`\max|S - S^T|`.
+        atol_idempotency: bound on :math:`\max|P'P' - P'|` in the Löwdin basis.
+        atol_energy: bound on :math:`\max_t|E(t) - E(0)|` (Hartree), field-free runs only.
+
+    Returns:
+        :class:`ValidationReport` with one :class:`Check` per row of the module table.
+
+    Raises:
+        InputError: the file is missing or is not HDF5 (nothing can be checked).
+    """
+    path = Path(path)
+    with open_trajectory_file(path) as f:
+        schema, ctx = check_schema(f)
+        checks = [schema, check_finite(f)]
+        checks += check_overlap(f, ctx, atol_hermitian=atol_hermitian)
+        checks += check_density(f, ctx, atol_trace=atol_trace,
+                                atol_hermitian=atol_hermitian,
+                                atol_idempotency=atol_idempotency)
+        checks.append(check_time_grid(f, ctx))
+        checks.append(check_energy(f, ctx, atol_energy=atol_energy))
+    return ValidationReport(path=path, checks=checks)
+
+
+# --------------------------------------------------------------------------- schema
+
+
+def check_schema(f: h5py.File) -> tuple[Check, _Context]:
+    """Datasets, dtypes, shapes and root attributes (the ``schema`` check).
+
+    Dimensions are taken from the datasets (the first dataset, in schema order, of the
+    right rank that has the axis: ``n_steps, n_spin, n_basis`` normally come from the
+    density); every dataset must then match, and the ``n_*`` root attributes must equal
+    them.
+    """
+    problems: list[str] = []
+    bad: set[str] = set()
+    dsets: dict[str, h5py.Dataset] = {}
+    for name, _, shape, _, _ in DATASETS:
+        obj = f.get(name)
+        if not isinstance(obj, h5py.Dataset):
+            problems.append(f"missing dataset {name!r}")
+            bad.add(name)
+            continue
+        dsets[name] = obj
+        if obj.dtype != np.float64:
+            problems.append(f"{name!r} has dtype {obj.dtype}, expected float64")
+            if obj.dtype.kind not in "fiu":
+                bad.add(name)
+
+    attrs = _typed_attrs(f, problems)
+
+    dims: dict[str, int] = {}
+    for name, _, shape, _, _ in DATASETS:
+        if name in dsets and name not in bad and dsets[name].ndim == len(shape):
+            for sym, n in zip(shape, dsets[name].shape):
+                if isinstance(sym, str):
+                    dims.setdefault(sym, int(n))
+    for dim in _DIMS:
+        if dim not in dims and dim in attrs:
+            dims[dim] = attrs[dim]
+    if any(d not in dims for d in _DIMS):
+        problems.append("cannot determine " + ", ".join(d for d in _DIMS if d not in dims))
+        bad.update(name for name, *_ in DATASETS)
+    else:
+        if dims["n_spin"] not in (1, 2):
+            problems.append(f"n_spin must be 1 or 2, got {dims['n_spin']}")
+            bad.update(_DENSITY)
+        if dims["n_steps"] < 1:
+            problems.append("no frames (n_steps = 0)")
+        for name, _, shape, _, _ in DATASETS:
+            if name in dsets and name not in bad:
+                expected = dataset_shape(shape, dims)
+                if dsets[name].shape != expected:
+                    problems.append(f"{name!r} has shape {dsets[name].shape}, expected "
+                                    f"{expected}")
+                    bad.add(name)
+        for dim in _DIMS:
+            if dim in attrs and attrs[dim] != dims[dim]:
+                problems.append(f"root attribute {dim}={attrs[dim]} but the datasets "
+                                f"have {dim}={dims[dim]}")
+    for name in sorted(INTEGER_DATASETS - bad):
+        data = dsets[name][()]
+        if np.all(np.isfinite(data)) and not np.array_equal(np.rint(data), data):
+            problems.append(f"{name!r} must hold integer values")
+
+    ctx = _Context(dims=dims, bad=bad, attrs=attrs)
+    if problems:
+        msg = f"{len(problems)} problem(s): " + "; ".join(problems)
+        return Check("schema", False, float(len(problems)), 0.0, msg), ctx
+    msg = ("all {} datasets and {} root attributes present; n_atoms={n_atoms} "
+           "n_basis={n_basis} n_steps={n_steps} n_spin={n_spin}").format(
+               len(DATASETS), len(ROOT_ATTRS), **dims)
+    return Check("schema", True, 0.0, 0.0, msg), ctx
+
+
+def _typed_attrs(f: h5py.File, problems: list[str]) -> dict[str, Any]:
+    """Root attributes that are present and of the right type, as Python values."""
+    attrs: dict[str, Any] = {}
+    for name in ROOT_ATTRS:
+        if name not in f.attrs:
+            problems.append(f"missing root attribute {name!r}")
+            continue
+        value = f.attrs[name]
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        if isinstance(value, np.generic):
+            value = value.item()
+        ok = True
+        if name in _INT_ATTRS or name == "format_version":
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif name in _STR_ATTRS or name == "format":
+            ok = isinstance(value, str)
+        elif name == "dt":
+            ok = isinstance(value, (int, float)) and np.isfinite(value) and value > 0
+        elif name in ("field_spec", "provenance", "units"):
+            try:
+                json.loads(value)
+            except (TypeError, json.JSONDecodeError):
+                ok = False
+        elif name == "dipole_origin":
+            ok = np.shape(value) == (3,)
+        if not ok:
+            problems.append(f"root attribute {name!r} is malformed ({value!r})")
+            continue
+        attrs[name] = value
+    if attrs.get("format", FORMAT_NAME) != FORMAT_NAME:
+        problems.append(f"format is {attrs['format']!r}, expected {FORMAT_NAME!r}")
+    if attrs.get("format_version", FORMAT_VERSION) != FORMAT_VERSION:
+        problems.append(f"format_version is {attrs['format_version']!r}, "
+                        f"expected {FORMAT_VERSION}")
+    if attrs.get("save_every", 1) < 1:
+        problems.append(f"save_every must be >= 1, got {attrs['save_every']}")
+        attrs.pop("save_every")
+    return attrs
+
+
+def _skip(name: str, ctx: _Context, datasets: tuple[str, ...] = (),
+          attrs: tuple[str, ...] = ()) -> Check | None:
+    """A failed "skipped" check if something ``name`` needs is unusable, else ``None``."""
+    lacking = [repr(d) for d in datasets if d in ctx.bad]
+    lacking += [f"root attribute {a!r}" for a in attrs if a not in ctx.attrs]
+    if lacking:
+        return Check(name, False, None, None,
+                     f"skipped: {', '.join(lacking)} missing or malformed (see schema)")
+    return None
+
+
+def _blocks(n: int):
+    """Slices of ``_BLOCK_FRAMES`` frames covering ``range(n)``."""
+    for start in range(0, n, _BLOCK_FRAMES):
+        yield slice(start, min(start + _BLOCK_FRAMES, n))
+
+
+# --------------------------------------------------------------------------- values
+
+
+def check_finite(f: h5py.File) -> Check:
+    """No NaN or inf in any numeric dataset of the schema (streamed along axis 0)."""
+    count = 0
+    first: list[str] = []
+    for name, *_ in DATASETS:
+        dset = f.get(name)
+        if not isinstance(dset, h5py.Dataset) or dset.dtype.kind not in "fiu":
+            continue
+        chunks = [dset[()]] if dset.ndim == 0 else (dset[s] for s in _blocks(dset.shape[0]))
+        n_bad = 0
+        where = None
+        offset = 0
+        for block in chunks:
+            mask = ~np.isfinite(block)
+            if mask.any():
+                if where is None:
+                    idx = np.argwhere(mask)[0]
+                    if dset.ndim:
+                        idx[0] += offset
+                    where = tuple(int(i) for i in idx)
+                n_bad += int(mask.sum())
+            offset += len(block) if dset.ndim else 0
+        if n_bad:
+            count += n_bad
+            first.append(f"{name!r}: {n_bad} (first at {where})")
+    if count:
+        return Check("finite", False, float(count), 0.0,
+                     f"{count} non-finite value(s): " + "; ".join(first))
+    return Check("finite", True, 0.0, 0.0, "all values finite")
+
+
+def check_overlap(f: h5py.File, ctx: _Context, *, atol_hermitian: float) -> list[Check]:
+    r"""The overlap is symmetric and positive definite.
+
+    .. math::
+
+        \max_{\mu\nu}|S_{\mu\nu} - S_{\nu\mu}| \le \mathrm{atol}, \qquad
+        \lambda_\mathrm{min}(S) > 0
+    """
+    skip = _skip("overlap_symmetric", ctx, ("matrices/overlap",))
+    if skip:
+        return [skip, skip._replace(name="overlap_positive")]
+    S = f["matrices/overlap"][()]
+    if not np.all(np.isfinite(S)):
+        msg = "non-finite overlap (see finite)"
+        return [Check("overlap_symmetric", False, None, atol_hermitian, msg),
+                Check("overlap_positive", False, None, 0.0, msg)]
+    asym = float(np.max(np.abs(S - S.T))) if S.size else 0.0
+    sym = Check("overlap_symmetric", asym <= atol_hermitian, asym, atol_hermitian,
+                f"max|S - S^T| = {asym:.3e} (tolerance {atol_hermitian:.1e})")
+    lam = float(np.linalg.eigvalsh(0.5 * (S + S.T)).min()) if S.size else 0.0
+    ctx.overlap_positive = lam > 0
+    pos = Check("overlap_positive", lam > 0, lam, 0.0,
+                f"min eig(S) = {lam:.3e} (must be > 0)")
+    return [sym, pos]
+
+
+def _spin_targets(ctx: _Context) -> tuple[list[float] | None, str]:
+    r"""Electrons per density channel: :math:`[N]` for n_spin=1, else
+    :math:`N_\alpha = (N + M - 1)/2,\ N_\beta = (N - M + 1)/2` (M = multiplicity)."""
+    n, mult = ctx.attrs["n_electrons"], ctx.attrs.get("multiplicity")
+    if ctx.dims["n_spin"] == 1:
+        return [float(n)], f"N = {n}"
+    twice_alpha = n + mult - 1
+    if twice_alpha % 2 or n - mult + 1 < 0:
+        return None, f"n_electrons={n} and multiplicity={mult} are inconsistent"
+    n_alpha, n_beta = twice_alpha // 2, (n - mult + 1) // 2
+    return [float(n_alpha), float(n_beta)], f"N_alpha = {n_alpha}, N_beta = {n_beta}"
+
+
+def check_density(f: h5py.File, ctx: _Context, *, atol_trace: float,
+                  atol_hermitian: float, atol_idempotency: float) -> list[Check]:
+    r"""Hermiticity, electron count and idempotency of :math:`P_\sigma(t)`, one pass.
+
+    With :math:`P = P^\mathrm{re} + i P^\mathrm{im}` for every frame t and spin σ:
+
+    .. math::
+
+        h = \max_{t\sigma}\max_{\mu\nu}|P_\sigma(t) - P_\sigma(t)^\dagger|_{\mu\nu}
+
+        c = \max_{t\sigma}|\mathrm{Tr}(P_\sigma(t) S) - N_\sigma|
+
+        r = \max_{t\sigma}\max_{\mu\nu}|P'_\sigma P'_\sigma - P'_\sigma|_{\mu\nu},\quad
+        P'_\sigma = w\, S^{1/2} P_\sigma S^{1/2}
+
+    with :math:`N_\sigma` from :func:`_spin_targets`, :math:`w = 1/2` for n_spin=1 (closed
+    shell, total density) and :math:`w = 1` for n_spin=2;
+    :math:`S^{1/2} = V \mathrm{diag}(\sqrt{\lambda}) V^T` from :math:`S = V \Lambda V^T`.
+    The frames are read ``_BLOCK_FRAMES`` at a time.
+    """
+    names = ("hermiticity", "electron_count", "idempotency")
+    skip = _skip("hermiticity", ctx, _DENSITY)
+    if skip:
+        return [skip._replace(name=n) for n in names]
+    skip_count = _skip("electron_count", ctx, ("matrices/overlap",),
+                       ("n_electrons",) + (("multiplicity",) if ctx.dims["n_spin"] == 2 else ()))
+    skip_idem = _skip("idempotency", ctx, ("matrices/overlap",))
+    if skip_idem is None and not ctx.overlap_positive:
+        skip_idem = Check("idempotency", False, None, None,
+                          "skipped: overlap is not positive definite (see overlap_positive)")
+
+    targets, target_msg = (None, "")
+    if skip_count is None:
+        targets, target_msg = _spin_targets(ctx)
+        if targets is None:
+            skip_count = Check("electron_count", False, None, None, target_msg)
+
+    S = f["matrices/overlap"][()] if "matrices/overlap" not in ctx.bad else None
+    S_half = overlap_sqrt(S) if skip_idem is None else None
+    weight = 0.5 if ctx.dims["n_spin"] == 1 else 1.0
+
+    worst = {n: (-1.0, (0, 0)) for n in names}          # value, (frame, spin)
+
+    def _update(key: str, per_frame: np.ndarray, offset: int) -> None:
+        per_frame = np.where(np.isfinite(per_frame), per_frame, np.inf)
+        k = int(np.argmax(per_frame))
+        t, s = np.unravel_index(k, per_frame.shape)
+        if per_frame[t, s] > worst[key][0]:
+            worst[key] = (float(per_frame[t, s]), (int(t) + offset, int(s)))
+
+    re_ds, im_ds = f[_DENSITY[0]], f[_DENSITY[1]]
+    for sl in _blocks(ctx.dims["n_steps"]):
+        P = re_ds[sl] + 1j * im_ds[sl]                  # (b, n_spin, nbf, nbf)
+        _update("hermiticity", hermiticity_error(P), sl.start)
+        if skip_count is None:
+            _update("electron_count", trace_error(P, S, targets), sl.start)
+        if skip_idem is None:
+            _update("idempotency", idempotency_error(P, S_half), sl.start)
+
+    def _result(name: str, tol: float, what: str, extra: str = "") -> Check:
+        value, (t, s) = worst[name]
+        if value < 0:                                   # no frames
+            return Check(name, True, None, tol, "no frames")
+        if not np.isfinite(value):
+            return Check(name, False, value, tol,
+                         f"non-finite density values (frame {t}, spin {s}; see finite)")
+        return Check(name, value <= tol, value, tol,
+                     f"{what} = {value:.3e} (tolerance {tol:.1e}; worst frame {t}, "
+                     f"spin {s}){extra}")
+
+    return [
+        _result("hermiticity", atol_hermitian, "max|P - P^H|"),
+        skip_count or _result("electron_count", atol_trace, "max|Tr(P S) - N|",
+                              f"; {target_msg}"),
+        skip_idem or _result("idempotency", atol_idempotency,
+                             "max|P'P' - P'| (Löwdin, P' = S^1/2 P S^1/2"
+                             + (" / 2)" if weight == 0.5 else ")")),
+    ]
+
+
+def check_time_grid(f: h5py.File, ctx: _Context) -> Check:
+    r"""Saved times are strictly increasing and uniformly spaced.
+
+    .. math::
+
+        t_{k+1} - t_k > 0, \qquad
+        \max_k |t_{k+1} - t_k - h| \le 10^{-6} h + 4\epsilon \max_k|t_k|,
+        \quad h = \Delta t \cdot \mathrm{save\_every}
+    """
+    skip = _skip("time_grid", ctx, ("dynamics/time",), ("dt", "save_every"))
+    if skip:
+        return skip
+    t = f["dynamics/time"][()]
+    h = float(ctx.attrs["dt"]) * int(ctx.attrs["save_every"])
+    if not np.all(np.isfinite(t)):
+        return Check("time_grid", False, None, None, "non-finite times (see finite)")
+    if t.size < 2:
+        return Check("time_grid", True, None, None, "fewer than 2 frames")
+    dt = np.diff(t)
+    tol = 1e-6 * h + 4 * np.finfo(float).eps * float(np.max(np.abs(t)))
+    dev = float(np.max(np.abs(dt - h)))
+    if np.any(dt <= 0):
+        k = int(np.argmax(dt <= 0))
+        return Check("time_grid", False, dev, tol,
+                     f"time not strictly increasing (t[{k + 1}] = {t[k + 1]!r} <= "
+                     f"t[{k}] = {t[k]!r})")
+    k = int(np.argmax(np.abs(dt - h)))
+    return Check("time_grid", dev <= tol, dev, tol,
+                 f"max|t[k+1] - t[k] - dt*save_every| = {dev:.3e} (spacing {h:g}, "
+                 f"tolerance {tol:.1e}; worst k={k})")
+
+
+def check_energy(f: h5py.File, ctx: _Context, *, atol_energy: float) -> Check:
+    r"""Energy conservation when no field acts at any saved time.
+
+    If :math:`\mathbf{E}(t_k) = 0` for all k (delta kick or field-free run):
+    :math:`\max_k |E(t_k) - E(t_0)| < \mathrm{atol}`. Otherwise the check passes as
+    skipped: a driven system absorbs energy.
+    """
+    skip = _skip("energy_conservation", ctx, ("dynamics/field", "dynamics/energy"))
+    if skip:
+        return skip
+    energy = f["dynamics/energy"][()]
+    field_on = False
+    ds = f["dynamics/field"]
+    for sl in _blocks(ds.shape[0]):
+        if np.any(ds[sl] != 0):
+            field_on = True
+            break
+    if not np.all(np.isfinite(energy)):
+        return Check("energy_conservation", False, None, atol_energy,
+                     "non-finite energies (see finite)")
+    drift = float(np.max(np.abs(energy - energy[0]))) if energy.size else 0.0
+    if field_on:
+        return Check("energy_conservation", True, drift, None,
+                     "field on: energy not conserved by design "
+                     f"(max|E(t) - E(0)| = {drift:.3e} Eh)")
+    return Check("energy_conservation", drift < atol_energy, drift, atol_energy,
+                 f"field-free: max|E(t) - E(0)| = {drift:.3e} Eh "
+                 f"(tolerance {atol_energy:.1e})")

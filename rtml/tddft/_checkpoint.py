@@ -1,0 +1,120 @@
+"""Append-only checkpoints of a batched propagation, safe against being killed at any time.
+
+A checkpoint is a directory holding
+
+- ``chunk-NNNNNN.density.npy`` and ``chunk-NNNNNN.frames.npz``: the frames saved since the
+  previous checkpoint (density (nsaved, nb, nspin, n, n) complex; time, field, energy,
+  dipole), each written to a temporary name and renamed;
+- ``state.npz``: the full propagator state at the last checkpoint (step index, P' and the
+  Fock history used for extrapolation, counters) and the number of valid chunks, written
+  last, also atomically.
+
+A run killed between the chunk and the state writes leaves an extra chunk that the state
+does not count; it is ignored and overwritten on resume. The inputs' hash is stored so that
+a checkpoint is never resumed with different inputs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+_FRAME_KEYS = ("time", "field", "energy", "dipole")
+
+
+@dataclass
+class PropagationState:
+    """Everything needed to continue a propagation bit-for-bit.
+
+    Attributes
+    ----------
+    step : int
+        Number of completed time steps.
+    p_orth : (nb, nspin, n, n) complex
+        Density in the Löwdin basis at ``step``.
+    fock_history : (k, nb, nspin, n, n) complex, k <= 3
+        Electronic F' at the last k steps (oldest first), for extrapolation.
+    energy : (nb,) float
+        E[P] at ``step``.
+    n_builds : int
+        Fock builds done so far (per batch member with work, summed).
+    """
+
+    step: int
+    p_orth: np.ndarray
+    fock_history: np.ndarray
+    energy: np.ndarray
+    n_builds: int = 0
+
+
+def _atomic_save(path: Path, writer) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            writer(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+class Checkpoint:
+    """A checkpoint directory for one batched propagation (see module docstring)."""
+
+    def __init__(self, path, input_hash: str):
+        self.path = Path(path)
+        self.input_hash = input_hash
+        self.n_chunks = 0
+
+    def exists(self) -> bool:
+        return (self.path / "state.npz").is_file()
+
+    def _chunk(self, i: int, what: str) -> Path:
+        return self.path / f"chunk-{i:06d}.{what}"
+
+    def save(self, state: PropagationState, frames: dict) -> None:
+        """Append the frames saved since the last call, then record the state."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        if frames and len(frames["time"]):
+            _atomic_save(self._chunk(self.n_chunks, "density.npy"),
+                         lambda fh: np.save(fh, frames["density"]))
+            _atomic_save(self._chunk(self.n_chunks, "frames.npz"),
+                         lambda fh: np.savez(fh, **{k: frames[k] for k in _FRAME_KEYS}))
+            self.n_chunks += 1
+        _atomic_save(self.path / "state.npz", lambda fh: np.savez(
+            fh, step=state.step, p_orth=state.p_orth, fock_history=state.fock_history,
+            energy=state.energy, n_builds=state.n_builds, n_chunks=self.n_chunks,
+            input_hash=self.input_hash))
+
+    def load(self) -> PropagationState | None:
+        """The saved state, or None when there is no usable checkpoint for these inputs."""
+        if not self.exists():
+            return None
+        with np.load(self.path / "state.npz") as data:
+            if str(data["input_hash"]) != self.input_hash:
+                return None
+            self.n_chunks = int(data["n_chunks"])
+            return PropagationState(step=int(data["step"]), p_orth=data["p_orth"],
+                                    fock_history=data["fock_history"], energy=data["energy"],
+                                    n_builds=int(data["n_builds"]))
+
+    def read_frames(self, member: int | None = None) -> dict:
+        """All checkpointed frames, concatenated in time; one batch member if given."""
+        sel = slice(None) if member is None else member
+        parts = {k: [] for k in ("density",) + _FRAME_KEYS}
+        for i in range(self.n_chunks):
+            density = np.load(self._chunk(i, "density.npy"), mmap_mode="r")
+            parts["density"].append(np.array(density[:, sel]))
+            with np.load(self._chunk(i, "frames.npz")) as data:
+                for k in _FRAME_KEYS:
+                    parts[k].append(data[k] if k == "time" else data[k][:, sel])
+        return {k: np.concatenate(v) for k, v in parts.items()} if self.n_chunks else {}
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)

@@ -1,0 +1,280 @@
+r"""The PySCF RT-TDDFT engine: batched, self-consistent, checkpointed propagation.
+
+Several fields for the same geometry are propagated together: the densities of all batch
+members share every Fock build (one pass over the grid, one libxc call). Each time step
+solves the implicit end-point problem of the chosen propagator by predictor-corrector:
+
+1. predict :math:`F'(t+\Delta t)` by polynomial extrapolation of the last three Fock
+   matrices (:math:`3F_0 - 3F_{-1} + F_{-2}`, lower order at the start);
+2. propagate :math:`P'(t) \to P'(t+\Delta t)` with it, build :math:`F'[P'(t+\Delta t)]`;
+3. if the density error this Fock difference causes,
+   :math:`\Delta t\max|[F'_\text{built} - F'_\text{used}, P'(t+\Delta t)]|`, is below
+   ``pc_tol`` accept, else repeat 2 with the built matrix.
+
+Convergence is decided per batch member and converged members are frozen, so a batch gives
+the same trajectories as separate runs. The accepted :math:`F'(t+\Delta t)` is exactly
+:math:`F'[P'(t+\Delta t)]`, so the stored energy is that of the stored density.
+"""
+
+from __future__ import annotations
+
+import logging
+import time as _time
+from dataclasses import dataclass
+
+import numpy as np
+
+from rtml._errors import ConvergenceError, InputError, PropagationError
+from rtml.fields import Field
+from rtml.tddft._checkpoint import Checkpoint, PropagationState
+from rtml.tddft._fock import FockContext, fock_and_energy
+from rtml.tddft._ground_state import GroundState, electronic_dipole
+from rtml.tddft._propagators import PROPAGATORS, exp_hermitian
+
+log = logging.getLogger("rtml.tddft")
+
+
+@dataclass
+class PropagationSettings:
+    """Numerical settings of a propagation (atomic units).
+
+    Attributes
+    ----------
+    dt : float
+        Time step (a.u. of time), > 0.
+    n_steps : int
+        Number of time steps; frames are saved at steps 0, save_every, 2*save_every, ...
+    propagator : str
+        ``"magnus2"`` (default) or ``"etrs"``.
+    save_every : int
+    pc_tol : float
+        Predictor-corrector convergence: estimated error of P'(t+dt) caused by the
+        remaining error of the end-point Fock matrix, dt * max|[dF', P']|.
+    max_pc_iter : int
+    checkpoint_every : int
+        Steps between checkpoints (when a checkpoint directory is given).
+    """
+
+    dt: float
+    n_steps: int
+    propagator: str = "magnus2"
+    save_every: int = 1
+    pc_tol: float = 1e-9
+    max_pc_iter: int = 30
+    checkpoint_every: int = 500
+
+    def __post_init__(self):
+        if not np.isfinite(self.dt) or self.dt <= 0:
+            raise InputError(f"time step dt must be a positive number, got {self.dt}")
+        if int(self.n_steps) != self.n_steps or self.n_steps < 1:
+            raise InputError(f"number of steps must be a positive integer, got {self.n_steps}")
+        if int(self.save_every) != self.save_every or self.save_every < 1:
+            raise InputError(f"save_every must be a positive integer, got {self.save_every}")
+        if self.propagator not in PROPAGATORS:
+            raise InputError(f"unknown propagator '{self.propagator}'; "
+                             f"choose from {', '.join(PROPAGATORS)}")
+        if not self.pc_tol > 0:
+            raise InputError(f"pc_tol must be > 0, got {self.pc_tol}")
+        if self.checkpoint_every < 1:
+            raise InputError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
+
+    @property
+    def n_frames(self) -> int:
+        return self.n_steps // self.save_every + 1
+
+    def to_dict(self) -> dict:
+        return {"dt": self.dt, "n_steps": self.n_steps, "propagator": self.propagator,
+                "save_every": self.save_every, "pc_tol": self.pc_tol,
+                "max_pc_iter": self.max_pc_iter}
+
+
+def to_orthonormal(ctx: FockContext, mat_ao: np.ndarray, density: bool) -> np.ndarray:
+    """AO -> Löwdin basis: P' = S^1/2 P S^1/2 for densities, F' = S^-1/2 F S^-1/2 else."""
+    x = ctx.orth_inv if density else ctx.orth
+    return x @ mat_ao @ x
+
+
+def density_to_ao(ctx: FockContext, p_orth: np.ndarray) -> np.ndarray:
+    """P = S^-1/2 P' S^-1/2."""
+    return ctx.orth @ p_orth @ ctx.orth
+
+
+def build_orthonormal(ctx: FockContext, p_orth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Electronic F'[P'] (no field) and E[P] for a batch (nb, nspin, n, n)."""
+    fock_ao, energy = fock_and_energy(ctx, density_to_ao(ctx, p_orth))
+    return to_orthonormal(ctx, fock_ao, density=False), energy
+
+
+def apply_kicks(ctx: FockContext, p_orth: np.ndarray, fields: list[Field]) -> np.ndarray:
+    r"""Apply delta kicks as the exact unitary :math:`U = \exp(-i\kappa\,\mathbf e\cdot\mathbf D')`.
+
+    :math:`P' \to U P' U^\dagger`; members without a kick are returned unchanged.
+    """
+    out = p_orth.copy()
+    dip_orth = to_orthonormal(ctx, ctx.dipole_ints, density=False)
+    for b, f in enumerate(fields):
+        if f.is_kick and f.amplitude != 0.0:
+            u = exp_hermitian(np.einsum("k,kij->ij", f.kick_vector, dip_orth), 1.0)
+            out[b] = u @ out[b] @ u.conj().T
+    return out
+
+
+def _extrapolate(history: np.ndarray) -> np.ndarray:
+    """Polynomial extrapolation of F' one step ahead from the last 1-3 steps."""
+    if len(history) >= 3:
+        return 3.0 * history[-1] - 3.0 * history[-2] + history[-3]
+    if len(history) == 2:
+        return 2.0 * history[-1] - history[-2]
+    return history[-1].copy()
+
+
+def _density_error_estimate(fock_error: np.ndarray, p_orth: np.ndarray, dt: float) -> np.ndarray:
+    r"""First-order error of P'(t+dt) caused by an error in the end-point Fock matrix.
+
+    .. math:: \epsilon_b = \Delta t\,\max_{\sigma\mu\nu}\big|[\Delta F'_{b\sigma}, P'_{b\sigma}]\big|_{\mu\nu}
+
+    Measuring the Fock error through its commutator with P' ignores changes that cannot
+    move the density, such as the libxc noise in the potential of an empty spin channel
+    (the beta Fock matrix of H2+).
+    """
+    comm = fock_error @ p_orth - p_orth @ fock_error
+    return dt * np.abs(comm).reshape(len(comm), -1).max(axis=1)
+
+
+class _FrameBuffer:
+    """Frames saved since the last checkpoint flush."""
+
+    def __init__(self):
+        self.clear()
+
+    def clear(self):
+        self.rows = {"density": [], "time": [], "field": [], "energy": [], "dipole": []}
+
+    def append(self, **row):
+        for k, v in row.items():
+            self.rows[k].append(v)
+
+    def arrays(self) -> dict:
+        if not self.rows["time"]:
+            return {}
+        return {k: np.asarray(v) for k, v in self.rows.items()}
+
+
+def propagate(ground_state: GroundState, fields: list[Field], settings: PropagationSettings,
+              checkpoint: Checkpoint | None = None, progress=None) -> tuple[dict, dict]:
+    """Propagate a batch of fields from the ground state.
+
+    Args:
+        ground_state: converged :class:`GroundState` (its Fock context is reused).
+        fields: resolved fields (numeric frequencies), one trajectory each.
+        settings: :class:`PropagationSettings`.
+        checkpoint: optional :class:`Checkpoint`; resumed from when it holds a state for the
+            same inputs, written every ``settings.checkpoint_every`` steps.
+        progress: optional callable(n_steps_done) called after every step.
+
+    Returns:
+        frames: dict with ``density`` (n_frames, nb, nspin, nao, nao) complex AO densities,
+            ``time`` (n_frames,), ``field`` (n_frames, nb, 3), ``energy`` (n_frames, nb),
+            ``dipole`` (n_frames, nb, 3).
+        stats: dict with ``n_builds``, ``builds_per_step``, ``wall_time_s``.
+    """
+    if not fields:
+        raise InputError("at least one field is needed")
+    ctx = ground_state.context
+    step_fn = PROPAGATORS[settings.propagator]
+    dt = settings.dt
+    pol = np.array([f.polarization for f in fields])  # (nb, 3)
+    dip_orth = to_orthonormal(ctx, ctx.dipole_ints, density=False)
+    coupling = np.einsum("bk,kij->bij", pol, dip_orth)[:, None]  # (nb, 1, n, n)
+
+    def field_vectors(t: float) -> np.ndarray:
+        return np.array([f.values(t) for f in fields])  # (nb, 3)
+
+    def field_term_for(members):
+        def term(t):
+            amp = np.array([fields[b].envelope(t) for b in members])
+            return amp[:, None, None, None] * coupling[members]
+        return term
+
+    buffer = _FrameBuffer()
+
+    def record(step, p_orth, energy):
+        p_ao = density_to_ao(ctx, p_orth)
+        t = step * dt
+        buffer.append(density=p_ao, time=t, field=field_vectors(t), energy=energy,
+                      dipole=electronic_dipole(p_ao, ctx))
+
+    state = checkpoint.load() if checkpoint is not None else None
+    if state is not None:
+        log.info("resuming from checkpoint %s at step %d", checkpoint.path, state.step)
+    else:
+        p0 = to_orthonormal(ctx, ground_state.density, density=True).astype(complex)
+        p0 = apply_kicks(ctx, np.repeat(p0[None], len(fields), axis=0), fields)
+        fock0, energy0 = build_orthonormal(ctx, p0)
+        state = PropagationState(step=0, p_orth=p0, fock_history=fock0[None], energy=energy0,
+                                 n_builds=len(fields))
+        record(0, p0, energy0)
+        if checkpoint is not None:
+            checkpoint.save(state, buffer.arrays())
+            buffer.clear()
+
+    start = _time.perf_counter()
+    first_step = state.step
+    nb = len(fields)
+    if progress is not None:
+        progress(state.step)
+    while state.step < settings.n_steps:
+        t = state.step * dt
+        fock_start = state.fock_history[-1]
+        fock_used = _extrapolate(state.fock_history)
+        p_next = np.empty_like(state.p_orth)
+        fock_next = np.empty_like(fock_start)
+        energy_next = np.empty(nb)
+        active = np.arange(nb)
+        for _ in range(settings.max_pc_iter):
+            p_try = step_fn(state.p_orth[active], fock_start[active], fock_used[active],
+                            field_term_for(active), t, dt)
+            fock_built, energy_built = build_orthonormal(ctx, p_try)
+            state.n_builds += len(active)
+            change = _density_error_estimate(fock_built - fock_used[active], p_try, dt)
+            done = change < settings.pc_tol
+            for j in np.flatnonzero(done):
+                b = active[j]
+                p_next[b], fock_next[b], energy_next[b] = p_try[j], fock_built[j], energy_built[j]
+            fock_used[active] = fock_built
+            active = active[~done]
+            if len(active) == 0:
+                break
+            if not np.all(np.isfinite(change)):
+                break
+        if len(active):
+            bad = ", ".join(fields[b].to_spec() for b in active)
+            if not np.all(np.isfinite(fock_used)):
+                raise PropagationError(f"NaN/inf in the Fock matrix at step {state.step + 1} "
+                                       f"(t = {t + dt:.3f} au) for field {bad}; reduce dt")
+            raise ConvergenceError(f"predictor-corrector did not converge in {settings.max_pc_iter} "
+                                   f"iterations at step {state.step + 1} for field {bad}; "
+                                   "reduce dt or loosen pc_tol")
+        if not (np.all(np.isfinite(p_next)) and np.all(np.isfinite(energy_next))):
+            raise PropagationError(f"NaN/inf in the density at step {state.step + 1} "
+                                   f"(t = {t + dt:.3f} au); reduce dt")
+        state.step += 1
+        state.p_orth = p_next
+        state.fock_history = np.concatenate([state.fock_history[-2:], fock_next[None]])
+        state.energy = energy_next
+        if state.step % settings.save_every == 0:
+            record(state.step, p_next, energy_next)
+        if checkpoint is not None and (state.step % settings.checkpoint_every == 0
+                                       or state.step == settings.n_steps):
+            checkpoint.save(state, buffer.arrays())
+            buffer.clear()
+        if progress is not None:
+            progress(state.step)
+
+    frames = checkpoint.read_frames() if checkpoint is not None else buffer.arrays()
+    steps_done = max(state.step - first_step, 1)
+    stats = {"n_builds": state.n_builds,
+             "builds_per_step": state.n_builds / (nb * max(settings.n_steps, 1)),
+             "wall_time_s": _time.perf_counter() - start,
+             "wall_time_per_step_s": (_time.perf_counter() - start) / steps_done}
+    return frames, stats

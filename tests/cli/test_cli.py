@@ -1,0 +1,172 @@
+"""The ``rtml`` command line as a user meets it: outputs, errors, validation, resume."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from rtml.cli import main
+from rtml.data import read_trajectory
+
+FAST = ["--dt", "0.2", "--grid-level", "1"]
+
+
+def rtml(*args, cwd, check=True, timeout=600):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "rtml", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, env=env)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_ladder_table_lists_basis_sizes(tmp_path):
+    out = rtml("ladder", cwd=tmp_path).stdout.splitlines()
+    rows = {line.split()[0]: line.split() for line in out[1:]}
+    assert list(rows) == ["h2p", "h2", "lih", "h2o", "nh3", "ch4", "c2h4", "c6h6"]
+    assert [int(rows[name][6]) for name in rows] == [4, 4, 11, 13, 15, 17, 26, 66]
+
+
+def test_propagate_one_field_writes_a_valid_file(tmp_path):
+    proc = rtml("propagate", "h2", "--field", "kick:1e-3:z", *FAST, "--steps", "40",
+                "--save-every", "2", "-o", "h2.h5", cwd=tmp_path)
+    assert proc.stdout.strip() == "h2.h5"
+    assert "propagate h2: 40/40 steps (100%)" in proc.stderr  # plain progress lines in logs
+    traj = read_trajectory(tmp_path / "h2.h5")
+    assert traj.n_steps == 21 and traj.time[-1] == pytest.approx(8.0)
+    assert traj.field_spec["spec"] == "kick:0.001:z"
+    assert traj.provenance["inputs_sha256"] and traj.provenance["pyscf_version"]
+    assert rtml("validate", "h2.h5", cwd=tmp_path).returncode == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["h2.h5"]  # no checkpoint left
+
+
+def test_validate_fails_on_a_corrupted_file(tmp_path):
+    rtml("propagate", "h2", "--field", "kick:1e-3:z", *FAST, "--steps", "10", "-o", "h2.h5",
+         cwd=tmp_path)
+    with h5py.File(tmp_path / "h2.h5", "r+") as f:
+        f["dynamics/density_real"][5, 0, 0, 1] += 1e-3
+    proc = rtml("validate", "h2.h5", cwd=tmp_path, check=False)
+    assert proc.returncode == 1
+    assert "FAIL  hermiticity" in proc.stdout
+
+
+def test_several_fields_go_to_a_directory(tmp_path):
+    rtml("propagate", "lih", "--field", "kick:1e-3:x", "--field", "gaussian:0.01:0.2:5:2:z",
+         "--field", "resonant:0.005:S1:10:z", *FAST, "--steps", "20", "-o", "lih", cwd=tmp_path)
+    files = sorted((tmp_path / "lih").glob("*.h5"))
+    assert [f.name for f in files] == ["f00-kick_0.001_x.h5", "f01-gaussian_0.01_0.2_5.0_2.0_z.h5",
+                                       f"f02-{read_trajectory(files[2]).field_spec['spec'].replace(':', '_')}.h5"]
+    resonant = read_trajectory(files[2])
+    assert resonant.field_spec["omega_source"] == "S1" and resonant.field_spec["omega"] > 0.05
+    assert resonant.energy[-1] > resonant.energy[0]  # the drive pumps energy in
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lih"]
+
+
+def test_spectrum_prints_peaks_and_plots(tmp_path):
+    rtml("propagate", "h2", "--field", "kick:1e-4:z", *FAST, "--steps", "1500", "--save-every", "2",
+         "-q", "-o", "kick.h5", cwd=tmp_path)
+    proc = rtml("spectrum", "kick.h5", "--plot", "spectrum.png", "--json", cwd=tmp_path)
+    import json
+
+    peaks = json.loads(proc.stdout)["peaks_ev"]
+    # H2 PBE0/6-31G: the bright sigma_g -> sigma_u state near 14 eV
+    assert any(12.0 < p < 16.0 for p in peaks)
+    assert (tmp_path / "spectrum.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("args,message", [
+    (["nosuchmolecule", "--field", "kick:1e-3:z", "--dt", "0.2"], "unknown molecule 'nosuchmolecule'"),
+    (["h2", "--field", "kick:1e-3", "--dt", "0.2"], "expected kick:E0:POL"),
+    (["h2", "--field", "laser:1:z", "--dt", "0.2"], "unknown type 'laser'"),
+    (["h2", "--field", "kick:1e-3:z", "--dt", "0"], "dt must be a positive number"),
+    (["h2", "--field", "kick:1e-3:z", "--dt", "-0.1"], "dt must be a positive number"),
+    (["h2", "--field", "kick:1e-3:z", "--dt", "nan"], "dt must be a positive number"),
+    (["h2", "--field", "kick:1e-3:z", "--dt", "0.2", "--geometry", "missing.xyz"], "no such file"),
+    (["h2", "--field", "kick:1e-3:z", "--dt", "0.2", "--geometry", "garbage.xyz"], "cannot read geometry"),
+    (["h2", "--field", "kick:1e-3:z", "--dt", "0.2", "--geometry", "water.xyz"], "same order required"),
+    (["h2", "--field", "kick:1e-3:z", "--dt", "0.2", "--xc", "nonsense-xc"], "unknown exchange-correlation"),
+    (["h2", "--field", "kick:1e-3:z", "--dt", "0.2", "--propagator", "rk4"], "unknown propagator"),
+    (["h2o", "--field", "kick:1e-3:z", "--dt", "0.2", "--scf-max-cycle", "1"], "SCF did not converge"),
+])
+def test_bad_input_is_one_line_and_leaves_no_output(tmp_path, args, message):
+    (tmp_path / "garbage.xyz").write_text("this is\nnot a geometry\n")
+    (tmp_path / "water.xyz").write_text("3\n\nO 0 0 0\nH 0 0.76 0.58\nH 0 -0.76 0.58\n")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    proc = rtml("propagate", *args, "--steps", "5", "-o", "out.h5", cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    error_lines = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
+    assert len(error_lines) == 1 and error_lines[0].startswith("rtml: error:"), proc.stderr
+    assert message in error_lines[0]
+    assert "Traceback" not in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_nan_during_propagation_is_reported_and_leaves_no_output(tmp_path, monkeypatch, capsys):
+    import rtml.tddft._engine as engine
+
+    real_build = engine.build_orthonormal
+    calls = {"n": 0}
+
+    def poisoned_build(ctx, p_orth):
+        calls["n"] += 1
+        fock, energy = real_build(ctx, p_orth)
+        if calls["n"] > 6:
+            fock = fock * np.nan
+        return fock, energy
+
+    monkeypatch.setattr(engine, "build_orthonormal", poisoned_build)
+    monkeypatch.chdir(tmp_path)
+    status = main(["propagate", "h2", "--field", "kick:1e-3:z", *FAST, "--steps", "20",
+                   "--checkpoint-every", "2", "-q", "-o", "out.h5"])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "rtml: error: NaN" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_killed_run_resumes_to_an_identical_file(tmp_path):
+    args = ["propagate", "lih", "--field", "kick:1e-3:z", "--field", "gaussian:0.02:0.2:10:3:x",
+            *FAST, "--steps", "600", "--checkpoint-every", "50", "-q"]
+    reference_dir, killed_dir = tmp_path / "reference", tmp_path / "killed"
+    reference_dir.mkdir()
+    killed_dir.mkdir()
+    rtml(*args, "-o", "out", cwd=reference_dir)
+
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "rtml", *args, "-o", "out"], cwd=killed_dir,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = killed_dir / "out.ckpt"
+    deadline = time.time() + 300
+    while not (checkpoint / "chunk-000003.frames.npz").exists():  # steps 0, 50, 100, 150 saved
+        assert proc.poll() is None, "run finished before it could be killed"
+        assert time.time() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed_dir / "out").exists()
+
+    resumed = rtml(*args, "-o", "out", cwd=killed_dir)
+    assert "resuming from checkpoint" in resumed.stderr
+    assert not checkpoint.exists()
+    for name in ("f00-kick_0.001_z.h5", "f01-gaussian_0.02_0.2_10.0_3.0_x.h5"):
+        a = read_trajectory(reference_dir / "out" / name)
+        b = read_trajectory(killed_dir / "out" / name)
+        assert a.n_steps == b.n_steps == 601
+        for key in ("density", "dipole", "energy", "field", "time"):
+            assert np.abs(getattr(a, key) - getattr(b, key)).max() <= 1e-12, key
+
+
+def test_existing_output_needs_force(tmp_path):
+    rtml("propagate", "h2", "--field", "none", *FAST, "--steps", "2", "-o", "h2.h5", cwd=tmp_path)
+    proc = rtml("propagate", "h2", "--field", "none", *FAST, "--steps", "2", "-o", "h2.h5",
+                cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "exists" in proc.stderr
+    rtml("propagate", "h2", "--field", "kick:1e-3:x", *FAST, "--steps", "2", "-o", "h2.h5",
+         "--force", cwd=tmp_path)
+    assert read_trajectory(tmp_path / "h2.h5").field_spec["spec"] == "kick:0.001:x"

@@ -1,0 +1,148 @@
+"""Physics of the PySCF RT-TDDFT engine (small molecules, short runs; marked ``physics``).
+
+Each claim of the engine is checked here: stationarity of the ground state, conservation
+laws after a kick, linear response, agreement of kick spectra with LR-TDDFT, rotational
+covariance, the order of the propagators, batching, and the open-shell path.
+"""
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from rtml.chem import load_molecule
+from rtml.fields import parse_field
+from rtml.observables import electrons_per_spin, hermiticity_error, idempotency_error, overlap_sqrt, trace_error
+from rtml.tddft import (PropagationSettings, SimulationInputs, absorption_spectrum, excitation_energies,
+                        find_peaks, prepare_ground_state, simulate)
+from rtml.units import HARTREE_EV
+
+pytestmark = pytest.mark.physics
+
+
+def run(molecule, fields, dt=0.2, n_steps=100, grid_level=1, **kwargs):
+    settings_keys = {"propagator", "save_every", "pc_tol"}
+    settings = PropagationSettings(dt=dt, n_steps=n_steps,
+                                   **{k: v for k, v in kwargs.items() if k in settings_keys})
+    inputs = SimulationInputs(molecule=load_molecule(molecule),
+                              fields=[parse_field(f) for f in fields], settings=settings,
+                              grid_level=grid_level,
+                              **{k: v for k, v in kwargs.items() if k not in settings_keys})
+    return simulate(inputs)
+
+
+@pytest.fixture(scope="module")
+def water():
+    """H2O PBE0/6-31G: field-free, and z kicks of 1e-4 and 2e-4, 1000 steps of 0.2 au."""
+    return run("h2o", ["none", "kick:1e-4:z", "kick:2e-4:z"], n_steps=1000)
+
+
+def test_ground_state_is_stationary(water):
+    density = water[0].density[:501]
+    assert np.abs(density - density[0]).max() < 1e-7
+    assert np.abs(water[0].dipole[:501] - water[0].dipole[0]).max() < 1e-7
+
+
+def test_kick_conserves_energy_trace_hermiticity_idempotency(water):
+    traj = water[1]
+    assert np.abs(traj.energy - traj.energy[0]).max() < 1e-6
+    n_per_spin = electrons_per_spin(traj.n_electrons, traj.multiplicity, traj.n_spin)
+    assert trace_error(traj.density, traj.overlap, n_per_spin).max() < 1e-10
+    assert hermiticity_error(traj.density).max() < 1e-12
+    assert idempotency_error(traj.density, overlap_sqrt(traj.overlap)).max() < 1e-8
+    # the kick really did something: the induced dipole is of order kappa
+    assert np.abs(traj.dipole[:, 2] - traj.dipole[0, 2]).max() > 1e-5
+
+
+def test_kicked_energy_rises_by_second_order_in_kappa(water):
+    """E(kappa) - E0 is quadratic: doubling the kick quadruples the absorbed energy."""
+    e0 = water[0].energy[0]
+    ratio = (water[2].energy[0] - e0) / (water[1].energy[0] - e0)
+    assert abs(ratio - 4.0) < 1e-2
+
+
+def test_linear_response_induced_dipole_scales_with_kick(water):
+    d1 = water[1].dipole - water[1].dipole[0]
+    d2 = water[2].dipole - water[2].dipole[0]
+    assert np.abs(d2 - 2.0 * d1).max() / np.abs(2.0 * d1).max() < 1e-3
+
+
+def test_initial_dipole_matches_pyscf(water):
+    from rtml.chem import build_mole
+    from rtml.tddft._ground_state import make_scf
+
+    mol = build_mole(load_molecule("h2o"))
+    mf = make_scf(mol, "pbe0", grid_level=1)
+    mf.kernel()
+    reference = mf.dip_moment(unit="AU", verbose=0)  # neutral: origin independent
+    np.testing.assert_allclose(water[0].dipole[0], reference, atol=1e-7)
+
+
+def test_lih_kick_spectrum_matches_lr_tddft():
+    """Every LR-TDDFT state with f > 0.05 below 15 eV is a peak within 0.05 eV (800 au)."""
+    molecule = "lih"
+    inputs = SimulationInputs(molecule=load_molecule(molecule),
+                              fields=[parse_field("kick:1e-4:x"), parse_field("kick:1e-4:z")],
+                              settings=PropagationSettings(dt=0.2, n_steps=4000, save_every=2),
+                              grid_level=1)
+    gs, _ = prepare_ground_state(inputs)
+    exc = excitation_energies(gs, nstates=30)
+    trajs = simulate(inputs, ground_state=gs)
+    peaks = []
+    for traj in trajs:
+        spectrum = absorption_spectrum(traj.time, traj.dipole, 1e-4, traj.field_spec["polarization"])
+        omega, _ = find_peaks(spectrum)
+        peaks.extend(omega * HARTREE_EV)
+    peaks = np.array(peaks)
+    bright = exc.energies[(exc.oscillator_strengths > 0.05) & (exc.energies * HARTREE_EV < 15.0)]
+    assert len(bright) >= 3  # LiH/6-31G: 3.55 (z), 4.56 (x, y), 11.39 eV (z)
+    for energy in bright * HARTREE_EV:
+        assert np.abs(peaks - energy).min() < 0.05, (energy, peaks)
+
+
+def test_rotating_molecule_and_polarisation_rotates_induced_dipole():
+    spec = load_molecule("h2o")
+    rotation = Rotation.random(random_state=11).as_matrix()
+    pol = np.array([0.3, -0.5, 0.8]) / np.linalg.norm([0.3, -0.5, 0.8])
+    induced = []
+    for rot in (np.eye(3), rotation):
+        field = "kick:1e-3:" + ",".join(repr(float(v)) for v in rot @ pol)
+        traj = run("h2o", [field], n_steps=100, grid_level=3,
+                   positions_angstrom=spec.positions_angstrom @ rot.T)[0]
+        induced.append(traj.dipole - traj.dipole[0])
+    assert np.abs(induced[1] - induced[0] @ rotation.T).max() < 1e-6
+    assert np.abs(induced[0]).max() > 1e-3
+
+
+@pytest.mark.parametrize("propagator", ["magnus2", "etrs"])
+def test_propagators_converge_at_second_order(propagator):
+    field = "gaussian:0.05:0.15:10:3:z"
+    final = {}
+    for dt in (0.4, 0.2, 0.1, 0.025):
+        traj = run("lih", [field], dt=dt, n_steps=int(round(20.0 / dt)), propagator=propagator,
+                   pc_tol=1e-13)[0]
+        assert traj.time[-1] == pytest.approx(20.0)
+        final[dt] = traj.dipole[-1]
+    errors = [np.abs(final[dt] - final[0.025]).max() for dt in (0.4, 0.2, 0.1)]
+    assert 3.5 < errors[0] / errors[1] < 4.6
+    assert 3.5 < errors[1] / errors[2] < 4.6
+
+
+def test_batch_equals_separate_runs():
+    fields = ["kick:1e-3:z", "gaussian:0.02:0.2:5:2:x", "resonant:0.01:S1:20:z"]
+    batch = run("lih", fields, n_steps=100)
+    for field, together in zip(fields, batch):
+        alone = run("lih", [field], n_steps=100)[0]
+        assert np.abs(together.density - alone.density).max() < 1e-10
+        assert np.abs(together.dipole - alone.dipole).max() < 1e-10
+        assert np.abs(together.energy - alone.energy).max() < 1e-10
+    assert batch[2].field_spec["omega_source"] == "S1" and batch[2].field_spec["omega"] > 0
+
+
+def test_open_shell_h2plus_conserves_its_electron():
+    traj = run("h2p", ["kick:1e-3:z"], n_steps=500, grid_level=2)[0]
+    assert traj.n_spin == 2 and traj.multiplicity == 2 and traj.n_electrons == 1
+    assert trace_error(traj.density, traj.overlap, [1.0, 0.0]).max() < 1e-10
+    assert np.abs(traj.density[:, 1]).max() < 1e-14  # no beta electron
+    assert idempotency_error(traj.density, overlap_sqrt(traj.overlap)).max() < 1e-8
+    assert np.abs(traj.energy - traj.energy[0]).max() < 1e-6
+    assert np.abs(traj.dipole[:, 2] - traj.dipole[0, 2]).max() > 1e-5

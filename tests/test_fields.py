@@ -1,0 +1,85 @@
+"""Field protocols: formulas, spec strings, JSON, LR-TDDFT frequency resolution."""
+
+import json
+
+import numpy as np
+import pytest
+
+from rtml._errors import InputError
+from rtml.fields import Field, field_from_json, parse_field, resolve_field
+
+
+@pytest.mark.parametrize("spec", [
+    "kick:0.0001:z",
+    "kick:0.005:x",
+    "gaussian:0.01:0.2:30.0:10.0:y",
+    "resonant:0.002:0.35:100.0:z",
+    "resonant:0.002:S3:100.0:x",
+    "none",
+])
+def test_spec_round_trip(spec):
+    field = parse_field(spec)
+    assert field.to_spec() == spec
+    assert parse_field(field.to_spec()) == field
+    assert field_from_json(field.to_json()) == field
+    assert json.loads(field.to_json())["spec"] == spec
+
+
+def test_polarisation_vector_is_normalised():
+    field = parse_field("kick:1e-3:1,1,0")
+    np.testing.assert_allclose(field.polarization, [2 ** -0.5, 2 ** -0.5, 0.0])
+    np.testing.assert_allclose(field.kick_vector, 1e-3 * np.array([2 ** -0.5, 2 ** -0.5, 0.0]))
+    assert parse_field(field.to_spec()) == field
+
+
+def test_gaussian_pulse_formula():
+    field = parse_field("gaussian:0.02:0.3:15:4:x")
+    t = np.linspace(0, 40, 101)
+    expected = 0.02 * np.exp(-(t - 15) ** 2 / (2 * 4 ** 2)) * np.cos(0.3 * t)
+    np.testing.assert_allclose(field.envelope(t), expected, rtol=0, atol=1e-15)
+    values = field.values(t)
+    assert values.shape == (101, 3)
+    np.testing.assert_allclose(values[:, 0], expected, atol=1e-15)
+    assert np.all(values[:, 1:] == 0)
+
+
+def test_resonant_drive_is_sine_on_its_window_and_zero_after():
+    field = parse_field("resonant:0.01:0.25:50:z")
+    t = np.array([0.0, 10.0, 50.0, 50.2, 80.0])
+    np.testing.assert_allclose(field.envelope(t), [0.0, 0.01 * np.sin(2.5), 0.01 * np.sin(12.5), 0, 0])
+
+
+def test_kick_has_no_field_values():
+    field = parse_field("kick:1e-4:y")
+    assert np.all(field.values(np.arange(5.0)) == 0)
+    np.testing.assert_allclose(field.kick_vector, [0, 1e-4, 0])
+
+
+def test_resonant_state_resolution():
+    field = parse_field("resonant:0.01:S2:40:z")
+    assert field.omega is None
+    with pytest.raises(InputError, match="unresolved"):
+        field.envelope(1.0)
+    resolved = resolve_field(field, [0.1, 0.2, 0.3])
+    assert resolved.omega == 0.2 and resolved.omega_source == "S2"
+    assert resolved.to_spec() == "resonant:0.01:0.2:40.0:z"
+    with pytest.raises(InputError, match="S2"):
+        resolve_field(field, [0.1])
+
+
+@pytest.mark.parametrize("spec,message", [
+    ("", "empty"),
+    ("laser:1:z", "unknown type"),
+    ("kick:abc:z", "not a number"),
+    ("kick:1e-3", "expected kick:E0:POL"),
+    ("kick:1e-3:w", "polarisation"),
+    ("kick:1e-3:0,0,0", "non-zero"),
+    ("gaussian:0.1:0.2:10:0:z", "SIGMA must be > 0"),
+    ("gaussian:0.1:0.2:10:z", "expected gaussian"),
+    ("resonant:0.1:0.2:-5:z", "DURATION must be > 0"),
+    ("resonant:0.1:S0:5:z", "numbered from S1"),
+    ("kick:nan:z", "finite"),
+])
+def test_malformed_specs_name_the_problem(spec, message):
+    with pytest.raises(InputError, match=message):
+        parse_field(spec)
