@@ -26,9 +26,12 @@ Field types and their spec strings (numbers in a.u., POL = ``x|y|z|ex,ey,ez``, n
     (carrier phase referenced to t=0, not to t0).
 ``resonant:E0:OMEGA:DURATION:POL``
     :math:`\mathbf E(t) = E_0 \sin(\omega t)\,\mathbf e` for :math:`0 \le t \le T`, zero after.
-    OMEGA is a number, or ``S<n>`` for the n-th (1-based) excitation energy of a full
-    (not Tamm-Dancoff) LR-TDDFT calculation on the same ground state, resolved by the engine
-    with :func:`resolve_field`.
+    OMEGA is a number, or ``S<n>`` for the n-th (1-based, ascending energy) excitation of a
+    full (not Tamm-Dancoff) LR-TDDFT calculation on the same ground state, or ``B<n>`` for
+    its n-th brightest excitation (descending oscillator strength). With such an OMEGA, POL
+    may be ``auto``: the direction of that state's transition dipole (sign fixed so its
+    largest component is positive). Both are resolved by the engine with
+    :func:`resolve_field`.
 ``none``
     No field (field-free propagation of the ground state).
 """
@@ -55,7 +58,7 @@ __all__ = [
 _AXES = {"x": (1.0, 0.0, 0.0), "y": (0.0, 1.0, 0.0), "z": (0.0, 0.0, 1.0)}
 _KINDS = ("none", "kick", "gaussian", "resonant")
 _N_PARAMS = {"none": 0, "kick": 2, "gaussian": 5, "resonant": 4}
-_STATE_RE = re.compile(r"^[sS](\d+)$")
+_STATE_RE = re.compile(r"^([sSbB])(\d+)$")
 
 
 def parse_polarization(text: str) -> tuple[float, float, float]:
@@ -82,7 +85,9 @@ def _format_number(x: float) -> str:
     return repr(float(x))
 
 
-def _format_polarization(pol: tuple[float, float, float]) -> str:
+def _format_polarization(pol: tuple[float, float, float] | None) -> str:
+    if pol is None:
+        return "auto"
     for name, axis in _AXES.items():
         if tuple(pol) == axis:
             return name
@@ -99,8 +104,9 @@ class Field:
         ``"none"``, ``"kick"``, ``"gaussian"`` or ``"resonant"``.
     amplitude : float
         Kick strength kappa (a.u. of field x time) for a kick, else the peak field E0 (a.u.).
-    polarization : tuple of 3 floats
-        Unit vector e.
+    polarization : tuple of 3 floats, or None
+        Unit vector e; None means ``auto`` (along the transition dipole of the resonant
+        state, see :func:`resolve_field`).
     omega : float or None
         Carrier angular frequency (Hartree). None for kicks and for an unresolved resonant
         drive (see ``omega_source``).
@@ -109,12 +115,13 @@ class Field:
     duration : float or None
         Length T (a.u. of time) of a resonant drive.
     omega_source : str or None
-        ``"S<n>"`` when omega comes from the n-th LR-TDDFT excitation.
+        ``"S<n>"`` (n-th LR-TDDFT excitation by energy) or ``"B<n>"`` (n-th brightest)
+        when omega comes from LR-TDDFT.
     """
 
     kind: str
     amplitude: float = 0.0
-    polarization: tuple[float, float, float] = (0.0, 0.0, 1.0)
+    polarization: tuple[float, float, float] | None = (0.0, 0.0, 1.0)
     omega: float | None = None
     t0: float | None = None
     sigma: float | None = None
@@ -134,11 +141,14 @@ class Field:
                 raise InputError(f"gaussian field: SIGMA must be > 0, got {self.sigma}")
             if self.omega is None or self.omega < 0 or self.t0 is None:
                 raise InputError("gaussian field: OMEGA must be >= 0 and T0 given")
+        if self.polarization is None and self.omega_source is None:
+            raise InputError(f"field {self.kind}: polarisation 'auto' needs a resonant drive "
+                             "at an LR-TDDFT state (OMEGA = S<n> or B<n>)")
         if self.kind == "resonant":
             if self.duration is None or self.duration <= 0:
                 raise InputError(f"resonant field: DURATION must be > 0, got {self.duration}")
             if self.omega is None and self.omega_source is None:
-                raise InputError("resonant field: OMEGA must be a number or S<n>")
+                raise InputError("resonant field: OMEGA must be a number, S<n> or B<n>")
             if self.omega is not None and self.omega <= 0:
                 raise InputError(f"resonant field: OMEGA must be > 0, got {self.omega}")
 
@@ -146,6 +156,11 @@ class Field:
     @property
     def is_kick(self) -> bool:
         return self.kind == "kick"
+
+    @property
+    def is_resolved(self) -> bool:
+        """True when frequency and polarisation are numbers (no S<n>/B<n>/auto left)."""
+        return self.polarization is not None and (self.kind != "resonant" or self.omega is not None)
 
     @property
     def kick_vector(self) -> np.ndarray:
@@ -162,9 +177,9 @@ class Field:
         t = np.asarray(t, dtype=float)
         if self.kind in ("none", "kick"):
             return np.zeros_like(t)
-        if self.omega is None:
-            raise InputError(f"field '{self.to_spec()}' has an unresolved frequency "
-                             f"{self.omega_source}; resolve it with LR-TDDFT first")
+        if not self.is_resolved:
+            raise InputError(f"field '{self.to_spec()}' is unresolved ({self.omega_source}); "
+                             "resolve it with LR-TDDFT first")
         if self.kind == "gaussian":
             return (self.amplitude * np.exp(-((t - self.t0) ** 2) / (2.0 * self.sigma ** 2))
                     * np.cos(self.omega * t))
@@ -196,7 +211,7 @@ class Field:
             "kind": self.kind,
             "spec": self.to_spec(),
             "amplitude": self.amplitude,
-            "polarization": list(self.polarization),
+            "polarization": None if self.polarization is None else list(self.polarization),
             "omega": self.omega,
             "t0": self.t0,
             "sigma": self.sigma,
@@ -241,7 +256,7 @@ def parse_field(spec: str) -> Field:
             raise InputError(f"field spec '{spec}': {name} must be finite")
         return value
 
-    pol = parse_polarization(params[-1])
+    pol = None if params[-1].strip().lower() == "auto" else parse_polarization(params[-1])
     amplitude = number(params[0], "E0")
     if kind == "kick":
         return Field("kick", amplitude, pol)
@@ -250,10 +265,11 @@ def parse_field(spec: str) -> Field:
                      t0=number(params[2], "T0"), sigma=number(params[3], "SIGMA"))
     match = _STATE_RE.match(params[1].strip())
     if match:
-        if int(match.group(1)) < 1:
-            raise InputError(f"field spec '{spec}': excited states are numbered from S1")
+        letter, n = match.group(1).upper(), int(match.group(2))
+        if n < 1:
+            raise InputError(f"field spec '{spec}': excited states are numbered from {letter}1")
         return Field("resonant", amplitude, pol, duration=number(params[2], "DURATION"),
-                     omega_source=f"S{int(match.group(1))}")
+                     omega_source=f"{letter}{n}")
     return Field("resonant", amplitude, pol, omega=number(params[1], "OMEGA"),
                  duration=number(params[2], "DURATION"))
 
@@ -262,23 +278,49 @@ def field_from_json(data) -> Field:
     """Rebuild a :class:`Field` from :meth:`Field.to_json_dict` output (dict or JSON string)."""
     if isinstance(data, str):
         data = json.loads(data)
+    pol = data["polarization"]
     return Field(kind=data["kind"], amplitude=float(data["amplitude"]),
-                 polarization=tuple(float(v) for v in data["polarization"]),
+                 polarization=None if pol is None else tuple(float(v) for v in pol),
                  omega=data.get("omega"), t0=data.get("t0"), sigma=data.get("sigma"),
                  duration=data.get("duration"), omega_source=data.get("omega_source"))
 
 
-def resolve_field(field: Field, excitation_energies) -> Field:
-    """Replace an ``S<n>`` frequency by the n-th LR-TDDFT excitation energy (Hartree).
+def resolve_field(field: Field, excitations) -> Field:
+    """Replace ``S<n>``/``B<n>`` frequencies and ``auto`` polarisations by LR-TDDFT values.
 
-    Fields with a numeric frequency are returned unchanged. ``excitation_energies`` is the
-    ascending array of full-TDDFT excitation energies of the same ground state.
+    Args:
+        field: a :class:`Field`; resolved fields are returned unchanged.
+        excitations: an object with ``energies`` (Hartree, ascending),
+            ``oscillator_strengths`` and ``transition_dipoles`` (nstates, 3), such as
+            :class:`rtml.tddft.Excitations`; or just the array of energies when neither
+            ``B<n>`` nor ``auto`` is used.
+
+    ``S<n>`` is the n-th state by energy, ``B<n>`` the n-th by oscillator strength; ``auto``
+    points along that state's transition dipole.
     """
-    if field.omega is not None or field.omega_source is None:
+    if field.is_resolved or field.omega_source is None:
         return field
-    n = int(field.omega_source[1:])
-    energies = np.asarray(excitation_energies, dtype=float)
+    energies = np.asarray(getattr(excitations, "energies", excitations), dtype=float)
+    letter, n = field.omega_source[0], int(field.omega_source[1:])
+    if letter == "B" or field.polarization is None:
+        if not hasattr(excitations, "oscillator_strengths"):
+            raise InputError(f"field '{field.to_spec()}' needs oscillator strengths and "
+                             "transition dipoles from LR-TDDFT")
     if n > len(energies):
         raise InputError(f"field '{field.to_spec()}' asks for excited state {field.omega_source} "
                          f"but LR-TDDFT gave only {len(energies)} states")
-    return replace(field, omega=float(energies[n - 1]))
+    if letter == "S":
+        state = n - 1
+    else:  # stable sort: among equally bright (degenerate) states the lower energy first
+        state = int(np.argsort(-np.asarray(excitations.oscillator_strengths), kind="stable")[n - 1])
+    polarization = field.polarization
+    if polarization is None:
+        dipole = np.asarray(excitations.transition_dipoles[state], dtype=float)
+        norm = np.linalg.norm(dipole)
+        if norm < 1e-8:
+            raise InputError(f"field '{field.to_spec()}': state {field.omega_source} is dark "
+                             "(zero transition dipole), no 'auto' polarisation")
+        dipole = dipole / norm
+        dipole = dipole * np.sign(dipole[np.argmax(np.abs(dipole))])
+        polarization = tuple(float(v) for v in dipole)
+    return replace(field, omega=float(energies[state]), polarization=polarization)

@@ -83,3 +83,32 @@ def test_resonant_state_resolution():
 def test_malformed_specs_name_the_problem(spec, message):
     with pytest.raises(InputError, match=message):
         parse_field(spec)
+
+
+class _Excitations:
+    energies = np.array([0.10, 0.20, 0.30, 0.40])
+    oscillator_strengths = np.array([0.0, 0.3, 0.3, 0.9])
+    transition_dipoles = np.array([[0, 0, 0], [0, -2.0, 0], [1.0, 0, 0], [0.0, -0.6, 0.8]])
+
+
+def test_brightest_state_with_auto_polarisation():
+    field = parse_field("resonant:0.01:B1:40:auto")
+    assert field.polarization is None and not field.is_resolved
+    assert field.to_spec() == "resonant:0.01:B1:40.0:auto"
+    resolved = resolve_field(field, _Excitations())
+    assert resolved.omega == 0.40
+    np.testing.assert_allclose(resolved.polarization, [0.0, -0.6, 0.8])  # largest component positive
+    # equally bright states are ranked by energy
+    assert resolve_field(parse_field("resonant:0.01:B2:40:auto"), _Excitations()).omega == 0.20
+    np.testing.assert_allclose(resolve_field(parse_field("resonant:0.01:B2:40:auto"),
+                                             _Excitations()).polarization, [0, 1, 0])
+    assert resolve_field(parse_field("resonant:0.01:S3:40:z"), _Excitations()).omega == 0.30
+
+
+def test_auto_polarisation_needs_a_bright_lr_state():
+    with pytest.raises(InputError, match="dark"):
+        resolve_field(parse_field("resonant:0.01:S1:40:auto"), _Excitations())
+    with pytest.raises(InputError, match="auto"):
+        parse_field("kick:0.01:auto")
+    with pytest.raises(InputError, match="auto"):
+        parse_field("resonant:0.01:0.3:40:auto")

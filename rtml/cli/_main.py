@@ -27,13 +27,9 @@ EXIT_VALIDATION_FAILED = 1
 
 
 # ---------------------------------------------------------------------------- propagate
-def _field_file_name(index: int, spec: str) -> str:
-    slug = spec.replace(":", "_").replace(",", "_")
-    return f"f{index:02d}-{slug}.h5"
-
-
 def _check_output(out: Path, force: bool) -> None:
-    if out.exists() and not force:
+    empty_dir = out.is_dir() and not any(out.iterdir())  # pre-created by a workflow manager
+    if out.exists() and not force and not empty_dir:
         raise InputError(f"output '{out}' exists; remove it or pass --force")
     if not out.parent.is_dir():
         raise InputError(f"output directory '{out.parent}' does not exist")
@@ -52,15 +48,40 @@ def _replace_path(tmp: Path, out: Path) -> None:
         os.replace(tmp, out)
 
 
+def _set_threads(threads: int | None) -> None:
+    """Give PySCF's OpenMP and NumPy's BLAS this many threads (the job's cores)."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise InputError(f"--threads must be >= 1, got {threads}")
+    from pyscf import lib
+    from threadpoolctl import threadpool_limits
+
+    lib.num_threads(threads)
+    threadpool_limits(threads)
+
+
+def _load_geometry(spec, path):
+    """Positions and geometry id from a geometry file that must match the molecule's atoms."""
+    from rtml.chem import read_geometry
+
+    symbols, positions, info = read_geometry(path)
+    if [s.lower() for s in symbols] != [s.lower() for s in spec.symbols]:
+        raise InputError(f"geometry '{path}' has atoms {' '.join(symbols)} but "
+                         f"{spec.name} has {' '.join(spec.symbols)} (same order required)")
+    return positions, str(info.get("sample_id", info.get("id", Path(path).stem)))
+
+
 def cmd_propagate(args) -> int:
-    from rtml.chem import load_molecule, read_geometry
-    from rtml.data import write_trajectory
+    from rtml.chem import load_molecule
+    from rtml.data import read_ground_state, trajectory_file_name, write_trajectory
     from rtml.fields import parse_field
     from rtml.tddft import PropagationSettings, SimulationInputs, simulate
     from rtml.tddft._simulate import prepare_ground_state
     from rtml._progress import Progress
 
     # validate everything cheap before any SCF
+    _set_threads(args.threads)
     spec = load_molecule(args.molecule)
     fields = [parse_field(s) for s in args.field]
     settings = PropagationSettings(dt=args.dt, n_steps=args.steps, propagator=args.propagator,
@@ -68,14 +89,12 @@ def cmd_propagate(args) -> int:
                                    checkpoint_every=args.checkpoint_every)
     positions, geometry_id = None, "eq"
     if args.geometry:
-        symbols, positions, info = read_geometry(args.geometry)
-        if [s.lower() for s in symbols] != [s.lower() for s in spec.symbols]:
-            raise InputError(f"geometry '{args.geometry}' has atoms {' '.join(symbols)} but "
-                             f"{spec.name} has {' '.join(spec.symbols)} (same order required)")
-        geometry_id = str(info.get("id", Path(args.geometry).stem))
+        positions, geometry_id = _load_geometry(spec, args.geometry)
     if not 0 <= args.grid_level <= 9:
         raise InputError(f"grid level must be 0-9, got {args.grid_level}")
-    out = Path(args.output)
+    saved = read_ground_state(args.ground_state) if args.ground_state else None
+    as_directory = args.output_dir is not None or len(fields) > 1
+    out = Path(args.output_dir if args.output_dir is not None else args.output)
     _check_output(out, args.force)
     inputs = SimulationInputs(molecule=spec, fields=fields, settings=settings,
                               positions_angstrom=positions, basis=args.basis, xc=args.xc,
@@ -87,7 +106,7 @@ def cmd_propagate(args) -> int:
              settings.dt, settings.n_steps, settings.dt * settings.n_steps, settings.save_every,
              settings.propagator, settings.pc_tol)
 
-    gs, resolved = prepare_ground_state(inputs, scf_max_cycle=args.scf_max_cycle)
+    gs, resolved = prepare_ground_state(inputs, scf_max_cycle=args.scf_max_cycle, saved=saved)
     inputs.fields = resolved
     checkpoint_dir = out.with_name(out.name + ".ckpt")
     progress = Progress(settings.n_steps, f"propagate {spec.name}", enabled=not args.quiet)
@@ -101,7 +120,7 @@ def cmd_propagate(args) -> int:
     finally:
         progress.close()
 
-    if len(trajectories) == 1:
+    if not as_directory:
         if out.is_dir():  # --force over an earlier multi-field output
             _write_one_replacing(out, trajectories[0])
         else:
@@ -111,15 +130,87 @@ def cmd_propagate(args) -> int:
         tmp_dir = out.with_name(f".{out.name}.tmp-{os.getpid()}")
         try:
             tmp_dir.mkdir()
-            for i, (f, traj) in enumerate(zip(resolved, trajectories)):
-                write_trajectory(tmp_dir / _field_file_name(i, f.to_spec()), traj)
+            names = [trajectory_file_name(i, f.to_spec()) for i, f in enumerate(fields)]
+            for name, traj in zip(names, trajectories):
+                write_trajectory(tmp_dir / name, traj)
             _replace_path(tmp_dir, out)
         finally:
             shutil.rmtree(tmp_dir, ignore_errors=True)
-        written = sorted(out.glob("*.h5"))
+        written = [out / name for name in names]
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
     for path in written:
         print(path)
+    return 0
+
+
+# ---------------------------------------------------------------------------- ground-state
+def cmd_ground_state(args) -> int:
+    from rtml._provenance import inputs_hash, provenance
+    from rtml.chem import load_molecule
+    from rtml.data import GroundStateRecord, write_ground_state
+    from rtml.fields import Field
+    from rtml.tddft import PropagationSettings, SimulationInputs, excitation_energies
+    from rtml.tddft._simulate import prepare_ground_state
+
+    _set_threads(args.threads)
+    spec = load_molecule(args.molecule)
+    positions, geometry_id = (None, "eq") if not args.geometry else _load_geometry(spec, args.geometry)
+    out = Path(args.output)
+    _check_output(out, args.force)
+    inputs = SimulationInputs(molecule=spec, fields=[Field("none")],
+                              settings=PropagationSettings(dt=1.0, n_steps=1),
+                              positions_angstrom=positions, basis=args.basis, xc=args.xc,
+                              grid_level=args.grid_level, geometry_id=geometry_id)
+    gs, _ = prepare_ground_state(inputs, scf_max_cycle=args.scf_max_cycle)
+    exc = excitation_energies(gs, nstates=args.nstates)
+    hashed = inputs.hash_dict([])
+    hashed.pop("settings")
+    hashed["nstates"] = args.nstates
+    record = GroundStateRecord(
+        molecule=spec.name, atomic_numbers=gs.context.mol.atom_charges(),
+        positions_angstrom=inputs.positions, charge=spec.charge, multiplicity=spec.multiplicity,
+        basis=inputs.basis_name, xc=inputs.xc_name, grid_level=args.grid_level, energy=gs.energy,
+        dipole=gs.dipole, dipole_origin_bohr=gs.context.dipole_origin,
+        commutator_norm=gs.commutator_norm, density=gs.density,
+        excitation_energies=exc.energies, oscillator_strengths=exc.oscillator_strengths,
+        transition_dipoles=exc.transition_dipoles,
+        provenance=provenance(inputs_hash(hashed), geometry_id=geometry_id))
+    write_ground_state(out, record)
+    log.info("%s (%s): E = %.10f Ha; %d LR-TDDFT states, lowest %.4f eV, brightest %.4f eV "
+             "(f = %.3f)", spec.name, geometry_id, gs.energy, len(exc.energies),
+             exc.energies[0] * HARTREE_EV,
+             exc.energies[np.argmax(exc.oscillator_strengths)] * HARTREE_EV,
+             exc.oscillator_strengths.max())
+    print(out)
+    return 0
+
+
+# ---------------------------------------------------------------------------- sample-geometries
+def cmd_sample_geometries(args) -> int:
+    from rtml.chem import load_molecule, sample_geometries, write_geometry
+
+    _set_threads(args.threads)
+    spec = load_molecule(args.molecule)
+    if args.n < 1:
+        raise InputError(f"--n must be >= 1, got {args.n}")
+    out = Path(args.output_dir)
+    _check_output(out, args.force)
+    samples = sample_geometries(spec, args.n, seed=args.seed, hessian_xc=args.hessian_xc,
+                                hessian_basis=args.hessian_basis)
+    tmp_dir = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    try:
+        tmp_dir.mkdir()
+        for k, sample in enumerate(samples):
+            info = {"name": spec.name, "charge": spec.charge, "multiplicity": spec.multiplicity,
+                    "basis": spec.basis, "xc": spec.xc, "id": f"g{k:02d}",
+                    "sample_id": sample.id, "kind": sample.kind,
+                    "description": sample.description, "seed": args.seed}
+            write_geometry(tmp_dir / f"g{k:02d}.xyz", spec.symbols, sample.positions_angstrom, info)
+        _replace_path(tmp_dir, out)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    for k, sample in enumerate(samples):
+        print(f"{out / f'g{k:02d}.xyz'}\t{sample.id}\t{sample.description}")
     return 0
 
 
@@ -269,11 +360,44 @@ def build_parser() -> argparse.ArgumentParser:
                    help="SCF iterations before giving up (default 200)")
     p.add_argument("--checkpoint-every", type=int, default=500, metavar="N",
                    help="checkpoint every N steps (OUT.ckpt/; resumed automatically)")
-    p.add_argument("-o", "--output", required=True, metavar="OUT",
-                   help="output .h5 file (one field) or directory of .h5 files (several)")
+    p.add_argument("--ground-state", default=None, metavar="GS.h5",
+                   help="saved ground state (rtml ground-state) of the same geometry: SCF "
+                        "restart and LR-TDDFT states for S<n>/B<n> fields")
+    p.add_argument("--threads", type=int, default=None, help="OpenMP/BLAS threads")
+    out = p.add_mutually_exclusive_group(required=True)
+    out.add_argument("-o", "--output", metavar="OUT",
+                     help="output .h5 file (one field) or directory of .h5 files (several)")
+    out.add_argument("--output-dir", metavar="DIR",
+                     help="always write a directory of t<NN>-<spec>.h5 files")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_propagate)
+
+    p = sub.add_parser("ground-state", help="SCF and full LR-TDDFT excitations, saved for reuse")
+    p.add_argument("molecule", help="ladder name or an .xyz/.extxyz file")
+    p.add_argument("--geometry", default=None, metavar="FILE.xyz")
+    p.add_argument("--xc", default=None)
+    p.add_argument("--basis", default=None)
+    p.add_argument("--grid-level", type=int, default=3)
+    p.add_argument("--nstates", type=int, default=10, help="LR-TDDFT states (default 10)")
+    p.add_argument("--scf-max-cycle", type=int, default=200)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("-o", "--output", required=True, metavar="GS.h5")
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=cmd_ground_state)
+
+    p = sub.add_parser("sample-geometries",
+                       help="deterministic geometry samples (stretches, bends, normal modes)")
+    p.add_argument("molecule", help="ladder name or an .xyz/.extxyz file")
+    p.add_argument("--n", type=int, required=True, help="number of geometries (g00 = equilibrium)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--hessian-xc", default=None, help="level of the normal-mode Hessian")
+    p.add_argument("--hessian-basis", default=None)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--output-dir", required=True, metavar="DIR",
+                   help="writes DIR/g00.xyz ... (Å, extended XYZ with the sample id)")
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=cmd_sample_geometries)
 
     p = sub.add_parser("spectrum", help="absorption spectrum and peaks of a kick trajectory")
     p.add_argument("file", help="trajectory .h5 from a kick")

@@ -100,3 +100,17 @@ class Trajectory:
     @property
     def n_atoms(self) -> int:
         return int(len(self.atomic_numbers))
+
+
+def trajectory_file_name(index: int, spec: str) -> str:
+    """File name of trajectory ``index`` of a batch, from its field spec as given.
+
+    ``t{index:02d}-{slug}.h5`` with the canonical spec (:meth:`rtml.fields.Field.to_spec`
+    of the *unresolved* field, so names are known before LR-TDDFT runs) and ':' and ','
+    replaced by '_'. Example: ``trajectory_file_name(3, "kick:1e-3:z")`` ->
+    ``"t03-kick_0.001_z.h5"``.
+    """
+    from rtml.fields import parse_field
+
+    slug = parse_field(spec).to_spec().replace(":", "_").replace(",", "_")
+    return f"t{index:02d}-{slug}.h5"

@@ -67,15 +67,19 @@ def make_scf(mol, xc: str, grid_level: int = 3, verbose: int = 0):
     return mf
 
 
-def converged_scf(mol, xc: str, grid_level: int = 3, verbose: int = 0, max_cycle: int = 200):
+def converged_scf(mol, xc: str, grid_level: int = 3, verbose: int = 0, max_cycle: int = 200,
+                  dm0=None):
     """Run :func:`make_scf` to convergence (DIIS, then Newton from where DIIS stopped).
+
+    ``dm0`` is an optional initial density ((nao, nao) closed shell, (2, nao, nao) open
+    shell), e.g. a saved ground state, which makes a rerun converge in a few cycles.
 
     Raises:
         ConvergenceError: if neither solver converges in ``max_cycle`` iterations.
     """
     mf = make_scf(mol, xc, grid_level, verbose)
     mf.max_cycle = max_cycle
-    mf.kernel()
+    mf.kernel(dm0=dm0)
     if not mf.converged:
         mf = mf.newton()
         mf.max_cycle = max_cycle
@@ -104,7 +108,8 @@ def electronic_dipole(dm: np.ndarray, ctx: FockContext) -> np.ndarray:
 
 
 def run_ground_state(mol, xc: str, grid_level: int = 3, verbose: int = 0,
-                     commutator_tol: float = COMMUTATOR_TOL, max_cycle: int = 200) -> GroundState:
+                     commutator_tol: float = COMMUTATOR_TOL, max_cycle: int = 200,
+                     dm0=None) -> GroundState:
     """Converge the SCF tightly and check it against the engine's own Fock build.
 
     PySCF's DIIS runs to an orbital gradient of ``SCF_CONV_TOL_GRAD``; if it fails, the
@@ -116,7 +121,7 @@ def run_ground_state(mol, xc: str, grid_level: int = 3, verbose: int = 0,
     Raises:
         ConvergenceError: if the SCF does not converge or the commutator check fails.
     """
-    mf = converged_scf(mol, xc, grid_level, verbose, max_cycle)
+    mf = converged_scf(mol, xc, grid_level, verbose, max_cycle, dm0=dm0)
     nspin = 2 if mol.spin != 0 else 1
     ctx = build_fock_context(mol, xc, nspin, getattr(mf, "grids", None))
     dm = np.asarray(mf.make_rdm1()).reshape(nspin, mol.nao, mol.nao)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rtml._errors import InputError
 from rtml._provenance import inputs_hash, provenance
 from rtml.chem import MoleculeSpec, build_mole
 from rtml.data import Trajectory
@@ -96,24 +97,56 @@ def basis_metadata(mol) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.array(atom), np.array(ang), np.array(mag)
 
 
-def prepare_ground_state(inputs: SimulationInputs, verbose: int = 0,
-                         scf_max_cycle: int = 200) -> tuple[GroundState, list[Field]]:
-    """Converged ground state and the fields with LR-TDDFT frequencies resolved."""
+#: LR-TDDFT states computed to resolve S<n>/B<n> fields (B<n> ranks among these).
+DEFAULT_EXCITED_STATES = 10
+
+
+def prepare_ground_state(inputs: SimulationInputs, verbose: int = 0, scf_max_cycle: int = 200,
+                         saved=None, nstates: int = DEFAULT_EXCITED_STATES) -> tuple[GroundState, list[Field]]:
+    """Converged ground state and the fields with LR-TDDFT frequencies/polarisations resolved.
+
+    Args:
+        saved: optional :class:`rtml.data.GroundStateRecord` of the same geometry and level
+            of theory: its density starts the SCF and its excitations resolve the fields.
+        nstates: LR-TDDFT states to compute when ``saved`` is not given (at least the
+            largest S<n>/B<n> asked for).
+    """
     mol = build_mole(inputs.molecule, basis=inputs.basis_name, positions_angstrom=inputs.positions,
                      verbose=verbose)
+    dm0 = None
+    if saved is not None:
+        _check_saved_ground_state(saved, inputs, mol)
+        dm0 = saved.density[0] if saved.density.shape[0] == 1 else saved.density
     gs = run_ground_state(mol, inputs.xc_name, grid_level=inputs.grid_level, verbose=verbose,
-                          max_cycle=scf_max_cycle)
+                          max_cycle=scf_max_cycle, dm0=dm0)
     log.info("ground state: E = %.10f Ha, ||FPS-SPF|| = %.1e, nao = %d", gs.energy,
              gs.commutator_norm, mol.nao)
-    needed = [int(f.omega_source[1:]) for f in inputs.fields if f.omega is None and f.omega_source]
     fields = list(inputs.fields)
-    if needed:
-        exc = excitation_energies(gs, nstates=max(needed))
-        fields = [resolve_field(f, exc.energies) for f in fields]
+    unresolved = [f for f in fields if not f.is_resolved]
+    if unresolved:
+        excitations = saved
+        if excitations is None:
+            needed = max(int(f.omega_source[1:]) for f in unresolved)
+            excitations = excitation_energies(gs, nstates=max(needed, nstates))
+        fields = [resolve_field(f, excitations) for f in fields]
         for f in fields:
             if f.omega_source:
-                log.info("resonant frequency %s = %.6f Ha from LR-TDDFT", f.omega_source, f.omega)
+                log.info("resonant drive %s: omega = %.6f Ha, polarisation %s", f.omega_source,
+                         f.omega, np.round(f.polarization, 6).tolist())
     return gs, fields
+
+
+def _check_saved_ground_state(saved, inputs: SimulationInputs, mol) -> None:
+    """A saved ground state must belong to the same molecule, geometry and level of theory."""
+    same = (np.array_equal(np.asarray(saved.atomic_numbers), mol.atom_charges())
+            and np.allclose(saved.positions_angstrom, inputs.positions, atol=1e-10, rtol=0)
+            and saved.basis.lower() == inputs.basis_name.lower()
+            and saved.xc.lower() == inputs.xc_name
+            and saved.grid_level == inputs.grid_level
+            and saved.charge == mol.charge and saved.multiplicity == mol.spin + 1)
+    if not same:
+        raise InputError(f"ground-state file for {saved.molecule} ({saved.xc}/{saved.basis}, grid "
+                         f"{saved.grid_level}) does not match this geometry and level of theory")
 
 
 def simulate(inputs: SimulationInputs, checkpoint_dir: str | Path | None = None, progress=None,

@@ -60,8 +60,8 @@ def test_several_fields_go_to_a_directory(tmp_path):
     rtml("propagate", "lih", "--field", "kick:1e-3:x", "--field", "gaussian:0.01:0.2:5:2:z",
          "--field", "resonant:0.005:S1:10:z", *FAST, "--steps", "20", "-o", "lih", cwd=tmp_path)
     files = sorted((tmp_path / "lih").glob("*.h5"))
-    assert [f.name for f in files] == ["f00-kick_0.001_x.h5", "f01-gaussian_0.01_0.2_5.0_2.0_z.h5",
-                                       f"f02-{read_trajectory(files[2]).field_spec['spec'].replace(':', '_')}.h5"]
+    assert [f.name for f in files] == ["t00-kick_0.001_x.h5", "t01-gaussian_0.01_0.2_5.0_2.0_z.h5",
+                                       "t02-resonant_0.005_S1_10.0_z.h5"]
     resonant = read_trajectory(files[2])
     assert resonant.field_spec["omega_source"] == "S1" and resonant.field_spec["omega"] > 0.05
     assert resonant.energy[-1] > resonant.energy[0]  # the drive pumps energy in
@@ -154,7 +154,7 @@ def test_killed_run_resumes_to_an_identical_file(tmp_path):
     resumed = rtml(*args, "-o", "out", cwd=killed_dir)
     assert "resuming from checkpoint" in resumed.stderr
     assert not checkpoint.exists()
-    for name in ("f00-kick_0.001_z.h5", "f01-gaussian_0.02_0.2_10.0_3.0_x.h5"):
+    for name in ("t00-kick_0.001_z.h5", "t01-gaussian_0.02_0.2_10.0_3.0_x.h5"):
         a = read_trajectory(reference_dir / "out" / name)
         b = read_trajectory(killed_dir / "out" / name)
         assert a.n_steps == b.n_steps == 601
@@ -170,3 +170,34 @@ def test_existing_output_needs_force(tmp_path):
     rtml("propagate", "h2", "--field", "kick:1e-3:x", *FAST, "--steps", "2", "-o", "h2.h5",
          "--force", cwd=tmp_path)
     assert read_trajectory(tmp_path / "h2.h5").field_spec["spec"] == "kick:0.001:x"
+
+
+def test_workflow_stages_sample_ground_state_and_reuse(tmp_path):
+    """sample-geometries -> ground-state -> propagate --ground-state gives the same
+    trajectory as a propagation that recomputes the ground state itself."""
+    listing = rtml("sample-geometries", "lih", "--n", "3", "--hessian-xc", "hf",
+                   "--hessian-basis", "sto-3g", "--output-dir", "geoms", cwd=tmp_path).stdout
+    assert [line.split("\t")[0] for line in listing.splitlines()] == [
+        "geoms/g00.xyz", "geoms/g01.xyz", "geoms/g02.xyz"]
+    assert listing.splitlines()[0].split("\t")[1] == "eq"
+    rtml("ground-state", "lih", "--geometry", "geoms/g01.xyz", "--grid-level", "1", "-o", "gs.h5",
+         cwd=tmp_path)
+    from rtml.data import read_ground_state
+
+    gs = read_ground_state(tmp_path / "gs.h5")
+    assert len(gs.excitation_energies) == 10 and np.all(np.diff(gs.excitation_energies) >= 0)
+    fields = ["--field", "resonant:0.005:B1:10:auto", "--field", "kick:1e-3:z"]
+    common = ["lih", "--geometry", "geoms/g01.xyz", *fields, *FAST, "--steps", "30", "-q"]
+    rtml("propagate", *common, "--ground-state", "gs.h5", "--output-dir", "reused", cwd=tmp_path)
+    rtml("propagate", *common, "--output-dir", "fresh", cwd=tmp_path)
+    for name in ("t00-resonant_0.005_B1_10.0_auto.h5", "t01-kick_0.001_z.h5"):
+        a, b = read_trajectory(tmp_path / "reused" / name), read_trajectory(tmp_path / "fresh" / name)
+        assert np.abs(a.density - b.density).max() < 1e-8
+        assert a.extra_attrs["geometry_id"] == "stretch-b0-p10"
+    resonant = read_trajectory(tmp_path / "reused" / "t00-resonant_0.005_B1_10.0_auto.h5")
+    brightest = np.argmax(gs.oscillator_strengths)
+    assert resonant.field_spec["omega"] == pytest.approx(gs.excitation_energies[brightest])
+    # a ground state of another geometry is refused
+    proc = rtml("propagate", "lih", "--geometry", "geoms/g02.xyz", *fields, *FAST, "--steps", "3",
+                "--ground-state", "gs.h5", "--output-dir", "wrong", cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "does not match" in proc.stderr
