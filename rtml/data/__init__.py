@@ -8,11 +8,16 @@ Hermiticity, idempotency, time grid, energy conservation).
 """
 
 from rtml.data._hdf5 import FORMAT_NAME, FORMAT_VERSION, read_trajectory, write_trajectory
-from rtml.data._trajectory import Trajectory
+from rtml.data._ground_state import GroundStateRecord, read_ground_state, write_ground_state
+from rtml.data._trajectory import Trajectory, trajectory_file_name
 from rtml.data._validate import Check, ValidationReport, validate_trajectory
 
 __all__ = [
     "Trajectory",
+    "trajectory_file_name",
+    "GroundStateRecord",
+    "write_ground_state",
+    "read_ground_state",
     "write_trajectory",
     "read_trajectory",
     "validate_trajectory",
