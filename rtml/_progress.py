@@ -14,7 +14,7 @@ class Progress:
     """
 
     def __init__(self, total: int, desc: str, stream=None, every_fraction: float = 0.1,
-                 enabled: bool = True):
+                 enabled: bool = True, unit: str = "steps"):
         self.total = max(int(total), 1)
         self.desc = desc
         self.stream = sys.stderr if stream is None else stream
@@ -24,10 +24,11 @@ class Progress:
         self._every = every_fraction
         self._start = time.perf_counter()
         self._done = 0
+        self.unit = unit
         if enabled and getattr(self.stream, "isatty", lambda: False)():
             from tqdm import tqdm
 
-            self._bar = tqdm(total=self.total, desc=desc, file=self.stream, unit="step",
+            self._bar = tqdm(total=self.total, desc=desc, file=self.stream, unit=unit.rstrip("s"),
                              dynamic_ncols=True)
 
     def __call__(self, done: int) -> None:
@@ -43,8 +44,8 @@ class Progress:
         if done / self.total >= self._next_report or done == self.total:
             elapsed = time.perf_counter() - self._start
             rate = (done - getattr(self, "_first", 0)) / elapsed if elapsed > 0 else 0.0
-            print(f"{time.strftime('%H:%M:%S')} {self.desc}: {done}/{self.total} steps "
-                  f"({100.0 * done / self.total:.0f}%), {rate:.1f} steps/s",
+            print(f"{time.strftime('%H:%M:%S')} {self.desc}: {done}/{self.total} {self.unit} "
+                  f"({100.0 * done / self.total:.0f}%), {rate:.1f} {self.unit}/s",
                   file=self.stream, flush=True)
             self._next_report = done / self.total + self._every
 

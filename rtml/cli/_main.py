@@ -31,8 +31,10 @@ def _check_output(out: Path, force: bool) -> None:
     empty_dir = out.is_dir() and not any(out.iterdir())  # pre-created by a workflow manager
     if out.exists() and not force and not empty_dir:
         raise InputError(f"output '{out}' exists; remove it or pass --force")
-    if not out.parent.is_dir():
-        raise InputError(f"output directory '{out.parent}' does not exist")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"cannot create output directory '{out.parent}': {err.strerror}") from None
     if not os.access(out.parent, os.W_OK):
         raise InputError(f"output directory '{out.parent}' is not writable")
 
@@ -306,6 +308,42 @@ def cmd_excitations(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- train / evaluate
+def _split_fractions(text: str) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise InputError(f"--split-fractions must be three numbers train,val,test, got '{text}'")
+    return values
+
+
+def cmd_train(args) -> int:
+    from rtml.train import train_baseline
+
+    _set_threads(args.threads)
+    out = train_baseline(args.store, args.model, args.output, molecules=args.molecules,
+                         seed=args.seed, fractions=_split_fractions(args.split_fractions),
+                         held_out_molecules=args.held_out_molecules or ())
+    print(out / "model.pt")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from rtml.evaluate import evaluate
+
+    _set_threads(args.threads)
+    baselines = [b for b in args.baselines.split(",") if b] if args.baselines else []
+    summary = evaluate(args.store, args.model, args.output, baselines=baselines,
+                       molecules=args.molecules)
+    for name, per_mol in summary.items():
+        for mol, m in per_mol.items():
+            print(f"{name:<22} {mol:<6} one-step MSE {m['one_step_mse']:.3e}  "
+                  f"valid horizon {m['valid_horizon']:.0f}  dipole RMSE {m['dipole_rmse']:.3e}")
+    return 0
+
+
 # ---------------------------------------------------------------------------- ladder
 def cmd_ladder(args) -> int:
     from rtml.chem import build_mole, ladder
@@ -421,6 +459,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--basis", default=None)
     p.add_argument("--grid-level", type=int, default=3)
     p.set_defaults(func=cmd_excitations)
+
+    p = sub.add_parser("train", help="train a model on a dataset store (reads only the store)")
+    p.add_argument("store", help="Zarr dataset store (rtml dataset assemble)")
+    p.add_argument("--model", default="linear", help="linear (per-molecule linear propagator, "
+                   "default) or persistence")
+    p.add_argument("--molecules", nargs="+", default=None, help="molecule groups (default all)")
+    p.add_argument("--seed", type=int, default=0, help="split seed")
+    p.add_argument("--split-fractions", default="0.8,0.1,0.1", help="train,val,test by geometry")
+    p.add_argument("--held-out-molecules", nargs="*", default=None,
+                   help="molecules kept out of training (zero-shot test)")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("-o", "--output", required=True, metavar="MODEL_DIR")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a trained model and baselines on the test split")
+    p.add_argument("store")
+    p.add_argument("--model", required=True, metavar="MODEL_DIR")
+    p.add_argument("--baselines", default="persistence,linear",
+                   help="comma-separated baselines evaluated by the same code (default both)")
+    p.add_argument("--molecules", nargs="+", default=None)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("-o", "--output", required=True, metavar="EVAL_DIR")
+    p.set_defaults(func=cmd_evaluate)
+
+    from rtml.cli._dataset import add_dataset_parser
+
+    add_dataset_parser(sub)
 
     p = sub.add_parser("ladder", help="the molecule ladder with basis sizes")
     p.add_argument("--basis", default=None, help="basis for the nbf column (default each molecule's)")

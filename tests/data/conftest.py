@@ -165,3 +165,91 @@ def make_trajectory():
     """The builder ``make_trajectory(mol, mf, dm0, *, n_steps=12, dt=0.2, save_every=2)``
     for tests that need their own initial density dm0 (n_spin, nbf, nbf)."""
     return _make_trajectory
+
+
+# --------------------------------------------------------------------------- dataset store
+# Small multi-molecule, multi-geometry, multi-field trajectory files for the Zarr store
+# and TrajectoryWindows tests (tests/data/test_store.py, test_windows.py).
+
+#: molecule -> (atoms with a bond length placeholder, equilibrium bond length in Å)
+DATASET_MOLECULES = {"h2": ("H 0 0 0; H 0 0 {r}", 0.74), "lih": ("Li 0 0 0; H 0 0 {r}", 1.6)}
+DATASET_GEOMETRIES = {"eq": 1.0, "s+10": 1.1, "s-10": 0.9}
+DATASET_FIELDS = ("kick:1e-3:z", "gaussian:0.01:0.2:4:1.5:x")
+DATASET_N_STEPS = 20
+
+
+def make_dataset_trajectory(molecule: str, geometry_id: str, field_spec: str, *,
+                            basis: str = "6-31g", n_steps: int = DATASET_N_STEPS,
+                            dt: float = 0.2, save_every: int = 2):
+    """A synthetic :class:`Trajectory` shaped like the engine's output (field spec from
+    :mod:`rtml.fields`, ``geometry_id``/``kick_strength``/``ground_state_energy`` extra
+    attributes, provenance with ``inputs_sha256``). RHF on a scaled bond, then unitary
+    Löwdin-basis evolution seeded by the field, so every (geometry, field) differs."""
+    from pyscf import gto, scf
+
+    from rtml._provenance import inputs_hash, provenance
+    from rtml.fields import parse_field
+
+    template, r0 = DATASET_MOLECULES[molecule]
+    mol = gto.M(atom=template.format(r=r0 * DATASET_GEOMETRIES[geometry_id]), basis=basis,
+                verbose=0)
+    mf = scf.RHF(mol).set(conv_tol=1e-10)
+    mf.kernel()
+    seed = int.from_bytes(f"{molecule}/{geometry_id}/{field_spec}".encode()[-8:], "little")
+    traj = _make_trajectory(mol, mf, mf.make_rdm1()[None], n_steps=n_steps, dt=dt,
+                            save_every=save_every, molecule=molecule)
+    traj.density = lowdin_evolution(traj.overlap, mf.make_rdm1()[None], traj.time,
+                                    seed=seed % (2 ** 32))
+    field = parse_field(field_spec)
+    traj.field = field.values(traj.time)
+    traj.field_spec = field.to_json_dict()
+    traj.propagator = "magnus2"
+    ihash = inputs_hash({"molecule": molecule, "geometry": geometry_id, "field": field_spec,
+                         "basis": basis, "n_steps": n_steps, "dt": dt})
+    traj.provenance = provenance(ihash, engine="synthetic-test")
+    traj.extra_attrs = {"geometry_id": geometry_id, "ground_state_energy": float(mf.e_tot),
+                        "ground_state_dipole": traj.dipole[0].copy(),
+                        "kick_strength": field.amplitude if field.is_kick else 0.0}
+    return traj
+
+
+def dataset_file_name(field_spec: str) -> str:
+    return field_spec.replace(":", "_").replace(",", "_") + ".h5"
+
+
+@pytest.fixture(scope="session")
+def dataset_h5_files(tmp_path_factory):
+    """Trajectory files for the store tests: {molecule: [paths]}, 2 molecules x 3 geometries
+    x 2 fields, 20 frames each, laid out as ``ROOT/{molecule}/{geometry}/{field}.h5``."""
+    from rtml.data import write_trajectory
+
+    root = tmp_path_factory.mktemp("dataset_h5")
+    files: dict[str, list] = {}
+    for molecule in DATASET_MOLECULES:
+        for geometry_id in DATASET_GEOMETRIES:
+            out = root / molecule / geometry_id
+            out.mkdir(parents=True)
+            for spec in DATASET_FIELDS:
+                traj = make_dataset_trajectory(molecule, geometry_id, spec)
+                files.setdefault(molecule, []).append(
+                    write_trajectory(out / dataset_file_name(spec), traj))
+    return files
+
+
+@pytest.fixture
+def dataset_trajectory():
+    """The builder ``make_dataset_trajectory(molecule, geometry_id, field_spec, *,
+    basis="6-31g", n_steps=20, dt=0.2, save_every=2)`` (see above)."""
+    return make_dataset_trajectory
+
+
+@pytest.fixture(scope="session")
+def dataset_store(dataset_h5_files, tmp_path_factory):
+    """A Zarr dataset store (``data.zarr``) of all :func:`dataset_h5_files`; read-only."""
+    from rtml.data import assemble_store
+
+    path = tmp_path_factory.mktemp("store") / "data.zarr"
+    files = [p for mol in DATASET_MOLECULES for p in dataset_h5_files[mol]]
+    summary = assemble_store(files, path, progress=False)
+    assert summary["added"] == len(files) and summary["created"]
+    return path

@@ -1,0 +1,248 @@
+"""``rtml evaluate``: a trained model and the baselines on the same test trajectories.
+
+Every model is evaluated by the same code on the same split (see
+:func:`rtml.train._baselines.trajectory_splits`): teacher-forced one-step error, free
+rollouts from the first frame under the true field, induced-dipole error, spectra of kick
+trajectories, and physics compliance of the rolled-out densities. Results go to
+``metrics.json`` and ``metrics.tsv`` (one row per model and molecule) and plots.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from rtml._errors import InputError
+from rtml.evaluate._metrics import (dipole_from_density, mean_squared_error, peak_shifts,
+                                    physics_compliance, relative_error_curve, spectrum_overlap,
+                                    valid_horizon)
+from rtml.observables import electrons_per_spin
+from rtml.units import HARTREE_EV
+
+log = logging.getLogger("rtml.evaluate")
+
+HORIZONS = (100, 1000)
+TSV_COLUMNS = ("model", "molecule", "n_test", "one_step_mse", "rollout_mse_100",
+               "rollout_mse_1000", "valid_horizon", "dipole_rmse", "spectrum_overlap",
+               "max_peak_shift_ev", "trace_error", "hermiticity_error", "min_eigenvalue")
+
+
+def dipole_operator(ds, row: int):
+    """AO dipole integrals about the stored origin and the nuclear dipole, for one trajectory."""
+    from pyscf import gto
+
+    positions = ds.positions[row].values
+    atoms = [(int(z), tuple(p)) for z, p in zip(ds.atomic_numbers.values, positions)]
+    mol = gto.M(atom=atoms, basis=str(ds.attrs["basis"]), charge=int(ds.attrs["charge"]),
+                spin=int(ds.attrs["multiplicity"]) - 1, unit="Angstrom", verbose=0)
+    origin = ds.dipole_origin[row].values
+    with mol.with_common_origin(origin):
+        ints = mol.intor_symmetric("int1e_r", comp=3)
+    charges = mol.atom_charges().astype(float)
+    return ints, charges @ (mol.atom_coords(unit="Bohr") - origin)
+
+
+def _kick_spectrum(time, dipole, kick, polarization):
+    from rtml.tddft import absorption_spectrum, find_peaks
+
+    spec = absorption_spectrum(time, dipole, kick, polarization, omega_max=1.5)
+    omega, _ = find_peaks(spec, min_relative_height=0.05)
+    return spec, omega
+
+
+def evaluate_trajectory(model, ds, row: int, molecule: str, horizons=HORIZONS) -> dict:
+    """All metrics of one model on one reference trajectory (see module docstring)."""
+    rho, field = ds.rho[row].values, ds.field[row].values
+    one_step = np.array([model.step(molecule, rho[k], field[k], field[k + 1], rho[0])
+                         for k in range(len(rho) - 1)])
+    rollout = model.rollout(molecule, rho[0], field)
+    curve = relative_error_curve(rollout, rho)
+    out = {"one_step_mse": mean_squared_error(one_step, rho[1:]), "error_curve": curve,
+           "valid_horizon": valid_horizon(curve)}
+    for h in horizons:
+        k = min(h, len(rho) - 1)
+        out[f"rollout_mse_{h}"] = mean_squared_error(rollout[k], rho[k])
+        out[f"rollout_horizon_{h}"] = k
+    ints, nuc = dipole_operator(ds, row)
+    dip_pred = dipole_from_density(rollout, ints, nuc)
+    dip_ref = ds.dipole[row].values
+    out["dipole_rmse"] = float(np.sqrt(np.mean((dip_pred - dip_ref) ** 2)))
+    out["dipole_pred"], out["dipole_ref"] = dip_pred, dip_ref
+    n_per_spin = electrons_per_spin(int(ds.attrs["n_electrons"]), int(ds.attrs["multiplicity"]),
+                                    rho.shape[1])
+    out.update(physics_compliance(rollout, ds.overlap[row].values, n_per_spin))
+    kick = float(ds.kick_strength[row].values)
+    if str(ds.field_kind[row].values) == "kick" and kick != 0.0 and len(rho) >= 16:
+        pol = ds.field_polarization[row].values
+        time = ds.time.values
+        s_ref, peaks_ref = _kick_spectrum(time, dip_ref, kick, pol)
+        s_pred, peaks_pred = _kick_spectrum(time, dip_pred, kick, pol)
+        out["spectrum_overlap"] = spectrum_overlap(s_pred.strength, s_ref.strength)
+        shifts = peak_shifts(peaks_pred, peaks_ref) * HARTREE_EV
+        out["max_peak_shift_ev"] = float(shifts.max()) if len(shifts) else float("nan")
+        out["spectra"] = (s_ref, s_pred)
+    return out
+
+
+def _mean(values):
+    values = [v for v in values if v is not None and np.isfinite(v)]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def evaluate_models(models: dict, groups: dict, splits: dict) -> tuple[dict, dict]:
+    """Metrics per model and molecule, and per-trajectory details for the plots."""
+    summary, details = {}, {}
+    for name, model in models.items():
+        summary[name], details[name] = {}, {}
+        for mol, ds in groups.items():
+            rows = splits[mol]["test"] or splits[mol]["val"]
+            if not rows:
+                continue
+            if hasattr(model, "fits") and mol not in model.fits:
+                log.info("%s has no fit for %s (held out or not trained); skipped", name, mol)
+                continue
+            results = [evaluate_trajectory(model, ds, row, mol) for row in rows]
+            details[name][mol] = [(row, r) for row, r in zip(rows, results)]
+            summary[name][mol] = {
+                "n_test": len(rows),
+                "test_split": "test" if splits[mol]["test"] else "val",
+                **{key: _mean([r.get(key) for r in results])
+                   for key in TSV_COLUMNS[3:] if key not in ("trace_error", "hermiticity_error",
+                                                            "min_eigenvalue")},
+                "trace_error": max(r["trace_error"] for r in results),
+                "hermiticity_error": max(r["hermiticity_error"] for r in results),
+                "min_eigenvalue": min(r["min_eigenvalue"] for r in results),
+                "rollout_horizon_100": min(r["rollout_horizon_100"] for r in results),
+                "rollout_horizon_1000": min(r["rollout_horizon_1000"] for r in results),
+            }
+            log.info("%s on %s (%d trajectories): one-step MSE %.3e, valid horizon %.0f", name,
+                     mol, len(rows), summary[name][mol]["one_step_mse"],
+                     summary[name][mol]["valid_horizon"])
+    return summary, details
+
+
+def write_metrics(summary: dict, output_dir: Path, settings: dict) -> None:
+    """``metrics.json`` (everything) and ``metrics.tsv`` (one row per model and molecule)."""
+    lines = ["\t".join(TSV_COLUMNS)]
+    for name, per_mol in summary.items():
+        for mol, m in per_mol.items():
+            cells = [name, mol] + [f"{m[c]:.6g}" if isinstance(m[c], float) else str(m[c])
+                                   for c in TSV_COLUMNS[2:]]
+            lines.append("\t".join(cells))
+    _atomic_text(output_dir / "metrics.tsv", "\n".join(lines) + "\n")
+    _atomic_text(output_dir / "metrics.json",
+                 json.dumps({"settings": settings, "models": summary}, indent=2, sort_keys=True,
+                            default=float))
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def plot_results(details: dict, groups: dict, output_dir: Path) -> list[Path]:
+    """dipole.png, error_vs_horizon.png and (with a kick trajectory) spectrum.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    names = list(details)
+    first = next(((mol, rows[0]) for mol, rows in details[names[0]].items() if rows), None) if names else None
+    if first is None:
+        raise InputError("no test trajectories to evaluate")
+    mol, (row, ref_result) = first
+    ds = groups[mol]
+    time = ds.time.values
+    pol = ds.field_polarization[row].values
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    ax.plot(time, ref_result["dipole_ref"] @ pol, color="black", lw=2, label="RT-TDDFT")
+    for name in names:
+        rows = details[name].get(mol)
+        if rows:
+            ax.plot(time, rows[0][1]["dipole_pred"] @ pol, lw=1.2, ls="--", label=name)
+    ax.set_xlabel("time (a.u.)")
+    ax.set_ylabel("dipole along the field (e·bohr)")
+    ax.set_title(f"{mol} {ds.traj_id[row].values}: rollout from t=0")
+    ax.legend()
+    fig.tight_layout()
+    written.append(_save(fig, output_dir / "dipole.png"))
+
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    for name in names:
+        curves = [r["error_curve"] for rows in details[name].values() for _, r in rows]
+        if curves:
+            length = min(len(c) for c in curves)
+            mean = np.mean([c[:length] for c in curves], axis=0)
+            ax.semilogy(np.arange(1, length), np.maximum(mean[1:], 1e-16), label=name)
+    ax.axhline(0.1, color="grey", ls=":", lw=1, label="valid-horizon threshold")
+    ax.set_xlabel("rollout step")
+    ax.set_ylabel("relative error ‖P̂−P‖ / max‖P(t)−P(0)‖")
+    ax.set_title("error vs horizon (test trajectories)")
+    ax.legend()
+    fig.tight_layout()
+    written.append(_save(fig, output_dir / "error_vs_horizon.png"))
+
+    spectra = [(name, mol_, r) for name in names for mol_, rows in details[name].items()
+               for _, r in rows if "spectra" in r]
+    if spectra:
+        fig, ax = plt.subplots(figsize=(7.5, 4))
+        s_ref = spectra[0][2]["spectra"][0]
+        ax.plot(s_ref.omega_ev, s_ref.strength, color="black", lw=2, label=f"RT-TDDFT ({spectra[0][1]})")
+        shown = set()
+        for name, mol_, r in spectra:
+            if name not in shown and mol_ == spectra[0][1]:
+                ax.plot(r["spectra"][1].omega_ev, r["spectra"][1].strength, ls="--", label=name)
+                shown.add(name)
+        ax.set_xlabel("photon energy (eV)")
+        ax.set_ylabel("S(ω) (1/Ha)")
+        ax.legend()
+        fig.tight_layout()
+        written.append(_save(fig, output_dir / "spectrum.png"))
+    return written
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def evaluate(store, model_dir, output_dir, baselines=("persistence", "linear"),
+             molecules=None) -> dict:
+    """Evaluate the model in ``model_dir`` and the baselines on the test split of ``store``."""
+    from rtml.train._baselines import fit_linear, load_model, open_store_groups, trajectory_splits
+
+    model, state = load_model(model_dir)
+    split_cfg = state.get("split", {})
+    groups = open_store_groups(store, molecules)
+    splits = trajectory_splits(groups, split_cfg.get("fractions", (0.8, 0.1, 0.1)),
+                               split_cfg.get("seed", 0), split_cfg.get("held_out_molecules", ()))
+    models = {f"trained_{state['model']}": model}
+    for name in baselines:
+        if name == "persistence":
+            from rtml.model._baselines import PersistenceModel
+
+            models["persistence"] = PersistenceModel()
+        elif name == "linear":
+            models["linear"] = fit_linear(groups, splits)
+        else:
+            raise InputError(f"unknown baseline '{name}' (known: persistence, linear)")
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary, details = evaluate_models(models, groups, splits)
+    write_metrics(summary, out, {"store": str(Path(store).resolve()), "model_dir": str(model_dir),
+                                 "baselines": list(baselines), "split": split_cfg,
+                                 "horizons": list(HORIZONS)})
+    plot_results(details, groups, out)
+    return summary

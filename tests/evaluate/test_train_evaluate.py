@@ -1,0 +1,71 @@
+"""``rtml train`` and ``rtml evaluate`` on a small real RT-TDDFT dataset (LiH, 4 geometries)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from rtml.chem import load_molecule
+from rtml.data import assemble_store, open_dataset, write_trajectory
+from rtml.evaluate import dipole_from_density, evaluate
+from rtml.evaluate._run import dipole_operator
+from rtml.fields import parse_field
+from rtml.tddft import PropagationSettings, SimulationInputs, simulate
+from rtml.train import train_baseline, trajectory_splits
+
+pytestmark = pytest.mark.physics
+
+
+@pytest.fixture(scope="module")
+def lih_store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lih")
+    spec = load_molecule("lih")
+    paths = []
+    for k, stretch in enumerate((1.0, 0.95, 1.05, 1.1)):
+        positions = spec.positions_angstrom * stretch
+        inputs = SimulationInputs(molecule=spec, settings=PropagationSettings(dt=0.2, n_steps=150),
+                                  fields=[parse_field("kick:2e-3:z"), parse_field("gaussian:0.01:0.13:8:3:x")],
+                                  positions_angstrom=positions, grid_level=1, geometry_id=f"s{k}")
+        for i, traj in enumerate(simulate(inputs)):
+            paths.append(write_trajectory(root / f"g{k}-{i}.h5", traj))
+    store = root / "lih.zarr"
+    assemble_store(paths, store)
+    return store
+
+
+def test_dipole_operator_reproduces_stored_dipoles(lih_store):
+    ds = open_dataset(lih_store, "lih")
+    for row in (0, 5):
+        ints, nuc = dipole_operator(ds, row)
+        np.testing.assert_allclose(dipole_from_density(ds.rho[row].values, ints, nuc),
+                                   ds.dipole[row].values, atol=1e-10)
+
+
+def test_linear_baseline_beats_persistence_on_held_out_geometries(lih_store, tmp_path):
+    model_dir = train_baseline(lih_store, "linear", tmp_path / "model", seed=0)
+    assert (model_dir / "model.pt").is_file()
+    rows = (model_dir / "train_metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("molecule,n_train") and rows[1].startswith("lih,")
+    summary = evaluate(lih_store, model_dir, tmp_path / "eval")
+    linear, persistence = summary["trained_linear"]["lih"], summary["persistence"]["lih"]
+    assert linear["one_step_mse"] < 0.5 * persistence["one_step_mse"]
+    assert persistence["trace_error"] < 1e-10 and persistence["min_eigenvalue"] > -1e-10
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert set(metrics["models"]) == {"trained_linear", "persistence", "linear"}
+    table = (tmp_path / "eval" / "metrics.tsv").read_text().splitlines()
+    assert table[0].split("\t")[:4] == ["model", "molecule", "n_test", "one_step_mse"]
+    assert len(table) == 4
+    for plot in ("dipole.png", "error_vs_horizon.png", "spectrum.png"):
+        assert (tmp_path / "eval" / plot).stat().st_size > 10_000
+
+
+def test_splits_are_by_geometry_and_deterministic(lih_store):
+    groups = {"lih": open_dataset(lih_store, "lih")}
+    a = trajectory_splits(groups, seed=3)
+    assert a == trajectory_splits(groups, seed=3)
+    geometry = groups["lih"].geometry_id.values
+    for split, rows in a["lih"].items():
+        others = [r for s, rs in a["lih"].items() if s != split for r in rs]
+        assert not set(geometry[rows]) & set(geometry[others])
+    held = trajectory_splits(groups, held_out_molecules=("lih",))
+    assert held["lih"]["train"] == [] and len(held["lih"]["test"]) == 8
