@@ -319,13 +319,47 @@ def _split_fractions(text: str) -> tuple[float, float, float]:
     return values
 
 
+NEURAL_MODELS = {"rtml": "mamba", "rtml-mlp": "mlp"}
+TRAIN_EPOCHS_DEFAULT = 8
+
+
 def cmd_train(args) -> int:
     from rtml.train import train_baseline
 
     _set_threads(args.threads)
-    out = train_baseline(args.store, args.model, args.output, molecules=args.molecules,
-                         seed=args.seed, fractions=_split_fractions(args.split_fractions),
-                         held_out_molecules=args.held_out_molecules or ())
+    fractions = _split_fractions(args.split_fractions)
+    held_out = tuple(args.held_out_molecules or ())
+    if args.split_by == "molecule" and not held_out:
+        raise InputError("--split-by molecule needs --held-out-molecules (the zero-shot test set)")
+    if args.model in NEURAL_MODELS:
+        from rtml.train._train import TrainConfig, train_rtml
+
+        if args.window is not None:
+            if args.window < 1:
+                raise InputError(f"--window must be >= 1, got {args.window}")
+            horizons = tuple(sorted({max(1, round(args.window * f)) for f in (0.25, 0.5, 0.75, 1.0)}))
+        else:
+            try:
+                horizons = tuple(int(h) for h in args.horizons.split(","))
+            except ValueError:
+                horizons = ()
+            if not horizons or min(horizons) < 1:
+                raise InputError(f"--horizons must be positive integers, got '{args.horizons}'")
+        cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, horizons=horizons,
+                          stride=args.stride, lr=args.lr, seed=args.seed, split_by=args.split_by,
+                          held_out_molecules=held_out, fractions=fractions,
+                          molecules=tuple(args.molecules) if args.molecules else None,
+                          max_batches_per_epoch=args.max_batches_per_epoch,
+                          model={"dynamics": NEURAL_MODELS[args.model], "bundle": args.bundle,
+                                 "d_model": args.d_model})
+        out = train_rtml(args.store, args.output, cfg, resume=not args.restart,
+                         progress=not args.quiet)
+    else:
+        if args.window is not None or args.epochs != TRAIN_EPOCHS_DEFAULT:
+            log.info("%s is a closed-form fit on all consecutive frames: --window and --epochs "
+                     "do not apply", args.model)
+        out = train_baseline(args.store, args.model, args.output, molecules=args.molecules,
+                             seed=args.seed, fractions=fractions, held_out_molecules=held_out)
     print(out / "model.pt")
     return 0
 
@@ -336,7 +370,7 @@ def cmd_evaluate(args) -> int:
     _set_threads(args.threads)
     baselines = [b for b in args.baselines.split(",") if b] if args.baselines else []
     summary = evaluate(args.store, args.model, args.output, baselines=baselines,
-                       molecules=args.molecules)
+                       molecules=args.molecules, compare=args.compare or ())
     for name, per_mol in summary.items():
         for mol, m in per_mol.items():
             print(f"{name:<22} {mol:<6} one-step MSE {m['one_step_mse']:.3e}  "
@@ -462,14 +496,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model on a dataset store (reads only the store)")
     p.add_argument("store", help="Zarr dataset store (rtml dataset assemble)")
-    p.add_argument("--model", default="linear", help="linear (per-molecule linear propagator, "
-                   "default) or persistence")
+    p.add_argument("--model", default="rtml", choices=["rtml", "rtml-mlp", "linear", "persistence"],
+                   help="rtml (e3nn + density codec + Mamba, default), rtml-mlp (MLP instead "
+                        "of Mamba), linear (per-molecule linear propagator) or persistence")
     p.add_argument("--molecules", nargs="+", default=None, help="molecule groups (default all)")
-    p.add_argument("--seed", type=int, default=0, help="split seed")
+    p.add_argument("--seed", type=int, default=0, help="split and initialisation seed")
+    p.add_argument("--split-by", choices=["geometry", "molecule"], default="geometry")
     p.add_argument("--split-fractions", default="0.8,0.1,0.1", help="train,val,test by geometry")
     p.add_argument("--held-out-molecules", nargs="*", default=None,
                    help="molecules kept out of training (zero-shot test)")
+    p.add_argument("--epochs", type=int, default=TRAIN_EPOCHS_DEFAULT)
+    p.add_argument("--window", type=int, default=None,
+                   help="longest training horizon W (frames); curriculum W/4, W/2, 3W/4, W "
+                        "(overrides --horizons)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--horizons", default="16,32,48,64",
+                   help="horizon curriculum, frames per window stage (default 16,32,48,64)")
+    p.add_argument("--stride", type=int, default=8, help="frames between training windows")
+    p.add_argument("--bundle", type=int, default=1, help="temporal bundling: steps per prediction")
+    p.add_argument("--d-model", type=int, default=64, help="width of the dynamics")
+    p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (AdamW, cosine)")
+    p.add_argument("--max-batches-per-epoch", type=int, default=None)
+    p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("-o", "--output", required=True, metavar="MODEL_DIR")
     p.set_defaults(func=cmd_train)
 
@@ -478,6 +528,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, metavar="MODEL_DIR")
     p.add_argument("--baselines", default="persistence,linear",
                    help="comma-separated baselines evaluated by the same code (default both)")
+    p.add_argument("--compare", nargs="*", default=None, metavar="MODEL_DIR",
+                   help="further trained models evaluated alongside (e.g. the MLP ablation)")
     p.add_argument("--molecules", nargs="+", default=None)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("-o", "--output", required=True, metavar="EVAL_DIR")

@@ -72,7 +72,7 @@ def assign_splits(geometries: Iterable[tuple[str, str]], fractions=(0.8, 0.1, 0.
     goes to train if ``u < f_train``, val if ``u < f_train + f_val``, else test
     (fractions normalised to sum 1). The assignment of a geometry does not depend on the
     other geometries, so adding geometries later does not move existing ones, except for
-    this guarantee: a molecule with at least 3 geometries gets at least one train geometry
+    this guarantee: a molecule with at least 2 geometries gets at least one train geometry
     (the smallest ``u``) and, if ``f_test > 0``, at least one test geometry (the largest
     ``u`` among val, else among train).
 
@@ -88,7 +88,7 @@ def assign_splits(geometries: Iterable[tuple[str, str]], fractions=(0.8, 0.1, 0.
         u = {g: _unit_interval(f"{seed}:{mol}/{g}") for g in sorted(geos)}
         split = {g: "train" if x < f_train else "val" if x < f_train + f_val else "test"
                  for g, x in u.items()}
-        if len(geos) >= 3:
+        if len(geos) >= 2:
             if f_train > 0 and "train" not in split.values():
                 split[min(u, key=u.get)] = "train"
             if f_test > 0 and "test" not in split.values():

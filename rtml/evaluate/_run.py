@@ -54,12 +54,25 @@ def _kick_spectrum(time, dipole, kick, polarization):
     return spec, omega
 
 
+def trajectory_data(ds, row: int, molecule: str):
+    """The reference trajectory ``row`` of a store group as a :class:`TrajectoryData`."""
+    from rtml.model import TrajectoryData
+
+    return TrajectoryData(
+        molecule=molecule, rho=ds.rho[row].values, field=ds.field[row].values,
+        positions_angstrom=ds.positions[row].values, atomic_numbers=ds.atomic_numbers.values,
+        basis_atom_index=ds.basis_atom_index.values,
+        basis_angular_momentum=ds.basis_angular_momentum.values,
+        basis_magnetic_quantum=ds.basis_magnetic_quantum.values, overlap=ds.overlap[row].values,
+        n_electrons=int(ds.attrs["n_electrons"]), multiplicity=int(ds.attrs["multiplicity"]))
+
+
 def evaluate_trajectory(model, ds, row: int, molecule: str, horizons=HORIZONS) -> dict:
     """All metrics of one model on one reference trajectory (see module docstring)."""
-    rho, field = ds.rho[row].values, ds.field[row].values
-    one_step = np.array([model.step(molecule, rho[k], field[k], field[k + 1], rho[0])
-                         for k in range(len(rho) - 1)])
-    rollout = model.rollout(molecule, rho[0], field)
+    traj = trajectory_data(ds, row, molecule)
+    rho = traj.rho
+    one_step = model.one_step(traj)
+    rollout = model.rollout_trajectory(traj)
     curve = relative_error_curve(rollout, rho)
     out = {"one_step_mse": mean_squared_error(one_step, rho[1:]), "error_curve": curve,
            "valid_horizon": valid_horizon(curve)}
@@ -99,7 +112,11 @@ def evaluate_models(models: dict, groups: dict, splits: dict) -> tuple[dict, dic
     for name, model in models.items():
         summary[name], details[name] = {}, {}
         for mol, ds in groups.items():
-            rows = splits[mol]["test"] or splits[mol]["val"]
+            split = "test" if splits[mol]["test"] else "val" if splits[mol]["val"] else "train"
+            rows = splits[mol][split]
+            if split == "train":
+                log.warning("%s has no held-out geometry (one geometry only): evaluating on "
+                            "its training trajectories", mol)
             if not rows:
                 continue
             if hasattr(model, "fits") and mol not in model.fits:
@@ -109,7 +126,7 @@ def evaluate_models(models: dict, groups: dict, splits: dict) -> tuple[dict, dic
             details[name][mol] = [(row, r) for row, r in zip(rows, results)]
             summary[name][mol] = {
                 "n_test": len(rows),
-                "test_split": "test" if splits[mol]["test"] else "val",
+                "test_split": split,
                 **{key: _mean([r.get(key) for r in results])
                    for key in TSV_COLUMNS[3:] if key not in ("trace_error", "hermiticity_error",
                                                             "min_eigenvalue")},
@@ -218,9 +235,16 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _model_name(state: dict) -> str:
+    if state.get("model") == "rtml":
+        return "rtml" if state["config"].get("dynamics", "mamba") == "mamba" else "rtml-mlp"
+    return f"trained_{state['model']}"
+
+
 def evaluate(store, model_dir, output_dir, baselines=("persistence", "linear"),
-             molecules=None) -> dict:
-    """Evaluate the model in ``model_dir`` and the baselines on the test split of ``store``."""
+             molecules=None, compare=()) -> dict:
+    """Evaluate the model in ``model_dir``, further trained models (``compare``) and the
+    baselines on the test split of ``store`` (the split the first model was trained with)."""
     from rtml.train._baselines import fit_linear, load_model, open_store_groups, trajectory_splits
 
     model, state = load_model(model_dir)
@@ -228,7 +252,10 @@ def evaluate(store, model_dir, output_dir, baselines=("persistence", "linear"),
     groups = open_store_groups(store, molecules)
     splits = trajectory_splits(groups, split_cfg.get("fractions", (0.8, 0.1, 0.1)),
                                split_cfg.get("seed", 0), split_cfg.get("held_out_molecules", ()))
-    models = {f"trained_{state['model']}": model}
+    models = {_model_name(state): model}
+    for other_dir in compare:
+        other, other_state = load_model(other_dir)
+        models[_model_name(other_state)] = other
     for name in baselines:
         if name == "persistence":
             from rtml.model._baselines import PersistenceModel

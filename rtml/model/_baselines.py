@@ -62,6 +62,17 @@ class _Rollout(abc.ABC):
         return out
 
 
+    def one_step(self, traj) -> np.ndarray:
+        """Teacher-forced predictions of frames 1..T-1 of a :class:`TrajectoryData`."""
+        rho, field = traj.rho, traj.field
+        return np.array([self.step(traj.molecule, rho[k], field[k], field[k + 1], rho[0])
+                         for k in range(len(rho) - 1)])
+
+    def rollout_trajectory(self, traj) -> np.ndarray:
+        """Free rollout over a :class:`TrajectoryData` from its first frame."""
+        return self.rollout(traj.molecule, traj.rho[0], traj.field)
+
+
 class PersistenceModel(_Rollout):
     """P(t+1) = P(t): the trivial baseline."""
 

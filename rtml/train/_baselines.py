@@ -149,4 +149,8 @@ def load_model(model_dir):
     if not path.is_file():
         raise InputError(f"no trained model at '{path}'")
     state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("model") == "rtml":
+        from rtml.model import load_rtml
+
+        return load_rtml(state), state
     return load_baseline(state), state

@@ -1,0 +1,205 @@
+"""Workflow configuration: JSON-schema validation with defaults, then cross-key checks.
+
+The schema is ``workflow/schemas/config.schema.yaml``. :func:`validate_config` fills in
+every default the schema gives, reports every violation with the dotted key it concerns
+(``propagation.dt``, ``molecules.xyz``), then checks what a schema cannot express: the
+training sets name configured molecules, the field plan offers enough distinct fields for
+each molecule's trajectories, resonant drives ask for computed LR-TDDFT states, and the
+training window fits in a trajectory. It raises :class:`ConfigError` before any job runs.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+from rtml._errors import InputError
+
+#: Training settings a training set may override (null there = the value under ``train``).
+TRAIN_OVERRIDES = ("model", "window", "epochs", "seed", "split_by", "held_out_molecules")
+
+
+class ConfigError(InputError):
+    """The workflow configuration is invalid; the message names each offending key."""
+
+
+def schema_path() -> Path:
+    """Path of ``workflow/schemas/config.schema.yaml`` in the source tree of this package."""
+    return Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def load_schema(path=None) -> dict:
+    """The config schema as a dict (from ``path``, default :func:`schema_path`)."""
+    import yaml
+
+    path = Path(path) if path is not None else schema_path()
+    with open(path) as fh:
+        return yaml.safe_load(fh)
+
+
+def load_config(path, schema=None) -> dict:
+    """Read a YAML config file and return it validated, with defaults filled in."""
+    import yaml
+
+    with open(path) as fh:
+        config = yaml.safe_load(fh) or {}
+    return validate_config(config, schema)
+
+
+def _key(path) -> str:
+    return ".".join(str(p) for p in path) if path else "<top level>"
+
+
+def _schema_errors(config: dict, schema: dict) -> list[str]:
+    """Validate ``config`` in place against ``schema``, setting defaults; messages per key."""
+    from jsonschema import Draft202012Validator, validators
+
+    base = Draft202012Validator
+    validate_properties = base.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, subschema):
+        if isinstance(instance, dict):
+            for name, prop in properties.items():
+                if "default" in prop:
+                    instance.setdefault(name, copy.deepcopy(prop["default"]))
+        yield from validate_properties(validator, properties, instance, subschema)
+
+    validator = validators.extend(base, {"properties": set_defaults})(schema)
+    ladder = schema.get("$defs", {}).get("moleculeName", {}).get("enum", [])
+    messages = []
+    errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
+    for error in errors:
+        path = list(error.absolute_path)
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            allowed = sorted(error.schema.get("properties", {}))
+            for extra in sorted(set(error.instance) - set(allowed)):
+                hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
+                messages.append(f"config key '{_key(path + [extra])}': unknown key{hint}")
+        elif "propertyNames" in error.absolute_schema_path:
+            name = error.instance
+            if path == ["molecules"]:
+                messages.append(f"config key 'molecules.{name}': unknown molecule '{name}' "
+                                f"(the ladder: {', '.join(ladder)})")
+            else:
+                messages.append(f"config key '{_key(path + [name])}': invalid name "
+                                f"({error.message})")
+        elif error.validator == "enum" and error.schema.get("enum") == ladder:
+            messages.append(f"config key '{_key(path)}': unknown molecule {error.instance!r} "
+                            f"(the ladder: {', '.join(ladder)})")
+        else:
+            hint = ""
+            if error.validator == "type" and isinstance(error.instance, str):
+                try:
+                    float(error.instance)
+                    hint = (" (a number written as a string: YAML reads 1e-3 as one, write "
+                            "1.0e-3 or 0.001)")
+                except ValueError:
+                    pass
+            messages.append(f"config key '{_key(path)}': {error.message}{hint}")
+    return messages
+
+
+def _cross_checks(config: dict) -> list[str]:
+    """Checks across keys; assumes the schema validated and defaults are set."""
+    from rtml.workflow._plan import field_candidates
+
+    messages = []
+    molecules = config["molecules"]
+    fields = config["fields"]
+    candidates = field_candidates(fields)
+    for name, mol in molecules.items():
+        if mol["trajectories"] > len(candidates):
+            counts = {}
+            for spec in candidates:
+                family = spec.split(":", 1)[0]
+                counts[family] = counts.get(family, 0) + 1
+            offered = ", ".join(f"{n} {family}" for family, n in counts.items()) or "none"
+            messages.append(
+                f"config key 'molecules.{name}.trajectories': {mol['trajectories']} "
+                f"trajectories per geometry for {name}, but the field plan offers only "
+                f"{len(candidates)} distinct fields ({offered}); add kick strengths, "
+                "Gaussian frequencies, polarisations or resonant drives under 'fields'")
+    nstates = config["ground_state"]["nstates"]
+    if fields["resonant"]["count"] > nstates:
+        messages.append(f"config key 'fields.resonant.count': {fields['resonant']['count']} "
+                        f"resonant drives need as many LR-TDDFT states, but "
+                        f"ground_state.nstates is {nstates}")
+    prop = config["propagation"]
+    if prop["save_every"] > prop["steps"]:
+        messages.append(f"config key 'propagation.save_every': {prop['save_every']} is more "
+                        f"than propagation.steps ({prop['steps']}); nothing would be saved "
+                        "after t = 0")
+    frames = prop["steps"] // prop["save_every"] + 1
+    train = config["train"]
+    for set_name, tset in config["training_sets"].items():
+        where = f"training_sets.{set_name}"
+        for i, mol in enumerate(tset["molecules"]):
+            if mol not in molecules:
+                messages.append(f"config key '{where}.molecules.{i}': molecule '{mol}' is not "
+                                f"configured under 'molecules' (configured: "
+                                f"{', '.join(molecules)})")
+        settings = {k: train[k] if tset.get(k) is None else tset[k] for k in TRAIN_OVERRIDES}
+        key = lambda k: f"{where}.{k}" if tset.get(k) is not None else f"train.{k}"  # noqa: E731
+        for i, mol in enumerate(settings["held_out_molecules"]):
+            if mol not in tset["molecules"]:
+                messages.append(f"config key '{key('held_out_molecules')}': held-out molecule "
+                                f"'{mol}' is not in training set '{set_name}' "
+                                f"({', '.join(tset['molecules'])})")
+        held = set(settings["held_out_molecules"])
+        if settings["split_by"] == "molecule":
+            if not held:
+                messages.append(f"config key '{key('split_by')}': split by molecule needs "
+                                f"held_out_molecules for training set '{set_name}'")
+            elif held >= set(tset["molecules"]):
+                messages.append(f"config key '{key('held_out_molecules')}': training set "
+                                f"'{set_name}' holds out all of its molecules")
+        if settings["split_by"] == "geometry" and all(m in molecules for m in tset["molecules"]):
+            # rtml.data.assign_splits guarantees a test geometry only for a molecule with
+            # at least 3 geometries (one each for train, validation and test)
+            most = max(tset["molecules"], key=lambda m: molecules[m]["geometries"])
+            if molecules[most]["geometries"] < 3:
+                messages.append(
+                    f"config key 'molecules.{most}.geometries': training set '{set_name}' is "
+                    f"split by geometry, which needs a molecule with at least 3 geometries "
+                    f"(train, validation, test); the most in the set is "
+                    f"{molecules[most]['geometries']} ({most})")
+        if settings["window"] >= frames:
+            messages.append(f"config key '{key('window')}': window {settings['window']} is "
+                            f"not shorter than a trajectory ({frames} saved frames = "
+                            f"propagation.steps // propagation.save_every + 1)")
+    return messages
+
+
+def resolve_training_sets(config: dict) -> None:
+    """Fill each training set's null overrides from ``train``, in place."""
+    for tset in config["training_sets"].values():
+        for k in TRAIN_OVERRIDES:
+            if tset.get(k) is None:
+                tset[k] = copy.deepcopy(config["train"][k])
+
+
+def validate_config(config: dict, schema=None) -> dict:
+    """Validate ``config`` in place, fill in defaults and resolve training-set overrides.
+
+    Args:
+        config: the Snakemake config (a dict, modified in place).
+        schema: the schema as a dict, or a path to it; default :func:`schema_path`.
+
+    Returns:
+        ``config`` itself, complete: every key of the schema present, each training set
+        carrying its effective ``model``, ``window``, ... (see :data:`TRAIN_OVERRIDES`).
+
+    Raises:
+        ConfigError: one line per problem, each naming the offending key.
+    """
+    if not isinstance(config, dict):
+        raise ConfigError(f"the config must be a mapping, got {type(config).__name__}")
+    if schema is None or isinstance(schema, (str, Path)):
+        schema = load_schema(schema)
+    messages = _schema_errors(config, copy.deepcopy(schema))
+    if not messages:
+        messages = _cross_checks(config)
+    if messages:
+        raise ConfigError("invalid workflow config:\n  " + "\n  ".join(messages))
+    resolve_training_sets(config)
+    return config

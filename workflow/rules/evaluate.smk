@@ -1,0 +1,56 @@
+# Evaluation: each set's model (and the baselines) on its own dataset; metrics and plots
+# go into the Snakemake report. Targets evaluate_<set>.
+
+
+rule evaluate:
+    input:
+        store=f"{RESULTS}/datasets/{{set}}.zarr",
+        model=f"{RESULTS}/models/{{set}}/model.pt",
+    output:
+        metrics_json=f"{RESULTS}/evaluation/{{set}}/metrics.json",
+        metrics=report(
+            f"{RESULTS}/evaluation/{{set}}/metrics.tsv",
+            caption="../report/metrics.rst",
+            category="Evaluation",
+            subcategory="{set}",
+            labels={"training set": "{set}", "output": "metrics table"},
+        ),
+        dipole=report(
+            f"{RESULTS}/evaluation/{{set}}/dipole.png",
+            caption="../report/dipole.rst",
+            category="Evaluation",
+            subcategory="{set}",
+            labels={"training set": "{set}", "output": "dipole rollout"},
+        ),
+        horizon=report(
+            f"{RESULTS}/evaluation/{{set}}/error_vs_horizon.png",
+            caption="../report/error_vs_horizon.rst",
+            category="Evaluation",
+            subcategory="{set}",
+            labels={"training set": "{set}", "output": "error vs horizon"},
+        ),
+    log:
+        f"{RESULTS}/logs/evaluate/{{set}}.log",
+    conda:
+        "../envs/rtml.yaml"
+    threads: lookup(dpath="evaluate/threads", within=config)
+    resources:
+        mem_mb=resource("evaluate", "mem_mb"),
+        runtime=resource("evaluate", "runtime"),
+    params:
+        model_dir=subpath(input.model, parent=True),
+        outdir=subpath(output.metrics_json, parent=True),
+        options=evaluate_options(),
+    shell:
+        "rtml evaluate {input.store} --model {params.model_dir} {params.options}"
+        " --threads {threads}"
+        " -o {params.outdir} > {log} 2>&1"
+
+
+for _set in TRAINING_SETS:
+
+    rule:
+        name:
+            f"evaluate_{_set}"
+        input:
+            PLAN.evaluation_files(_set),

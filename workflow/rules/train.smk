@@ -1,0 +1,48 @@
+# Training: one model per training set, read from that set's Zarr store only. Targets
+# train_<set> build exactly the data the set needs and its model.
+
+
+rule train:
+    input:
+        f"{RESULTS}/datasets/{{set}}.zarr",
+    output:
+        model=f"{RESULTS}/models/{{set}}/model.pt",
+        metrics=report(
+            f"{RESULTS}/models/{{set}}/train_metrics.csv",
+            caption="../report/train_metrics.rst",
+            category="Training",
+            subcategory="{set}",
+            labels={"training set": "{set}", "output": "training metrics"},
+        ),
+    log:
+        f"{RESULTS}/logs/train/{{set}}.log",
+    conda:
+        "../envs/rtml.yaml"
+    threads: lookup(dpath="train/threads", within=config)
+    resources:
+        mem_mb=resource("train", "mem_mb"),
+        runtime=resource("train", "runtime"),
+        gpu=lookup(dpath="train/gpus", within=config),
+    params:
+        model=lookup(dpath="training_sets/{set}/model", within=config),
+        window=lookup(dpath="training_sets/{set}/window", within=config),
+        epochs=lookup(dpath="training_sets/{set}/epochs", within=config),
+        seed=lookup(dpath="training_sets/{set}/seed", within=config),
+        split_by=lookup(dpath="training_sets/{set}/split_by", within=config),
+        molecules=lookup(dpath="training_sets/{set}/molecules", within=config),
+        options=train_options,
+        outdir=subpath(output.model, parent=True),
+    shell:
+        "rtml train {input} --model {params.model} --window {params.window}"
+        " --epochs {params.epochs} --seed {params.seed} --split-by {params.split_by}"
+        " --molecules {params.molecules} {params.options} --threads {threads}"
+        " -o {params.outdir} > {log} 2>&1"
+
+
+for _set in TRAINING_SETS:
+
+    rule:
+        name:
+            f"train_{_set}"
+        input:
+            f"{RESULTS}/models/{_set}/model.pt",
