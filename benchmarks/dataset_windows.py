@@ -37,23 +37,12 @@ MOLECULES = {  # name: (atoms in Å, charge, spin)
 }
 
 
-def _basis_labels(mol):
-    atom, ang, mag = [], [], []
-    for b in range(mol.nbas):
-        l = mol.bas_angular(b)
-        ms = [1, -1, 0] if l == 1 else list(range(-l, l + 1))
-        for _ in range(mol.bas_nctr(b)):
-            atom += [mol.bas_atom(b)] * (2 * l + 1)
-            ang += [l] * (2 * l + 1)
-            mag += ms
-    return np.array(atom), np.array(ang), np.array(mag)
-
-
 def synthetic_trajectory(name: str, index: int, n_time: int, rng: np.random.Generator):
     """One Trajectory: RHF/6-31G of a displaced geometry, random unitary Löwdin evolution."""
     from pyscf import gto, scf
 
     from rtml.data import Trajectory
+    from rtml.tddft import basis_metadata
 
     atoms, charge, spin = MOLECULES[name]
     mol = gto.M(atom=atoms, basis="6-31g", charge=charge, spin=spin, verbose=0)
@@ -79,7 +68,7 @@ def synthetic_trajectory(name: str, index: int, n_time: int, rng: np.random.Gene
         r = mol.intor("int1e_r")
     dipole = charges @ (bohr - origin) - np.einsum("xij,tji->tx", r, density[:, 0]).real
     kappa = 1e-3 * (1 + index)
-    atom, ang, mag = _basis_labels(mol)
+    atom, ang, mag = basis_metadata(mol)
     return Trajectory(
         molecule=name, atomic_numbers=charges.astype(np.int64), positions_angstrom=coords,
         charge=charge, multiplicity=spin + 1, basis="6-31G", xc="hf",

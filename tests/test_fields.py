@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rtml._errors import InputError
-from rtml.fields import Field, field_from_json, parse_field, resolve_field
+from rtml.fields import field_from_json, parse_field, resolve_field
 
 
 @pytest.mark.parametrize("spec", [

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from rtml import __version__
+from rtml._atomic import atomic_write
 from rtml._errors import InputError, RtmlError
 from rtml.units import HARTREE_EV
 
@@ -268,10 +269,8 @@ def _plot_spectrum(spectrum, peaks, path: Path, title: str) -> None:
     ax.set_ylabel("dipole strength S(ω) (1/eV)")
     ax.set_title(title)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
-    fig.savefig(tmp, dpi=120)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120))
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------------------- validate

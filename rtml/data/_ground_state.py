@@ -18,13 +18,13 @@ format = "rtml-ground-state", format_version.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
 
+from rtml._atomic import atomic_write
 from rtml._errors import InputError
 
 FORMAT_NAME = "rtml-ground-state"
@@ -61,9 +61,7 @@ class GroundStateRecord:
 
 def write_ground_state(path, record: GroundStateRecord) -> Path:
     """Write a ground-state file atomically (temporary name, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    def write(tmp):
         with h5py.File(tmp, "w") as f:
             f["geometry/positions"] = np.asarray(record.positions_angstrom, dtype=float)
             f["geometry/atomic_numbers"] = np.asarray(record.atomic_numbers, dtype=float)
@@ -85,11 +83,8 @@ def write_ground_state(path, record: GroundStateRecord) -> Path:
                                      "dipole_origin": "bohr", "note": "AO order is PySCF's"}),
                 "provenance": json.dumps(record.provenance, sort_keys=True),
             })
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+
+    return atomic_write(path, write)
 
 
 def read_ground_state(path) -> GroundStateRecord:

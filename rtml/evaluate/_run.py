@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
+from rtml._atomic import atomic_write, atomic_write_text
 from rtml._errors import InputError
 from rtml.evaluate._metrics import (dipole_from_density, mean_squared_error, peak_shifts,
                                     physics_compliance, relative_error_curve, spectrum_overlap,
@@ -67,12 +68,38 @@ def trajectory_data(ds, row: int, molecule: str):
         n_electrons=int(ds.attrs["n_electrons"]), multiplicity=int(ds.attrs["multiplicity"]))
 
 
-def evaluate_trajectory(model, ds, row: int, molecule: str, horizons=HORIZONS) -> dict:
-    """All metrics of one model on one reference trajectory (see module docstring)."""
+class Reference(NamedTuple):
+    """A reference trajectory and what every model is compared with, computed once."""
+
+    traj: object                # TrajectoryData
+    dipole: np.ndarray          # (T, 3) stored RT-TDDFT dipole
+    dipole_ints: np.ndarray     # (3, n, n)
+    nuclear_dipole: np.ndarray  # (3,)
+    n_per_spin: np.ndarray
+    time: np.ndarray
+    kick: tuple | None          # (kappa, polarization) of a kick trajectory
+    spectrum: tuple | None      # (Spectrum, peaks) of the reference dipole
+
+
+def reference(ds, row: int, molecule: str) -> Reference:
+    """Load trajectory ``row`` and precompute its dipole operator and reference spectrum."""
     traj = trajectory_data(ds, row, molecule)
-    rho = traj.rho
-    one_step = model.one_step(traj)
-    rollout = model.rollout_trajectory(traj)
+    ints, nuc = dipole_operator(ds, row)
+    dipole, time = ds.dipole[row].values, ds.time.values
+    kappa = float(ds.kick_strength[row].values)
+    kick = spectrum = None
+    if str(ds.field_kind[row].values) == "kick" and kappa != 0.0 and len(traj.rho) >= 16:
+        kick = (kappa, ds.field_polarization[row].values)
+        spectrum = _kick_spectrum(time, dipole, *kick)
+    n_per_spin = electrons_per_spin(traj.n_electrons, traj.multiplicity, traj.rho.shape[1])
+    return Reference(traj, dipole, ints, nuc, n_per_spin, time, kick, spectrum)
+
+
+def evaluate_trajectory(model, ref: Reference, horizons=HORIZONS) -> dict:
+    """All metrics of one model on one reference trajectory (see module docstring)."""
+    rho = ref.traj.rho
+    one_step = model.one_step(ref.traj)
+    rollout = model.rollout_trajectory(ref.traj)
     curve = relative_error_curve(rollout, rho)
     out = {"one_step_mse": mean_squared_error(one_step, rho[1:]), "error_curve": curve,
            "valid_horizon": valid_horizon(curve)}
@@ -80,20 +107,13 @@ def evaluate_trajectory(model, ds, row: int, molecule: str, horizons=HORIZONS) -
         k = min(h, len(rho) - 1)
         out[f"rollout_mse_{h}"] = mean_squared_error(rollout[k], rho[k])
         out[f"rollout_horizon_{h}"] = k
-    ints, nuc = dipole_operator(ds, row)
-    dip_pred = dipole_from_density(rollout, ints, nuc)
-    dip_ref = ds.dipole[row].values
-    out["dipole_rmse"] = float(np.sqrt(np.mean((dip_pred - dip_ref) ** 2)))
-    out["dipole_pred"], out["dipole_ref"] = dip_pred, dip_ref
-    n_per_spin = electrons_per_spin(int(ds.attrs["n_electrons"]), int(ds.attrs["multiplicity"]),
-                                    rho.shape[1])
-    out.update(physics_compliance(rollout, ds.overlap[row].values, n_per_spin))
-    kick = float(ds.kick_strength[row].values)
-    if str(ds.field_kind[row].values) == "kick" and kick != 0.0 and len(rho) >= 16:
-        pol = ds.field_polarization[row].values
-        time = ds.time.values
-        s_ref, peaks_ref = _kick_spectrum(time, dip_ref, kick, pol)
-        s_pred, peaks_pred = _kick_spectrum(time, dip_pred, kick, pol)
+    dip_pred = dipole_from_density(rollout, ref.dipole_ints, ref.nuclear_dipole)
+    out["dipole_rmse"] = float(np.sqrt(np.mean((dip_pred - ref.dipole) ** 2)))
+    out["dipole_pred"], out["dipole_ref"] = dip_pred, ref.dipole
+    out.update(physics_compliance(rollout, ref.traj.overlap, ref.n_per_spin))
+    if ref.kick is not None:
+        s_ref, peaks_ref = ref.spectrum
+        s_pred, peaks_pred = _kick_spectrum(ref.time, dip_pred, *ref.kick)
         out["spectrum_overlap"] = spectrum_overlap(s_pred.strength, s_ref.strength)
         shifts = peak_shifts(peaks_pred, peaks_ref) * HARTREE_EV
         out["max_peak_shift_ev"] = float(shifts.max()) if len(shifts) else float("nan")
@@ -109,6 +129,7 @@ def _mean(values):
 def evaluate_models(models: dict, groups: dict, splits: dict) -> tuple[dict, dict]:
     """Metrics per model and molecule, and per-trajectory details for the plots."""
     summary, details = {}, {}
+    references: dict = {}  # loaded and prepared once, shared by every model
     for name, model in models.items():
         summary[name], details[name] = {}, {}
         for mol, ds in groups.items():
@@ -122,7 +143,10 @@ def evaluate_models(models: dict, groups: dict, splits: dict) -> tuple[dict, dic
             if hasattr(model, "fits") and mol not in model.fits:
                 log.info("%s has no fit for %s (held out or not trained); skipped", name, mol)
                 continue
-            results = [evaluate_trajectory(model, ds, row, mol) for row in rows]
+            for row in rows:
+                if (mol, row) not in references:
+                    references[(mol, row)] = reference(ds, row, mol)
+            results = [evaluate_trajectory(model, references[(mol, row)]) for row in rows]
             details[name][mol] = [(row, r) for row, r in zip(rows, results)]
             summary[name][mol] = {
                 "n_test": len(rows),
@@ -150,16 +174,10 @@ def write_metrics(summary: dict, output_dir: Path, settings: dict) -> None:
             cells = [name, mol] + [f"{m[c]:.6g}" if isinstance(m[c], float) else str(m[c])
                                    for c in TSV_COLUMNS[2:]]
             lines.append("\t".join(cells))
-    _atomic_text(output_dir / "metrics.tsv", "\n".join(lines) + "\n")
-    _atomic_text(output_dir / "metrics.json",
+    atomic_write_text(output_dir / "metrics.tsv", "\n".join(lines) + "\n")
+    atomic_write_text(output_dir / "metrics.json",
                  json.dumps({"settings": settings, "models": summary}, indent=2, sort_keys=True,
                             default=float))
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def plot_results(details: dict, groups: dict, output_dir: Path) -> list[Path]:
@@ -228,10 +246,8 @@ def plot_results(details: dict, groups: dict, output_dir: Path) -> list[Path]:
 def _save(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
-    fig.savefig(tmp, dpi=110)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110))
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from mambapy.mamba import MambaBlock, MambaConfig, RMSNorm, ResidualBlock
+from mambapy.mamba import MambaConfig, RMSNorm, ResidualBlock
 
 from rtml._errors import InputError
 

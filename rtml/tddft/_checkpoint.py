@@ -16,12 +16,13 @@ a checkpoint is never resumed with different inputs.
 
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from rtml._atomic import atomic_write
 
 _FRAME_KEYS = ("time", "field", "energy", "dipole")
 
@@ -52,16 +53,11 @@ class PropagationState:
 
 
 def _atomic_save(path: Path, writer) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    """``writer(file_handle)`` into ``path``, atomically and fsynced."""
+    def write(tmp):
         with open(tmp, "wb") as fh:
             writer(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_write(path, write, fsync=True)
 
 
 class Checkpoint:

@@ -105,13 +105,15 @@ def build_orthonormal(ctx: FockContext, p_orth: np.ndarray) -> tuple[np.ndarray,
     return to_orthonormal(ctx, fock_ao, density=False), energy
 
 
-def apply_kicks(ctx: FockContext, p_orth: np.ndarray, fields: list[Field]) -> np.ndarray:
+def apply_kicks(ctx: FockContext, p_orth: np.ndarray, fields: list[Field],
+                dip_orth: np.ndarray | None = None) -> np.ndarray:
     r"""Apply delta kicks as the exact unitary :math:`U = \exp(-i\kappa\,\mathbf e\cdot\mathbf D')`.
 
     :math:`P' \to U P' U^\dagger`; members without a kick are returned unchanged.
     """
     out = p_orth.copy()
-    dip_orth = to_orthonormal(ctx, ctx.dipole_ints, density=False)
+    if dip_orth is None:
+        dip_orth = to_orthonormal(ctx, ctx.dipole_ints, density=False)
     for b, f in enumerate(fields):
         if f.is_kick and f.amplitude != 0.0:
             u = exp_hermitian(np.einsum("k,kij->ij", f.kick_vector, dip_orth), 1.0)
@@ -209,7 +211,7 @@ def propagate(ground_state: GroundState, fields: list[Field], settings: Propagat
         log.info("resuming from checkpoint %s at step %d", checkpoint.path, state.step)
     else:
         p0 = to_orthonormal(ctx, ground_state.density, density=True).astype(complex)
-        p0 = apply_kicks(ctx, np.repeat(p0[None], len(fields), axis=0), fields)
+        p0 = apply_kicks(ctx, np.repeat(p0[None], len(fields), axis=0), fields, dip_orth)
         fock0, energy0 = build_orthonormal(ctx, p0)
         state = PropagationState(step=0, p_orth=p0, fock_history=fock0[None], energy=energy0,
                                  n_builds=len(fields))

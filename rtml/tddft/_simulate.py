@@ -168,14 +168,16 @@ def simulate(inputs: SimulationInputs, checkpoint_dir: str | Path | None = None,
     log.info("propagation: %d steps x %d fields, %.2f Fock builds/step, %.3f s/step",
              inputs.settings.n_steps, len(fields), stats["builds_per_step"],
              stats["wall_time_per_step_s"])
-    return [_trajectory(inputs, ground_state, f, b, frames, stats) for b, f in enumerate(fields)]
+    basis = basis_metadata(ground_state.context.mol)
+    return [_trajectory(inputs, ground_state, basis, f, b, frames, stats)
+            for b, f in enumerate(fields)]
 
 
-def _trajectory(inputs: SimulationInputs, gs: GroundState, field: Field, member: int,
+def _trajectory(inputs: SimulationInputs, gs: GroundState, basis, field: Field, member: int,
                 frames: dict, stats: dict) -> Trajectory:
     ctx = gs.context
     mol = ctx.mol
-    atom_index, ang, mag = basis_metadata(mol)
+    atom_index, ang, mag = basis
     settings = inputs.settings
     traj_hash = inputs_hash(inputs.hash_dict([field]))
     return Trajectory(

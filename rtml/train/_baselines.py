@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 
+from rtml._atomic import atomic_write
 from rtml._errors import InputError
 from rtml.evaluate._metrics import mean_squared_error
 from rtml.model._baselines import LinearPropagator, PersistenceModel
@@ -75,12 +75,12 @@ def fit_linear(groups: dict, splits: dict, ridge: float = 1e-8) -> LinearPropaga
 
 def one_step_mse(model, ds, rows, molecule: str) -> float:
     """Teacher-forced one-step MSE over the given trajectories (NaN if none)."""
+    from rtml.evaluate._run import trajectory_data
+
     errors = []
     for row in rows:
-        rho, field = ds.rho[row].values, ds.field[row].values
-        pred = np.array([model.step(molecule, rho[k], field[k], field[k + 1], rho[0])
-                         for k in range(len(rho) - 1)])
-        errors.append(mean_squared_error(pred, rho[1:]))
+        traj = trajectory_data(ds, row, molecule)
+        errors.append(mean_squared_error(model.one_step(traj), traj.rho[1:]))
     return float(np.mean(errors)) if errors else float("nan")
 
 
@@ -114,8 +114,8 @@ def train_baseline(store, model_name: str, output_dir, molecules=None, seed: int
     state.update({"store": str(Path(store).resolve()), "dataset_molecules": sorted(groups),
                   "split": {"fractions": list(fractions), "seed": seed,
                             "held_out_molecules": list(held_out_molecules)}})
-    _atomic(out / "model.pt", lambda p: torch.save(state, p))
-    _atomic(out / "train_metrics.csv", lambda p: _write_csv(p, rows))
+    atomic_write(out / "model.pt", lambda p: torch.save(state, p))
+    atomic_write(out / "train_metrics.csv", lambda p: _write_csv(p, rows))
     return out
 
 
@@ -127,16 +127,6 @@ def _write_csv(path, rows) -> None:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-
-
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def load_model(model_dir):

@@ -35,7 +35,6 @@ from __future__ import annotations
 import csv
 import logging
 import math
-import os
 import random
 import time
 from dataclasses import asdict, dataclass, field as dc_field
@@ -44,6 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rtml._atomic import atomic_write
 from rtml._errors import InputError
 from rtml._progress import Progress
 from rtml.model._basis_layout import BasisLayout
@@ -329,6 +329,4 @@ def _initialise_scales(model, loader, multiplicities, layouts) -> None:
 
 
 def _save(path: Path, state: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: torch.save(state, tmp))

@@ -23,22 +23,14 @@ import pytest
 import scipy.linalg
 
 from rtml.data import Trajectory
+from rtml.tddft import basis_metadata
 
 ANGSTROM_GEOM = "Li 0 0 0; H 0 0 1.6"
 
 
 def basis_labels(mol):
-    """(atom index, l, m) of each AO in PySCF order (l=1: px, py, pz = m +1, -1, 0)."""
-    atom, ang, mag = [], [], []
-    for b in range(mol.nbas):
-        l = mol.bas_angular(b)
-        ms = [1, -1, 0] if l == 1 else list(range(-l, l + 1))
-        for _ in range(mol.bas_nctr(b)):
-            atom += [mol.bas_atom(b)] * (2 * l + 1)
-            ang += [l] * (2 * l + 1)
-            mag += ms
-    return (np.array(atom, dtype=np.int64), np.array(ang, dtype=np.int64),
-            np.array(mag, dtype=np.int64))
+    """(atom index, l, m) of each AO in PySCF order, as the engine writes them."""
+    return basis_metadata(mol)
 
 
 def lowdin_evolution(S, dm0, times, seed=7, scale=0.3):

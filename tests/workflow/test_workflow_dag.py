@@ -1,8 +1,6 @@
 """Dry runs through snakemake.api: the DAG of the research plan, targets, bad configs."""
 
-import copy
 import re
-from pathlib import Path
 
 import pytest
 from snakemake.exceptions import WorkflowError

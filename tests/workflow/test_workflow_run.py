@@ -6,7 +6,6 @@ trajectory HDF5 files; then ``evaluate_lih`` and the HTML report.
 
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 
