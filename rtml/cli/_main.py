@@ -372,8 +372,10 @@ def cmd_evaluate(args) -> int:
                        molecules=args.molecules, compare=args.compare or ())
     for name, per_mol in summary.items():
         for mol, m in per_mol.items():
+            zero_shot = "  (zero-shot: molecule held out)" if m["held_out"] == "molecule" else ""
             print(f"{name:<22} {mol:<6} one-step MSE {m['one_step_mse']:.3e}  "
-                  f"valid horizon {m['valid_horizon']:.0f}  dipole RMSE {m['dipole_rmse']:.3e}")
+                  f"valid horizon {m['valid_horizon']:.0f}  dipole RMSE {m['dipole_rmse']:.3e}"
+                  f"{zero_shot}")
     return 0
 
 

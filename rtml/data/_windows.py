@@ -26,6 +26,8 @@ Example::
         sampler.set_epoch(epoch)
         for batch in loader:
             batch["rho"]          # (B, window, n_spin, nbf, nbf) complex
+            batch["rho_initial"]  # (B, n_spin, nbf, nbf) the trajectory's first frame
+            batch["rho_previous"] # (B, n_spin, nbf, nbf) the frame before the window
 """
 
 from __future__ import annotations
@@ -351,6 +353,10 @@ class TrajectoryWindows(Dataset):
         stop = start + self.window
         meta = self._group[mol]
         rho = self._rho_window(mol, row, start, stop)
+        # the trajectory's first frame and the frame before the window: a model's reference
+        # state and the velocity at the window's first frame (the frame itself at start 0)
+        rho_initial = rho[0] if start == 0 else self._rho_window(mol, row, 0, 1)[0]
+        rho_previous = rho[0] if start == 0 else self._rho_window(mol, row, start - 1, start)[0]
         small = self._traj_data(k)
         real = self.real_dtype
 
@@ -362,6 +368,8 @@ class TrajectoryWindows(Dataset):
 
         return {
             "rho": torch.from_numpy(np.ascontiguousarray(rho)).to(self.dtype),
+            "rho_initial": torch.from_numpy(np.ascontiguousarray(rho_initial)).to(self.dtype),
+            "rho_previous": torch.from_numpy(np.ascontiguousarray(rho_previous)).to(self.dtype),
             "field": rt(small["field"][start:stop]),
             "time": rt(meta["time"][start:stop]),
             "dipole": rt(small["dipole"][start:stop]),

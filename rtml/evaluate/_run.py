@@ -27,7 +27,7 @@ from rtml.units import HARTREE_EV
 log = logging.getLogger("rtml.evaluate")
 
 HORIZONS = (100, 1000)
-TSV_COLUMNS = ("model", "molecule", "n_test", "one_step_mse", "rollout_mse_100",
+TSV_COLUMNS = ("model", "molecule", "held_out", "n_test", "one_step_mse", "rollout_mse_100",
                "rollout_mse_1000", "valid_horizon", "dipole_rmse", "spectrum_overlap",
                "max_peak_shift_ev", "trace_error", "hermiticity_error", "min_eigenvalue")
 
@@ -126,8 +126,14 @@ def _mean(values):
     return float(np.mean(values)) if values else float("nan")
 
 
-def evaluate_models(models: dict, groups: dict, splits: dict) -> tuple[dict, dict]:
-    """Metrics per model and molecule, and per-trajectory details for the plots."""
+def evaluate_models(models: dict, groups: dict, splits: dict,
+                    held_out_molecules=()) -> tuple[dict, dict]:
+    """Metrics per model and molecule, and per-trajectory details for the plots.
+
+    ``held_out`` in each row says what the test trajectories are new to the model:
+    ``geometry`` (held-out geometries of a trained molecule), ``molecule`` (a molecule kept
+    out of training: zero-shot) or ``none`` (one geometry only: training trajectories).
+    """
     summary, details = {}, {}
     references: dict = {}  # loaded and prepared once, shared by every model
     for name, model in models.items():
@@ -149,10 +155,12 @@ def evaluate_models(models: dict, groups: dict, splits: dict) -> tuple[dict, dic
             results = [evaluate_trajectory(model, references[(mol, row)]) for row in rows]
             details[name][mol] = [(row, r) for row, r in zip(rows, results)]
             summary[name][mol] = {
+                "held_out": ("molecule" if mol in held_out_molecules
+                             else "geometry" if split != "train" else "none"),
                 "n_test": len(rows),
                 "test_split": split,
                 **{key: _mean([r.get(key) for r in results])
-                   for key in TSV_COLUMNS[3:] if key not in ("trace_error", "hermiticity_error",
+                   for key in TSV_COLUMNS[4:] if key not in ("trace_error", "hermiticity_error",
                                                             "min_eigenvalue")},
                 "trace_error": max(r["trace_error"] for r in results),
                 "hermiticity_error": max(r["hermiticity_error"] for r in results),
@@ -283,7 +291,8 @@ def evaluate(store, model_dir, output_dir, baselines=("persistence", "linear"),
             raise InputError(f"unknown baseline '{name}' (known: persistence, linear)")
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    summary, details = evaluate_models(models, groups, splits)
+    summary, details = evaluate_models(models, groups, splits,
+                                       split_cfg.get("held_out_molecules", ()))
     write_metrics(summary, out, {"store": str(Path(store).resolve()), "model_dir": str(model_dir),
                                  "baselines": list(baselines), "split": split_cfg,
                                  "horizons": list(HORIZONS)})

@@ -467,6 +467,15 @@ class _CodecBase(torch.nn.Module):
         desc = torch.cat([desc.expand(b, k, desc.shape[-1]), self.radial_basis(r)], dim=-1)
         return self.edge_mlp(desc)
 
+    def group_weights(self, layout: BasisLayout, positions_angstrom) -> list[torch.Tensor]:
+        """The invariant weights of every shell-pair group, (B, k, w_total) each.
+
+        They depend on the geometry only: a rollout computes them once and passes them to
+        every step's ``forward(..., weights=...)``.
+        """
+        pos = self._check_layout(layout, positions_angstrom, len(positions_angstrom))
+        return [self._weights(g, pos) for g in _plan(layout, pos.device).groups]
+
     def _slot(self, L: int, la: int, lb: int):
         return self._slots[(L, 1 if (la + lb) % 2 == 0 else -1)]
 
@@ -510,7 +519,8 @@ class DensityEncoder(_CodecBase):
         self.irreps_in = self.irreps_density
         self.irreps_out = self.irreps_latent
 
-    def forward(self, density, layout: BasisLayout, positions_angstrom) -> DensityLatent:
+    def forward(self, density, layout: BasisLayout, positions_angstrom,
+                weights: list | None = None) -> DensityLatent:
         """Encode densities of one molecule (one layout), geometries may differ.
 
         Parameters
@@ -519,6 +529,8 @@ class DensityEncoder(_CodecBase):
             AO densities in PySCF order; cast to the module's real dtype.
         layout : BasisLayout
         positions_angstrom : Tensor, shape (B, n_atoms, 3)
+        weights : list of Tensor, optional
+            :meth:`group_weights` of the same layout and positions (computed if None).
 
         Returns
         -------
@@ -535,8 +547,8 @@ class DensityEncoder(_CodecBase):
         plan = _plan(layout, re.device)
         n_t = {"node": layout.n_atoms, "edge": layout.n_edges}
         acc = {}
-        for g in plan.groups:
-            w = self._weights(g, pos)
+        for i, g in enumerate(plan.groups):
+            w = self._weights(g, pos) if weights is None else weights[i]
             br, bi = _blocks(re, im, g)
             blk = torch.stack([br, bi], dim=-3)                               # (B,S,k,2,na,nb)
             for L in g.ls:
@@ -589,7 +601,8 @@ class DensityDecoder(_CodecBase):
         self.irreps_in = self.irreps_latent
         self.irreps_out = self.irreps_density
 
-    def forward(self, latent, layout: BasisLayout, positions_angstrom) -> torch.Tensor:
+    def forward(self, latent, layout: BasisLayout, positions_angstrom,
+                weights: list | None = None) -> torch.Tensor:
         """Decode node/edge latents into AO densities.
 
         Parameters
@@ -599,6 +612,8 @@ class DensityDecoder(_CodecBase):
             ``edge`` (B, n_spin, n_edges, irreps_latent.dim).
         layout : BasisLayout
         positions_angstrom : Tensor, shape (B, n_atoms, 3)
+        weights : list of Tensor, optional
+            :meth:`group_weights` of the same layout and positions (computed if None).
 
         Returns
         -------
@@ -618,8 +633,8 @@ class DensityDecoder(_CodecBase):
         plan = _plan(layout, node.device)
         feats = {"node": node, "edge": edge}
         blocks = []
-        for g in plan.groups:
-            w = self._weights(g, pos)
+        for i, g in enumerate(plan.groups):
+            w = self._weights(g, pos) if weights is None else weights[i]
             x = feats[g.kind][:, :, g.target]                                 # (B,S,k,dim)
             blk = 0
             for L in g.ls:

@@ -12,9 +12,19 @@ trajectory :math:`P(t_k)` under a field :math:`\mathbf E(t_k)`:
 3. :class:`~rtml.model.FieldEncoder` couples :math:`\mathbf E` (an l=1 vector) to
    :math:`g_A` by a tensor product; edges take the mean of their two atoms.
 4. Per token, a Mamba stack with FiLM conditioning on [c, token invariants] runs along
-   time: input :math:`x_k = W_\text{in}[(z_k - z_0)/s_z, f(\mathbf E_k), f(\mathbf E_{k+1})]`,
+   time: input :math:`x_k = W_\text{in}[(z_k - z_\text{ref})/s_z, f(\mathbf E_k),
+   f(\mathbf E_{k+1}), (z_k - z_{k-1})/s_v]` with :math:`z_\text{ref}` the latent of
+   :math:`\mathrm{Re}\,P(t_0)`.
+   The reference is the real part because a ground-state density is real: a kick
+   :math:`P(0^+) = e^{i\kappa r}P_0e^{-i\kappa r}` changes Im P at first order in
+   :math:`\kappa` and Re P only at second, so :math:`z_0 - z_\text{ref}` tells the dynamics
+   which way the kicked density will move before anything has moved. The velocity
+   :math:`z_k - z_{k-1}` (zero at k = 0) makes the trivial extrapolation a linear map.
+   Self-attention across the tokens of a frame (:class:`TokenMixing`) couples the blocks,
+   then the Mamba stack runs along time
    output the residual update :math:`z_{k+j} = z_k + s_\Delta\,\Delta_{k,j}` for
-   :math:`j = 1..\text{bundle}` (temporal bundling). Training uses the parallel scan,
+   :math:`j = 1..\text{bundle}` (temporal bundling), where :math:`\Delta` is the Mamba
+   head plus a linear skip from the inputs (a per-token linear propagator). Training uses the parallel scan,
    rollout the recurrent step with carried state; the head starts at zero, so an untrained
    model is persistence.
 5. :class:`~rtml.model.DensityDecoder` maps latents back to Hermitian AO matrices. It is
@@ -63,12 +73,38 @@ class ModelConfig:
     lmax_basis: int = 1
     mcweeny_iterations: int = 3
     field_scale: float = 0.01
+    token_mixing: int = 1
+    mixing_heads: int = 4
 
     def __post_init__(self):
         if self.dynamics not in ("mamba", "mlp"):
             raise InputError(f"dynamics must be 'mamba' or 'mlp', got '{self.dynamics}'")
         if self.bundle < 1:
             raise InputError(f"bundle must be >= 1, got {self.bundle}")
+        if self.token_mixing < 0 or self.d_model % max(self.mixing_heads, 1):
+            raise InputError(f"token_mixing must be >= 0 and d_model ({self.d_model}) a multiple "
+                             f"of mixing_heads ({self.mixing_heads})")
+
+
+class TokenMixing(nn.Module):
+    r"""Pre-norm self-attention across the tokens (atoms and atom pairs) of one frame.
+
+    The per-token Mamba sees only its own token's history; the coupling of blocks through
+    :math:`-i[F, P]` (every block of P moves with every other) needs tokens to exchange
+    information. Attention mixes them with weights that do not depend on the number of
+    tokens, so the model stays independent of nbf. It acts within one time step, so the
+    parallel scan and the recurrent rollout stay identical.
+    """
+
+    def __init__(self, d_model: int, n_heads: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(d_model)
+        self.attention = nn.MultiheadAttention(d_model, n_heads, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(G, T, d_model) -> (G, T, d_model), G independent groups of T tokens."""
+        h = self.norm(x)
+        return x + self.attention(h, h, h, need_weights=False)[0]
 
 
 class MoleculeBatch(NamedTuple):
@@ -100,16 +136,6 @@ def n_per_spin_tensor(n_electrons, multiplicity, n_spin: int, batch: int) -> tor
     return torch.tensor(row, dtype=torch.float64).expand(batch, n_spin).clone()
 
 
-class RolloutState(NamedTuple):
-    """Carried state of a recurrent rollout."""
-
-    z: torch.Tensor        # (B*n_spin*T, d_latent) current latent tokens
-    z0: torch.Tensor       # (B*n_spin*T, d_latent) initial latent tokens
-    cond: torch.Tensor     # (B*n_spin*T, d_cond)
-    node_feats: torch.Tensor
-    cache: object
-
-
 class RTMLModel(nn.Module):
     """See the module docstring. All parameters are independent of nbf and n_spin."""
 
@@ -127,16 +153,23 @@ class RTMLModel(nn.Module):
         self.n_geometry_scalars = n_scalars
         self.d_cond = self.geometry.d_invariant + n_scalars + self.geometry.radial_basis.n_radial + 2
         d_field = o3.Irreps(c.irreps_field).dim
-        self.input = nn.Linear(self.d_latent + 2 * d_field, c.d_model)
+        self.d_input = 2 * self.d_latent + 2 * d_field
+        self.input = nn.Linear(self.d_input, c.d_model)
+        self.mixing = nn.ModuleList(TokenMixing(c.d_model, c.mixing_heads)
+                                    for _ in range(c.token_mixing))
+        # linear path from the inputs to the update, beside the Mamba stack
+        self.skip = nn.Linear(self.d_input, self.d_latent * c.bundle)
         kwargs = {"n_layers": c.n_layers, "out_dim": self.d_latent, "bundle": c.bundle}
         if c.dynamics == "mamba":
             kwargs["d_state"] = c.d_state
         self.dynamics = make_dynamics(c.dynamics, c.d_model, self.d_cond, **kwargs)
         # zero output layer: an untrained model predicts no change (persistence)
         head = self.dynamics.head if hasattr(self.dynamics, "head") else self.dynamics.mlp[-1]
-        nn.init.zeros_(head.weight)
-        nn.init.zeros_(head.bias)
+        for layer in (head, self.skip):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
         self.register_buffer("latent_scale", torch.ones(()))
+        self.register_buffer("velocity_scale", torch.ones(()))
         self.register_buffer("delta_scale", torch.ones(()))
 
     def __repr__(self) -> str:
@@ -169,21 +202,26 @@ class RTMLModel(nn.Module):
         per_edge = 0.5 * (per_atom[:, :, src] + per_atom[:, :, dst])
         return torch.cat([per_atom, per_edge], dim=2)
 
-    def encode(self, rho: torch.Tensor, batch: MoleculeBatch) -> torch.Tensor:
-        """(B, L, n_spin, n, n) complex -> latent tokens (B, L, n_spin, T, d_latent)."""
+    def encode(self, rho: torch.Tensor, batch: MoleculeBatch, weights=None) -> torch.Tensor:
+        """(B, L, n_spin, n, n) complex -> latent tokens (B, L, n_spin, T, d_latent).
+
+        ``weights``: the encoder's ``group_weights`` for L = 1 (a rollout reuses them)."""
         b, length = rho.shape[:2]
         pos = batch.positions_angstrom.repeat_interleave(length, dim=0)
-        lat = self.encoder(rho.reshape(b * length, *rho.shape[2:]), batch.layout, pos)
+        lat = self.encoder(rho.reshape(b * length, *rho.shape[2:]), batch.layout, pos, weights)
         z = torch.cat([lat.node, lat.edge], dim=2)                          # (B*L, S, T, d)
         return z.reshape(b, length, *z.shape[1:])
 
-    def decode(self, z: torch.Tensor, batch: MoleculeBatch) -> torch.Tensor:
-        """Latent tokens (B, L, n_spin, T, d) -> Hermitian AO densities (B, L, n_spin, n, n)."""
+    def decode(self, z: torch.Tensor, batch: MoleculeBatch, weights=None) -> torch.Tensor:
+        """Latent tokens (B, L, n_spin, T, d) -> Hermitian AO densities (B, L, n_spin, n, n).
+
+        ``weights``: the decoder's ``group_weights`` for L = 1 (a rollout reuses them)."""
         b, length = z.shape[:2]
         n_atoms = batch.layout.n_atoms
         flat = z.reshape(b * length, *z.shape[2:])
         pos = batch.positions_angstrom.repeat_interleave(length, dim=0)
-        rho = self.decoder(DensityLatent(flat[:, :, :n_atoms], flat[:, :, n_atoms:]), batch.layout, pos)
+        rho = self.decoder(DensityLatent(flat[:, :, :n_atoms], flat[:, :, n_atoms:]), batch.layout, pos,
+                           weights)
         return rho.reshape(b, length, *rho.shape[1:])
 
     def project(self, rho: torch.Tensor, batch: MoleculeBatch) -> torch.Tensor:
@@ -194,49 +232,76 @@ class RTMLModel(nn.Module):
         return project_density(rho, s, n, mcweeny_iterations=self.config.mcweeny_iterations)
 
     # -- training: parallel over time ----------------------------------------------------
-    def _inputs(self, z, z0, f_now, f_next):
-        """Dynamics inputs x (N, L, d_model) from latents (B, L, S, T, d) and field tokens."""
+    def reference_latent(self, rho_initial: torch.Tensor, batch: MoleculeBatch) -> torch.Tensor:
+        """Latent (B, n_spin, T, d) of Re P(t_0), the real ground-state-like reference."""
+        real = rho_initial.real.to(rho_initial.dtype) if rho_initial.is_complex() else rho_initial
+        return self.encode(real[:, None], batch)[:, 0]
+
+    def _inputs(self, z, z_prev, z_ref, f_now, f_next):
+        """Dynamics inputs from latents (B, L, S, T, d), the latents one frame earlier and the
+        field tokens (B, L, T, f): features (N, L, d_input) for the skip path and embedded,
+        token-mixed inputs (N, L, d_model) for the Mamba stack, N = B*S*T."""
         b, length, n_spin, n_tok, d = z.shape
-        dz = (z - z0[:, None]) / self.latent_scale
+        dz = (z - z_ref[:, None]) / self.latent_scale
+        velocity = (z - z_prev) / self.velocity_scale
         f_now = f_now[:, :, None].expand(-1, -1, n_spin, -1, -1)
         f_next = f_next[:, :, None].expand(-1, -1, n_spin, -1, -1)
-        x = torch.cat([dz, f_now.to(dz.dtype), f_next.to(dz.dtype)], dim=-1)
-        x = x.permute(0, 2, 3, 1, 4).reshape(b * n_spin * n_tok, length, -1)
-        return self.input(x)
+        feats = torch.cat([dz, f_now.to(dz.dtype), f_next.to(dz.dtype), velocity], dim=-1)
+        x = self.input(feats)                                               # (B, L, S, T, m)
+        if len(self.mixing):
+            groups = x.permute(0, 2, 1, 3, 4).reshape(b * n_spin * length, n_tok, -1)
+            for layer in self.mixing:
+                groups = layer(groups)
+            x = groups.reshape(b, n_spin, length, n_tok, -1).permute(0, 2, 1, 3, 4)
+        def per_token(t):
+            return t.permute(0, 2, 3, 1, 4).reshape(b * n_spin * n_tok, length, -1)
+        return per_token(feats), per_token(x)
+
+    def _skip(self, feats: torch.Tensor) -> torch.Tensor:
+        """Linear update (N, L, [bundle,] d) from the input features (N, L, d_input)."""
+        out = self.skip(feats)
+        if self.config.bundle > 1:
+            out = out.reshape(*out.shape[:-1], self.config.bundle, self.d_latent)
+        return out
 
     def predict_latents(self, z: torch.Tensor, field: torch.Tensor, batch: MoleculeBatch,
-                        z0: torch.Tensor | None = None) -> torch.Tensor:
+                        z_ref: torch.Tensor, z_prev: torch.Tensor | None = None) -> torch.Tensor:
         """Teacher-forced predictions of z(t_{k+j}) for all k in parallel.
 
         Args:
             z: (B, L, n_spin, T, d) latents of the input frames k = 0..L-1.
             field: (B, L + bundle, 3) field at t_0 .. t_{L-1+bundle}.
-            z0: (B, n_spin, T, d) latent of the trajectory's initial frame (default z[:, 0]).
+            z_ref: (B, n_spin, T, d) reference latent (:meth:`reference_latent`).
+            z_prev: (B, L, n_spin, T, d) latents one frame earlier (default: ``z`` shifted by
+                one frame, with zero velocity at the first frame).
 
         Returns:
             (B, L, bundle, n_spin, T, d) predicted updates z(t_{k+j}) - z(t_k), j = 1..bundle.
         """
         c = self.config
         b, length, n_spin, n_tok, d = z.shape
-        z0 = z[:, 0] if z0 is None else z0
         node_feats, cond = self._token_features(batch)
         ftok = self._field_tokens(field, node_feats, batch.layout)         # (B, L+k, T, f)
-        x = self._inputs(z, z0, ftok[:, :length], ftok[:, 1:length + 1])
+        if z_prev is None:
+            z_prev = torch.cat([z[:, :1], z[:, :-1]], dim=1)
+        feats, x = self._inputs(z, z_prev, z_ref, ftok[:, :length], ftok[:, 1:length + 1])
         cond = cond[:, None].expand(-1, n_spin, -1, -1).reshape(b * n_spin * n_tok, -1)
-        delta = self.dynamics(x, cond.to(x.dtype))                          # (N, L[, k], d)
+        delta = self.dynamics(x, cond.to(x.dtype)) + self._skip(feats)     # (N, L[, k], d)
         if c.bundle == 1:
             delta = delta[:, :, None]
         delta = delta.reshape(b, n_spin, n_tok, length, c.bundle, d).permute(0, 3, 4, 1, 2, 5)
         return self.delta_scale * delta
 
     def forward(self, rho: torch.Tensor, field: torch.Tensor, batch: MoleculeBatch,
-                rho_initial: torch.Tensor | None = None):
+                rho_initial: torch.Tensor | None = None, rho_previous: torch.Tensor | None = None):
         """One-step-ahead predictions of a window, in parallel (teacher forcing).
 
         Args:
             rho: (B, L+bundle, n_spin, n, n) densities of the window.
             field: (B, L+bundle, 3).
             rho_initial: (B, n_spin, n, n) the trajectory's first density (default rho[:, 0]).
+            rho_previous: (B, n_spin, n, n) the density one frame before the window (default
+                rho[:, 0]: zero velocity, as at the start of a trajectory).
 
         Returns:
             raw: (B, L, bundle, n_spin, n, n) decoded predictions of P(t_{k+j}) before
@@ -247,8 +312,9 @@ class RTMLModel(nn.Module):
         if length < 1:
             raise InputError(f"a window needs more than bundle={k} frames")
         z = self.encode(rho[:, :length], batch)
-        z0 = z[:, 0] if rho_initial is None else self.encode(rho_initial[:, None], batch)[:, 0]
-        dz = self.predict_latents(z, field, batch, z0)                       # (B, L, k, S, T, d)
+        z_ref = self.reference_latent(rho[:, 0] if rho_initial is None else rho_initial, batch)
+        first = z[:, :1] if rho_previous is None else self.encode(rho_previous[:, None], batch)
+        dz = self.predict_latents(z, field, batch, z_ref, torch.cat([first, z[:, :-1]], dim=1))                      # (B, L, k, S, T, d)
         b = dz.shape[0]
         change = self.decode(dz.reshape(b, length * k, *dz.shape[3:]), batch)
         shape = (b, length, k, *change.shape[2:])
@@ -271,34 +337,45 @@ class RTMLModel(nn.Module):
         b, n_steps = field.shape[:2]
         node_feats, cond = self._token_features(batch)
         ftok = self._field_tokens(field, node_feats, batch.layout)
-        z = self.encode(rho0[:, None], batch)[:, 0]                         # (B, S, T, d)
+        # the codec's weights depend on the geometry only: computed once for all steps
+        enc_w = self.encoder.group_weights(batch.layout, batch.positions_angstrom)
+        dec_w = self.decoder.group_weights(batch.layout, batch.positions_angstrom)
+        z = self.encode(rho0[:, None], batch, enc_w)[:, 0]                  # (B, S, T, d)
         n_spin, n_tok, d = z.shape[1:]
-        z0 = z
+        z_ref = self.reference_latent(rho0, batch)
         cond = cond[:, None].expand(-1, n_spin, -1, -1).reshape(b * n_spin * n_tok, -1)
         cache = self.dynamics.init_cache(b * n_spin * n_tok, dtype=self.input.weight.dtype)
         out = [rho0.to(torch.complex128)]
+        z_prev = z
         for k in range(n_steps - 1):
-            x = self._inputs(z[:, None], z0, ftok[:, k:k + 1], ftok[:, k + 1:k + 2])[:, 0]
-            delta, cache = self.dynamics.step(x, cond.to(x.dtype), cache)
+            feats, x = self._inputs(z[:, None], z_prev[:, None], z_ref, ftok[:, k:k + 1],
+                                    ftok[:, k + 1:k + 2])
+            delta, cache = self.dynamics.step(x[:, 0], cond.to(x.dtype), cache)
+            delta = delta + self._skip(feats)[:, 0]
             if self.config.bundle > 1:
                 delta = delta[:, 0]
-            change = self.decode((self.delta_scale * delta.reshape(b, n_spin, n_tok, d))[:, None], batch)
+            change = self.decode((self.delta_scale * delta.reshape(b, n_spin, n_tok, d))[:, None], batch,
+                                 dec_w)
             rho_next = self.project(out[-1][:, None] + change.to(torch.complex128), batch)[:, 0]
             out.append(rho_next.to(torch.complex128))
-            z = self.encode(rho_next[:, None], batch)[:, 0]  # re-encode the physical density
+            # re-encode the physical (projected) density
+            z_prev, z = z, self.encode(rho_next[:, None], batch, enc_w)[:, 0]
         return torch.stack(out, dim=1)
 
     @torch.no_grad()
-    def set_scales(self, rho: torch.Tensor, batch: MoleculeBatch) -> None:
+    def set_scales(self, rho: torch.Tensor, batch: MoleculeBatch,
+                   rho_initial: torch.Tensor | None = None) -> None:
         r"""Set the input and output scales from a batch of training windows (B, L, S, n, n).
 
-        :math:`s_z` is the standard deviation of :math:`z_k - z_0` (so Mamba sees O(1)
+        :math:`s_z` is the standard deviation of :math:`z_k - z_\text{ref}` (so Mamba sees O(1)
         inputs); :math:`s_\Delta` makes a unit-variance latent update decode to the typical
         one-step density change, :math:`s_\Delta = \mathrm{std}(P_{k+1} - P_k) /
         \mathrm{std}(D(\xi))`, :math:`\xi \sim N(0, 1)`.
         """
         z = self.encode(rho, batch)
-        self.latent_scale.fill_(float((z - z[:, :1]).std().clamp_min(1e-12)))
+        z_ref = self.reference_latent(rho[:, 0] if rho_initial is None else rho_initial, batch)
+        self.latent_scale.fill_(float((z - z_ref[:, None]).std().clamp_min(1e-12)))
+        self.velocity_scale.fill_(float((z[:, 1:] - z[:, :-1]).std().clamp_min(1e-12)))
         step = (rho[:, 1:] - rho[:, :-1]).abs().std()
         generator = torch.Generator().manual_seed(0)
         unit = torch.randn(z[:, :1].shape, generator=generator, dtype=z.dtype)

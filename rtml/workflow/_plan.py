@@ -153,8 +153,14 @@ class WorkflowPlan:
         return sum(len(self.geometries(m)) * len(self._fields[m]) for m in self.molecules)
 
     def model_files(self, name: str) -> list[str]:
-        return [f"{self.results}/models/{name}/model.pt",
-                f"{self.results}/models/{name}/train_metrics.csv"]
+        """The set's model and training metrics, and those of its ablations."""
+        roots = [f"{self.results}/models/{name}"] + [
+            f"{self.results}/models/{name}/ablations/{a}" for a in self.config["evaluate"]["ablations"]]
+        return [f"{root}/{f}" for root in roots for f in ("model.pt", "train_metrics.csv")]
+
+    def ablation_models(self, name: str) -> list[str]:
+        return [f"{self.results}/models/{name}/ablations/{a}/model.pt"
+                for a in self.config["evaluate"]["ablations"]]
 
     def evaluation_files(self, name: str) -> list[str]:
         root = f"{self.results}/evaluation/{name}"

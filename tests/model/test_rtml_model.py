@@ -52,11 +52,12 @@ def test_parallel_training_pass_equals_recurrent_steps(lih):
     torch.manual_seed(1)
     rho, field, mb = lih
     model = RTMLModel(ModelConfig())
-    for p in model.dynamics.head.parameters():  # make the dynamics do something
+    for p in [*model.dynamics.head.parameters(), *model.skip.parameters()]:  # make it move
         torch.nn.init.normal_(p, std=0.1)
     with torch.no_grad():
         z = model.encode(rho[:, :-1], mb)
-        parallel = model.predict_latents(z, field, mb)[:, :, 0]            # (B, L, S, T, d)
+        z_ref = model.reference_latent(rho[:, 0], mb)
+        parallel = model.predict_latents(z, field, mb, z_ref)[:, :, 0]     # (B, L, S, T, d)
         node_feats, cond = model._token_features(mb)
         ftok = model._field_tokens(field, node_feats, mb.layout)
         b, length, n_spin, n_tok, d = z.shape
@@ -64,8 +65,10 @@ def test_parallel_training_pass_equals_recurrent_steps(lih):
         cache = model.dynamics.init_cache(b * n_spin * n_tok)
         steps = []
         for k in range(length):
-            x = model._inputs(z[:, k:k + 1], z[:, 0], ftok[:, k:k + 1], ftok[:, k + 1:k + 2])[:, 0]
-            delta, cache = model.dynamics.step(x, cond, cache)
+            feats, x = model._inputs(z[:, k:k + 1], z[:, max(k - 1, 0):max(k - 1, 0) + 1], z_ref,
+                                     ftok[:, k:k + 1], ftok[:, k + 1:k + 2])
+            delta, cache = model.dynamics.step(x[:, 0], cond, cache)
+            delta = delta + model._skip(feats)[:, 0]
             steps.append(model.delta_scale * delta.reshape(b, n_spin, n_tok, d))
         recurrent = torch.stack(steps, dim=1)
     scale = parallel.abs().max()

@@ -3,6 +3,7 @@
 # this file defines no rules.
 
 import shlex
+from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from rtml.chem import LADDER
@@ -27,6 +28,7 @@ wildcard_constraints:
     mol="|".join(LADDER),
     geom=r"g\d\d+",
     set=r"[A-Za-z][A-Za-z0-9_]*",
+    ablation="rtml|rtml-mlp|linear",
 
 
 def options(**flags):
@@ -90,6 +92,15 @@ def train_options(wildcards):
 
 def evaluate_options():
     return options(baselines=",".join(config["evaluate"]["baselines"]) or None)
+
+
+def ablation_models(wildcards):
+    """Models of the ablations of training set {set}, evaluated beside its model."""
+    return PLAN.ablation_models(wildcards.set)
+
+
+def compare_options(wildcards):
+    return options(compare=[str(Path(m).parent) for m in ablation_models(wildcards)])
 
 
 def get_final_output():

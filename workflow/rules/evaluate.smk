@@ -1,11 +1,12 @@
-# Evaluation: each set's model (and the baselines) on its own dataset; metrics and plots
-# go into the Snakemake report. Targets evaluate_<set>.
+# Evaluation: each set's model, its ablations and the baselines on its own dataset, in one
+# table; metrics and plots go into the Snakemake report. Targets evaluate_<set>.
 
 
 rule evaluate:
     input:
         store=f"{RESULTS}/datasets/{{set}}.zarr",
         model=f"{RESULTS}/models/{{set}}/model.pt",
+        ablations=ablation_models,
     output:
         metrics_json=f"{RESULTS}/evaluation/{{set}}/metrics.json",
         metrics=report(
@@ -41,8 +42,9 @@ rule evaluate:
         model_dir=subpath(input.model, parent=True),
         outdir=subpath(output.metrics_json, parent=True),
         options=evaluate_options(),
+        compare=compare_options,
     shell:
-        "rtml evaluate {input.store} --model {params.model_dir} {params.options}"
+        "rtml evaluate {input.store} --model {params.model_dir} {params.options} {params.compare}"
         " --threads {threads}"
         " -o {params.outdir} > {log} 2>&1"
 

@@ -39,10 +39,22 @@ rule train:
         " -o {params.outdir} > {log} 2>&1"
 
 
+# The same training with another model (evaluate.ablations), e.g. rtml-mlp: the value of
+# the Mamba dynamics is measured against an MLP on identical data, split and epochs.
+use rule train as train_ablation with:
+    output:
+        model=f"{RESULTS}/models/{{set}}/ablations/{{ablation}}/model.pt",
+        metrics=f"{RESULTS}/models/{{set}}/ablations/{{ablation}}/train_metrics.csv",
+    log:
+        f"{RESULTS}/logs/train/{{set}}-{{ablation}}.log",
+    params:
+        model="{ablation}",
+
+
 for _set in TRAINING_SETS:
 
     rule:
         name:
             f"train_{_set}"
         input:
-            f"{RESULTS}/models/{_set}/model.pt",
+            PLAN.model_files(_set),

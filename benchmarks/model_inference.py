@@ -1,0 +1,173 @@
+"""Inference time per step of the rtml model against the RT-TDDFT engine's time per step.
+
+For each molecule (default H2O and C6H6, ladder geometry, PBE0/6-31G) this
+
+1. converges the ground state and propagates a delta kick with the PySCF engine for a few
+   steps (one field, and a batch of ``--batch`` fields), giving the engine's wall time per
+   step per trajectory (Fock builds, predictor-corrector and all);
+2. rolls out an :class:`rtml.model.RTMLModel` (default configuration, random weights: the
+   cost does not depend on the values) from the same ground-state density under the same
+   field, in recurrent mode with the physics projection, for one trajectory and a batch,
+   on the CPU and, when ``torch.cuda.is_available()``, on the GPU;
+
+and prints seconds per step per trajectory and the headline speedup
+``engine time per step / model time per step``, measured in the same run. With ``--out``
+it also writes ``model_inference.csv`` and a bar plot ``model_inference.png``::
+
+    python benchmarks/model_inference.py                       # H2O and C6H6, 2 threads
+    python benchmarks/model_inference.py --molecules h2o --engine-steps 40 --out bench/
+
+The engine runs at the workflow's default DFT grid (level 3) unless ``--grid-level`` says
+otherwise. The model's time per step includes the density encoder, the token mixing, the
+Mamba recurrent step, the decoder and the float64 projection (McWeeny), i.e. everything a
+rollout pays.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def engine_time_per_step(name: str, n_steps: int, batch: int, grid_level: int, dt: float):
+    """(ground state, {batch size: s/step/trajectory}) for the PySCF engine on a kick."""
+    from rtml.chem import load_molecule
+    from rtml.fields import parse_field
+    from rtml.tddft import PropagationSettings, SimulationInputs, prepare_ground_state, simulate
+
+    spec = load_molecule(name)
+    settings = PropagationSettings(dt=dt, n_steps=n_steps)
+    pols = ["x", "y", "z"]
+    fields = [parse_field(f"kick:{1e-3 * (1 + i // 3):g}:{pols[i % 3]}") for i in range(batch)]
+    inputs = SimulationInputs(spec, fields[:1], settings, grid_level=grid_level)
+    gs, _ = prepare_ground_state(inputs)
+    out = {}
+    for size in sorted({1, batch}):
+        run = SimulationInputs(spec, fields[:size], settings, grid_level=grid_level)
+        t0 = time.perf_counter()
+        trajs = simulate(run, ground_state=gs)
+        out[size] = (time.perf_counter() - t0) / n_steps / size
+    return gs, trajs[0], out
+
+
+def model_time_per_step(traj, field_values: np.ndarray, batch: int, device: str, repeats: int = 2):
+    """{batch size: s/step/trajectory} of RTMLModel.rollout under ``field_values`` (T, 3)."""
+    import torch
+
+    from rtml.model import BasisLayout, ModelConfig, MoleculeBatch, RTMLModel, n_per_spin_tensor
+
+    torch.manual_seed(0)
+    model = RTMLModel(ModelConfig()).to(device).eval()
+    with torch.no_grad():  # random, non-zero update path: the cost is that of a trained model
+        for p in [*model.dynamics.head.parameters(), *model.skip.parameters()]:
+            p.normal_(std=1e-3)
+    layout = BasisLayout.from_metadata(traj.basis_atom_index, traj.basis_angular_momentum,
+                                       traj.basis_magnetic_quantum, traj.atomic_numbers)
+    out = {}
+    for size in sorted({1, batch}):
+        rho0 = torch.as_tensor(traj.density[0], device=device)[None].expand(size, -1, -1, -1)
+        field = torch.as_tensor(field_values, device=device)[None].expand(size, -1, -1)
+        mb = MoleculeBatch(
+            layout,
+            torch.as_tensor(traj.positions_angstrom, dtype=torch.float32, device=device)[None].expand(size, -1, -1),
+            torch.as_tensor(traj.atomic_numbers, device=device),
+            torch.as_tensor(traj.overlap, device=device)[None].expand(size, -1, -1),
+            n_per_spin_tensor(traj.n_electrons, traj.multiplicity, traj.density.shape[1], size).to(device))
+        model.rollout(rho0, field[:, :3], mb)  # warm-up (allocations, kernels)
+        best = float("inf")
+        for _ in range(repeats):
+            if device != "cpu":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            model.rollout(rho0, field, mb)
+            if device != "cpu":
+                torch.cuda.synchronize()
+            best = min(best, time.perf_counter() - t0)
+        out[size] = best / (len(field_values) - 1) / size
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--molecules", nargs="+", default=["h2o", "c6h6"])
+    parser.add_argument("--engine-steps", type=int, default=None,
+                        help="engine steps per molecule (default 40 for nbf < 40, else 10)")
+    parser.add_argument("--model-steps", type=int, default=100)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--grid-level", type=int, default=3)
+    parser.add_argument("--dt", type=float, default=0.2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=None, help="directory for CSV and PNG")
+    args = parser.parse_args(argv)
+
+    import torch
+    from pyscf import lib
+    from threadpoolctl import threadpool_limits
+
+    lib.num_threads(args.threads)
+    threadpool_limits(args.threads)
+    torch.set_num_threads(args.threads)
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+    rows = []
+    for name in args.molecules:
+        from rtml.chem import build_mole, load_molecule
+
+        nao = build_mole(load_molecule(name)).nao
+        steps = args.engine_steps or (40 if nao < 40 else 10)
+        print(f"{name}: nbf {nao}, engine {steps} steps at grid level {args.grid_level} ...",
+              flush=True)
+        _, traj, engine = engine_time_per_step(name, steps, args.batch, args.grid_level, args.dt)
+        # the engine's field is only as long as its run: a kick is zero after t = 0
+        field = np.zeros((args.model_steps, 3))
+        field[:min(len(traj.field), args.model_steps)] = traj.field[:args.model_steps]
+        for device in devices:
+            model = model_time_per_step(traj, field, args.batch, device)
+            for size in sorted(model):
+                rows.append({"molecule": name, "nbf": nao, "device": device, "batch": size,
+                             "engine_s_per_step": engine[size], "model_s_per_step": model[size],
+                             "speedup": engine[size] / model[size]})
+
+    header = f"{'molecule':9s} {'nbf':>4s} {'device':6s} {'batch':>5s} {'engine s/step':>14s} " \
+             f"{'model s/step':>13s} {'speedup':>9s}"
+    print(header)
+    for r in rows:
+        print(f"{r['molecule']:9s} {r['nbf']:4d} {r['device']:6s} {r['batch']:5d} "
+              f"{r['engine_s_per_step']:14.3e} {r['model_s_per_step']:13.3e} {r['speedup']:8.1f}x")
+    if args.out is not None:
+        write_outputs(rows, args.out)
+    return 0
+
+
+def write_outputs(rows: list[dict], out: Path) -> None:
+    """``model_inference.csv`` and a bar plot of the speedups."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rtml._atomic import atomic_write, atomic_write_text
+
+    out.mkdir(parents=True, exist_ok=True)
+    lines = [",".join(rows[0])] + [",".join(str(v) for v in r.values()) for r in rows]
+    atomic_write_text(out / "model_inference.csv", "\n".join(lines) + "\n")
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    labels = [f"{r['molecule']}\n{r['device']} b{r['batch']}" for r in rows]
+    ax.bar(range(len(rows)), [r["speedup"] for r in rows])
+    ax.set_xticks(range(len(rows)), labels, fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("engine time / model time per step")
+    ax.set_title("rtml model inference vs RT-TDDFT engine (per trajectory)")
+    fig.tight_layout()
+    atomic_write(out / "model_inference.png", lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    plt.close(fig)
+    print(f"wrote {out / 'model_inference.csv'} and {out / 'model_inference.png'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
