@@ -4,7 +4,8 @@
 #   tests/slurm/start_cluster.sh STATE_DIR
 #
 # Everything it writes (configs, munge key and socket, MariaDB data, spool, logs, pid
-# files) goes under STATE_DIR; nothing under /etc is touched. Clients find the cluster
+# files) goes under STATE_DIR, except a symlink /etc/slurm/slurm.conf -> STATE_DIR/slurm.conf
+# (see below) and munged's default socket. Clients find the cluster
 # through SLURM_CONF: run `export SLURM_CONF=STATE_DIR/slurm.conf` afterwards (the last
 # line printed). Needs root and the Debian packages munge, slurmctld, slurmd,
 # slurm-client, slurmdbd and mariadb-server (installed by .ci/run). Idempotent: a daemon
@@ -134,6 +135,7 @@ AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
 AccountingStoragePort=$DBD_PORT
 AccountingStorageEnforce=associations
+AccountingStoreFlags=job_comment
 JobAcctGatherType=jobacct_gather/linux
 JobAcctGatherFrequency=task=1
 # kill a step that outgrows its --mem (state OUT_OF_MEMORY), without cgroups
@@ -157,6 +159,17 @@ CONF
 cat >"$STATE/gres.conf" <<CONF
 NodeName=$NODE Name=gpu File=/dev/null
 CONF
+
+# Jobs' own SLURM commands (the executor's `srun` inside each job) do not see SLURM_CONF:
+# the jobstep plugin drops SLURM_* variables before it calls srun. So the default path
+# /etc/slurm/slurm.conf must lead here: a symlink, made only where no slurm.conf exists
+# (stop_cluster.sh removes it again if it still points here).
+if [ -L /etc/slurm/slurm.conf ] || [ -e /etc/slurm/slurm.conf ]; then
+    [ "$(readlink /etc/slurm/slurm.conf)" = "$STATE/slurm.conf" ] \
+        || die "/etc/slurm/slurm.conf exists and is not ours: refusing to replace it"
+else
+    mkdir -p /etc/slurm && ln -s "$STATE/slurm.conf" /etc/slurm/slurm.conf
+fi
 
 # --- daemons ----------------------------------------------------------------------------
 running slurmdbd || slurmdbd

@@ -16,6 +16,9 @@ for name in slurmd slurmctld slurmdbd mariadbd munged; do
     fi
     rm -f "$pidfile"
 done
+if [ "$(readlink /etc/slurm/slurm.conf 2>/dev/null)" = "$STATE/slurm.conf" ]; then
+    rm -f /etc/slurm/slurm.conf
+fi
 if [ "${2:-}" = "--purge" ]; then
     rm -rf "$STATE"
 fi
