@@ -3,24 +3,23 @@
 #
 #   tests/slurm/start_cluster.sh STATE_DIR
 #
-# Everything it writes (configs, munge key and socket, MariaDB data, spool, logs, pid
-# files) goes under STATE_DIR, except a symlink /etc/slurm/slurm.conf -> STATE_DIR/slurm.conf
-# (see below) and munged's default socket. Clients find the cluster
-# through SLURM_CONF: run `export SLURM_CONF=STATE_DIR/slurm.conf` afterwards (the last
-# line printed). Needs root and the Debian packages munge, slurmctld, slurmd,
-# slurm-client, slurmdbd and mariadb-server (installed by .ci/run). Idempotent: a daemon
-# whose pid file names a live process is left alone. stop_cluster.sh STATE_DIR stops
-# exactly the daemons started here.
+# Everything it writes (configs, munge key, MariaDB data, spool, logs, pid files) goes
+# under STATE_DIR, except two things at fixed paths (reasons below): munged's default
+# socket /run/munge/munge.socket.2 and a symlink /etc/slurm/slurm.conf ->
+# STATE_DIR/slurm.conf (made only where no slurm.conf exists). Other clients can also
+# `export SLURM_CONF=STATE_DIR/slurm.conf` (the last line printed). Needs root and the
+# Debian packages munge, slurmctld, slurmd, slurm-client, slurmdbd and mariadb-server
+# (installed by .ci/run). Idempotent: a daemon whose pid file names a live process is
+# left alone. stop_cluster.sh STATE_DIR stops exactly the daemons started here.
 #
 # The node has this machine's cores and 90 % of its memory; partitions `main` (default)
-# and `gpu` (the same node, with one GPU declared as a count, no device behind it, to
-# exercise the profile's GPU path).
+# and `gpu` (the same node, with one GPU declared on /dev/null, no device behind it, to
+# exercise the profile's GPU path). Account `rtmlci` holds user root.
 # Accounting goes through slurmdbd and MariaDB because the executor plugin asks `sacct`
-# for job states. Memory is enforced without cgroups (jobacct_gather/linux with
-# OverMemoryKill, polled every second), so a job that outgrows --mem is killed with
-# state OUT_OF_MEMORY. Process tracking is linuxproc: no systemd, no cgroup needed.
-#
-# munged listens on its default socket, /run/munge/munge.socket.2 (see below).
+# for job states; the job comment (the plugin's rule + wildcards) is stored too.
+# Memory is enforced without cgroups (jobacct_gather/linux with OverMemoryKill, polled
+# every second): a step that outgrows --mem is killed and the job ends FAILED.
+# Process tracking is linuxproc: no systemd, no cgroup needed.
 #
 # Ports (override with the environment): SLURMCTLD_PORT 16817, SLURMD_PORT 16818,
 # SLURMDBD_PORT 16819, MARIADB_PORT 13306; all bound to 127.0.0.1.
