@@ -34,3 +34,16 @@ def test_profiles_load_and_plan(tmp_path):
     train = out[out.index("rule train:"):]
     assert "slurm_partition=gpu" in train.split("rule ")[1] and "gpu=1" in train
     assert not (REPO / "profiles" / "default").exists()
+
+
+def test_slurm_profile_trains_on_cpus_without_gpu_partition(tmp_path):
+    """No RTML_SLURM_GPU_PARTITION: train jobs ask for no GPU, in the normal partition
+    (a GPU request on a cluster without GPUs makes sbatch refuse the job)."""
+    env = {"RTML_SLURM_ACCOUNT": "acct", "RTML_SLURM_PARTITION": "cpu",
+           "RTML_SLURM_GPU_PARTITION": ""}
+    slurm = _snakemake("--profile", "profiles/slurm", "--snakefile", str(REPO / "Snakefile"),
+                       "--directory", str(tmp_path), "--dry-run", "train_lih", cwd=REPO, env=env)
+    out = slurm.stdout + slurm.stderr
+    assert slurm.returncode == 0, out
+    train = out[out.index("rule train:"):].split("rule ")[1]
+    assert "slurm_partition=cpu" in train and "gpu=0" in train, train
