@@ -36,6 +36,7 @@ from rtml.tddft.nwchem._parse import (
     restart_checksum,
     write_rt_restart,
 )
+from rtml.tddft.nwchem._import import import_nwchem
 from rtml.tddft.nwchem._simulate import ENGINE_NAME, nwchem_version, simulate_nwchem
 from rtml.tddft.nwchem._run import (
     UNAVAILABLE_MESSAGE,
@@ -53,6 +54,6 @@ __all__ = [
     "UNAVAILABLE_MESSAGE",
     "parse_rt_output", "read_rt_restart", "write_rt_restart", "restart_checksum",
     "RTOutput", "RestartSnapshot",
-    "simulate_nwchem", "nwchem_version", "ENGINE_NAME",
+    "simulate_nwchem", "import_nwchem", "nwchem_version", "ENGINE_NAME",
     "propagate_nwchem", "NWChemRun", "ao_permutation", "kick_density", "one_electron_matrices",
 ]

@@ -203,7 +203,7 @@ def propagate_nwchem(mol, xc: str, field: Field, dt: float, n_steps: int, save_e
             if end % save_every == 0 and harvest_density:
                 harvest(end)
             if progress is not None:
-                progress.update(end - start)
+                progress(end)
             start = end
     finally:
         if tmp is not None:

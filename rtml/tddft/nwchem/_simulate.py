@@ -67,7 +67,8 @@ def simulate_nwchem(inputs, ranks: int = 1, progress=None, workdir=None) -> list
         sub = None if workdir is None else f"{workdir}/f{b:02d}"
         run = propagate_nwchem(mol, inputs.xc_name, field, settings.dt, settings.n_steps,
                                settings.save_every, grid_level=inputs.grid_level, ranks=ranks,
-                               workdir=sub, progress=progress)
+                               workdir=sub, progress=None if progress is None else
+                               (lambda done, b=b: progress(b * settings.n_steps + done)))
         expected = field.values(run.time)
         mismatch = float(np.abs(run.field - expected).max())
         if mismatch > 1e-12 + 1e-9 * abs(field.amplitude):
@@ -96,7 +97,8 @@ def simulate_nwchem(inputs, ranks: int = 1, progress=None, workdir=None) -> list
                 "grid_level": inputs.grid_level,
                 "nwchem_grid": GRID_KEYWORDS.get(inputs.grid_level, "fine"),
                 "ground_state_energy": run.ground_state_energy,
-                "ground_state_dipole": run.dipole[0] if not field.is_kick else np.full(3, np.nan),
+                # a kick U = exp(-i kappa e.D') commutes with D': the t=0 dipole is unchanged
+                "ground_state_dipole": run.dipole[0],
                 "kick_strength": field.amplitude if field.is_kick else 0.0,
                 "density_source": "nwchem rt_restart files, every saved frame",
                 "nwchem_jobs": run.n_jobs,
