@@ -159,7 +159,8 @@ def _propagate_nwchem(args, inputs, saved, out: Path, as_directory: bool, fields
     """``rtml propagate --engine nwchem``: one NWChem job per field, MPI ranks = --threads."""
     from rtml._progress import Progress
     from rtml.tddft._simulate import prepare_ground_state
-    from rtml.tddft.nwchem import nwchem_available, nwchem_xc, simulate_nwchem
+    from rtml.tddft import simulate
+    from rtml.tddft.nwchem import nwchem_available, nwchem_xc
     from rtml.tddft.nwchem._run import UNAVAILABLE_MESSAGE, NWChemUnavailable
 
     if not nwchem_available():
@@ -173,7 +174,8 @@ def _propagate_nwchem(args, inputs, saved, out: Path, as_directory: bool, fields
     progress = Progress(settings.n_steps * len(inputs.fields), f"nwchem {inputs.molecule.name}",
                         enabled=not args.quiet)
     try:
-        trajectories = simulate_nwchem(inputs, ranks=args.threads or 1, progress=progress)
+        trajectories = simulate(inputs, progress=progress, engine="nwchem",
+                                ranks=args.threads or 1)
     finally:
         progress.close()
     return _write_trajectories(trajectories, fields, out, as_directory)
