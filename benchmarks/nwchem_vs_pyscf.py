@@ -37,6 +37,8 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--grid-level", type=int, default=3)
     parser.add_argument("--ranks", type=int, default=1, help="NWChem MPI ranks")
+    parser.add_argument("--interpol-tol", type=float, default=1e-10,
+                        help="NWChem Magnus self-consistency tolerance (its own default: 1e-7)")
     parser.add_argument("--density-every", type=int, default=0,
                         help="also harvest NWChem densities every N steps (0: no)")
     args = parser.parse_args(argv)
@@ -56,7 +58,8 @@ def main(argv=None) -> int:
     field = parse_field(args.field)
 
     nw = propagate_nwchem(mol, args.xc, field, args.dt, args.steps, args.steps,
-                          grid_level=args.grid_level, ranks=args.ranks, harvest_density=False)
+                          grid_level=args.grid_level, ranks=args.ranks, harvest_density=False,
+                          interpol_tol=args.interpol_tol)
     inputs = SimulationInputs(molecule=spec, fields=[field], xc=args.xc, basis=args.basis,
                               grid_level=args.grid_level,
                               settings=PropagationSettings(dt=args.dt, n_steps=args.steps))
@@ -68,7 +71,8 @@ def main(argv=None) -> int:
 
     induced = np.abs((nw.dipole - nw.dipole[0]) - (py.dipole - py.dipole[0])).max()
     print(f"# {args.molecule} {args.xc}/{args.basis} {field.to_spec()} dt={args.dt} "
-          f"steps={args.steps} ({args.steps * args.dt:g} au), grid level {args.grid_level}")
+          f"steps={args.steps} ({args.steps * args.dt:g} au), grid level {args.grid_level}, "
+          f"NWChem interpol tolerance {args.interpol_tol:g}")
     print(f"ground-state dipole |mu_nw(0) - mu_py(0)|     {np.abs(nw.dipole[0] - py.dipole[0]).max():.3e} e*bohr")
     print(f"induced dipole max_t |dmu_nw - dmu_py|        {induced:.3e} e*bohr "
           f"(max |dmu| {np.abs(py.dipole - py.dipole[0]).max():.3e})")
@@ -87,7 +91,8 @@ def main(argv=None) -> int:
                   f"{np.abs(peaks[0] - peaks[1]).max():.4f} eV")
     if args.density_every:
         nwd = propagate_nwchem(mol, args.xc, field, args.dt, args.steps, args.density_every,
-                               grid_level=args.grid_level, ranks=args.ranks)
+                               grid_level=args.grid_level, ranks=args.ranks,
+                               interpol_tol=args.interpol_tol)
         full = simulate(SimulationInputs(
             molecule=spec, fields=[field], xc=args.xc, basis=args.basis,
             grid_level=args.grid_level,

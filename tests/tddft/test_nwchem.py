@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pytest
 
+from rtml._errors import InputError
 from rtml.chem import build_mole, load_molecule
 from rtml.cli import main
 from rtml.data import read_trajectory, validate_trajectory
@@ -53,9 +54,9 @@ def test_gaussian_maps_to_a_cosine_carrier_per_cartesian_component():
 
 def test_deck_rejects_d_shells_and_unknown_functionals(h2o):
     spec, mol = h2o
-    with pytest.raises(Exception, match="s and p shells only"):
+    with pytest.raises(InputError, match="s and p shells only"):
         write_rt_tddft_input(build_mole(spec, basis="6-31g*"), "pbe0", parse_field("none"), DT, 1.0)
-    with pytest.raises(Exception, match="not supported by the NWChem engine"):
+    with pytest.raises(InputError, match="not supported by the NWChem engine"):
         write_rt_tddft_input(mol, "m06", parse_field("none"), DT, 1.0)
     deck = write_rt_tddft_input(mol, "hf", parse_field("none"), DT, 1.0, start=False)
     assert "xc hfexch" in deck and "set rt_tddft:restart logical .true." in deck
