@@ -122,6 +122,14 @@ def test_missing_nwchem_is_reported_in_one_line(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "x.h5").exists()
 
 
+def test_import_of_a_missing_output_is_one_line_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "x.h5"
+    status = main(["import-nwchem", "h2o", str(tmp_path / "missing.nwo"), "-o", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and err[-1].startswith("rtml: error: cannot read NWChem output")
+    assert not out.exists()
+
+
 # ------------------------------------------------------------------ with NWChem
 @pytest.mark.parametrize("field", ["kick:1e-4:z", "gaussian:0.001:0.3:30:8:z"])
 @pytest.mark.physics
@@ -195,6 +203,11 @@ def test_cli_engine_nwchem_writes_valid_trajectories_and_import_reads_them_back(
     assert imported.n_steps == 1 and imported.time[0] == pytest.approx(2.0)
     np.testing.assert_allclose(imported.density[0], written.density[1], atol=1e-9)
     np.testing.assert_allclose(imported.dipole[0], written.dipole[1], atol=1e-9)
+    path = tmp_path / "imported.h5"
+    assert main(["import-nwchem", "h2o", str(work / "rtml.nwo"), "--restart",
+                 str(work / "rtml.rt_restart"), "--xc", "hf", "--field",
+                 "gaussian:0.001:0.3:2:1:x", "-o", str(path)]) == 0
+    assert validate_trajectory(path).ok
     no_density = import_nwchem([work / "rtml.nwo"], spec, xc="hf")
     assert no_density.n_steps == 11 and np.isnan(no_density.density).all()
     assert no_density.extra_attrs["density_source"] == "none"
