@@ -77,7 +77,7 @@ def _load_geometry(spec, path):
 
 def cmd_propagate(args) -> int:
     from rtml.chem import load_molecule
-    from rtml.data import read_ground_state, trajectory_file_name, write_trajectory
+    from rtml.data import read_ground_state
     from rtml.fields import parse_field
     from rtml.tddft import PropagationSettings, SimulationInputs, simulate
     from rtml.tddft._simulate import prepare_ground_state

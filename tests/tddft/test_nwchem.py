@@ -22,8 +22,6 @@ from rtml.tddft.nwchem import (UNAVAILABLE_MESSAGE, field_blocks, import_nwchem,
                                write_rt_restart, write_rt_tddft_input)
 from rtml.units import HARTREE_EV
 
-needs_nwchem = [pytest.mark.nwchem,
-                pytest.mark.skipif(not nwchem_available(), reason=UNAVAILABLE_MESSAGE)]
 DT = 0.2
 
 
