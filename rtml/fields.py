@@ -34,6 +34,38 @@ Field types and their spec strings (numbers in a.u., POL = ``x|y|z|ex,ey,ez``, n
     :func:`resolve_field`.
 ``none``
     No field (field-free propagation of the ground state).
+
+Conventions, summarised: sign as above (energy :math:`-\boldsymbol\mu\cdot\mathbf E`);
+a kick is the exact unitary at t = 0 (strength :math:`\kappa` in a.u. of field x time),
+not a short pulse; the Gaussian carrier is :math:`\cos\omega t` with its phase referenced
+to t = 0; the resonant drive starts at t = 0 with zero field; dipoles and the dipole
+operator are measured from the centre of nuclear charge (for a neutral molecule the origin
+changes neither the dynamics nor the dipole).
+
+Mapping onto NWChem's ``rt_tddft`` keywords (engine ``nwchem``,
+:func:`rtml.tddft.nwchem.field_blocks`). NWChem couples :math:`-\boldsymbol\mu\cdot\mathbf E`
+as we do, so ``max`` keeps our sign; it takes only ``polarization x|y|z``, so a general
+**e** becomes one NWChem field per non-zero component with ``max`` :math:`E_0 e_k`, all
+exciting the same geometry (NWChem sums them):
+
+=====================  ======================================================================
+rtml                   NWChem
+=====================  ======================================================================
+``gaussian``           ``type gaussian``, ``frequency OMEGA``, ``center T0``, ``width SIGMA``,
+                       ``max E0*e_k``, ``phase pi/2`` (NWChem: :math:`\sin(\omega t+\phi)`
+                       times :math:`\exp(-(t-t_0)^2/2\sigma^2)`)
+``resonant``           ``type cw``, ``frequency OMEGA``, ``phase 0``, ``max E0*e_k``, removed
+                       from the restart segments after T (T must be a multiple of dt)
+``kick``               no NWChem field: NWChem's ``type delta`` is a rectangle of height
+                       ``max`` lasting one step (strength and splitting error depend on dt);
+                       the engine applies our unitary to NWChem's ground-state density
+                       through its restart file
+``none``               no field
+=====================  ======================================================================
+
+Time quadrature differs: rtml's Magnus-2 takes the field at the step midpoint, NWChem's
+(E(t) + E(t+dt))/2 (an O(dt^2) difference, 4e-6 au in the induced dipole of H2O RT-TDHF
+for a 1e-3 au Gaussian pulse over 100 au at dt = 0.2).
 """
 
 from __future__ import annotations

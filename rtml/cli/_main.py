@@ -77,7 +77,7 @@ def _load_geometry(spec, path):
 
 def cmd_propagate(args) -> int:
     from rtml.chem import load_molecule
-    from rtml.data import read_ground_state, trajectory_file_name, write_trajectory
+    from rtml.data import read_ground_state
     from rtml.fields import parse_field
     from rtml.tddft import PropagationSettings, SimulationInputs, simulate
     from rtml.tddft._simulate import prepare_ground_state
@@ -109,6 +109,8 @@ def cmd_propagate(args) -> int:
              settings.dt, settings.n_steps, settings.dt * settings.n_steps, settings.save_every,
              settings.propagator, settings.pc_tol)
 
+    if args.engine == "nwchem":
+        return _propagate_nwchem(args, inputs, saved, out, as_directory, fields)
     gs, resolved = prepare_ground_state(inputs, scf_max_cycle=args.scf_max_cycle, saved=saved)
     inputs.fields = resolved
     checkpoint_dir = out.with_name(out.name + ".ckpt")
@@ -122,6 +124,14 @@ def cmd_propagate(args) -> int:
         raise
     finally:
         progress.close()
+
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    return _write_trajectories(trajectories, fields, out, as_directory)
+
+
+def _write_trajectories(trajectories, fields, out: Path, as_directory: bool) -> int:
+    """Write one file, or a directory of t<NN>-<spec>.h5 files, atomically; print paths."""
+    from rtml.data import trajectory_file_name, write_trajectory
 
     if not as_directory:
         if out.is_dir():  # --force over an earlier multi-field output
@@ -140,9 +150,61 @@ def cmd_propagate(args) -> int:
         finally:
             shutil.rmtree(tmp_dir, ignore_errors=True)
         written = [out / name for name in names]
-    shutil.rmtree(checkpoint_dir, ignore_errors=True)
     for path in written:
         print(path)
+    return 0
+
+
+def _propagate_nwchem(args, inputs, saved, out: Path, as_directory: bool, fields) -> int:
+    """``rtml propagate --engine nwchem``: one NWChem job per field, MPI ranks = --threads."""
+    from rtml._progress import Progress
+    from rtml.tddft._simulate import prepare_ground_state
+    from rtml.tddft import simulate
+    from rtml.tddft.nwchem import nwchem_available, nwchem_xc
+    from rtml.tddft.nwchem._run import UNAVAILABLE_MESSAGE, NWChemUnavailable
+
+    if not nwchem_available():
+        raise NWChemUnavailable(f"engine 'nwchem' is unavailable: {UNAVAILABLE_MESSAGE} "
+                                "(apt-get install nwchem openmpi-bin, or use --engine pyscf)")
+    nwchem_xc(inputs.xc_name)
+    if any(not f.is_resolved for f in inputs.fields):  # S<n>/B<n>/auto need PySCF LR-TDDFT
+        _, inputs.fields = prepare_ground_state(inputs, scf_max_cycle=args.scf_max_cycle,
+                                                saved=saved)
+    settings = inputs.settings
+    progress = Progress(settings.n_steps * len(inputs.fields), f"nwchem {inputs.molecule.name}",
+                        enabled=not args.quiet)
+    try:
+        trajectories = simulate(inputs, progress=progress, engine="nwchem",
+                                ranks=args.threads or 1)
+    finally:
+        progress.close()
+    return _write_trajectories(trajectories, fields, out, as_directory)
+
+
+# ---------------------------------------------------------------------------- import-nwchem
+def cmd_import_nwchem(args) -> int:
+    from rtml.chem import load_molecule
+    from rtml.data import write_trajectory
+    from rtml.fields import parse_field
+    from rtml.tddft.nwchem import import_nwchem
+
+    spec = load_molecule(args.molecule)
+    positions = None
+    if args.geometry:
+        positions, _ = _load_geometry(spec, args.geometry)
+    field = parse_field(args.field) if args.field else None
+    out = Path(args.output)
+    _check_output(out, args.force)
+    traj = import_nwchem(args.outputs, spec, restarts=args.restart or (), basis=args.basis,
+                         xc=args.xc, field=field, positions_angstrom=positions,
+                         geometry=args.nwchem_geometry)
+    if out.exists():
+        _write_one_replacing(out, traj)
+    else:
+        write_trajectory(out, traj)
+    log.info("imported %d frames (dt %g au, density: %s)", traj.n_steps, traj.dt,
+             traj.extra_attrs["density_source"])
+    print(out)
     return 0
 
 
@@ -436,7 +498,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ground-state", default=None, metavar="GS.h5",
                    help="saved ground state (rtml ground-state) of the same geometry: SCF "
                         "restart and LR-TDDFT states for S<n>/B<n> fields")
-    p.add_argument("--threads", type=int, default=None, help="OpenMP/BLAS threads")
+    p.add_argument("--threads", type=int, default=None,
+                   help="OpenMP/BLAS threads (engine nwchem: MPI ranks)")
+    p.add_argument("--engine", choices=["pyscf", "nwchem"], default="pyscf",
+                   help="propagation engine: pyscf (default) or nwchem (rt_tddft, where "
+                        "installed; one NWChem job per field)")
     out = p.add_mutually_exclusive_group(required=True)
     out.add_argument("-o", "--output", metavar="OUT",
                      help="output .h5 file (one field) or directory of .h5 files (several)")
@@ -445,6 +511,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_propagate)
+
+    p = sub.add_parser("import-nwchem",
+                       help="NWChem rt_tddft output(s) (+ rt_restart snapshots) -> trajectory .h5")
+    p.add_argument("molecule", help="ladder name or an .xyz/.extxyz file (atoms in NWChem's order)")
+    p.add_argument("outputs", nargs="+", help="NWChem output file(s) of one run, in order")
+    p.add_argument("--restart", action="append", metavar="FILE.rt_restart",
+                   help="restart snapshot (repeat); frames are then the snapshot times, with P(t)")
+    p.add_argument("--geometry", default=None, metavar="FILE.xyz",
+                   help="geometry (Å) of the run when not the molecule's equilibrium")
+    p.add_argument("--basis", default=None)
+    p.add_argument("--xc", default=None, help="functional (PySCF name) of the run")
+    p.add_argument("--field", default=None, metavar="SPEC",
+                   help="the field as an rtml spec, recorded as field_spec (default none)")
+    p.add_argument("--nwchem-geometry", default=None, help="NWChem geometry name (default first)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.h5")
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=cmd_import_nwchem)
 
     p = sub.add_parser("ground-state", help="SCF and full LR-TDDFT excitations, saved for reuse")
     p.add_argument("molecule", help="ladder name or an .xyz/.extxyz file")

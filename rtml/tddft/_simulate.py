@@ -150,13 +150,23 @@ def _check_saved_ground_state(saved, inputs: SimulationInputs, mol) -> None:
 
 
 def simulate(inputs: SimulationInputs, checkpoint_dir: str | Path | None = None, progress=None,
-             ground_state: GroundState | None = None) -> list[Trajectory]:
+             ground_state: GroundState | None = None, engine: str = ENGINE_NAME,
+             ranks: int = 1) -> list[Trajectory]:
     """Run the ground state and a batched propagation; return one Trajectory per field.
 
     With ``checkpoint_dir`` the propagation checkpoints there every
     ``settings.checkpoint_every`` steps and resumes from it when it exists for the same
     inputs (the caller removes it after the trajectories are safely written).
+
+    ``engine="nwchem"`` runs :func:`rtml.tddft.nwchem.simulate_nwchem` instead (one NWChem
+    job per field, ``ranks`` MPI ranks; fields must be resolved; no checkpoints).
     """
+    if engine == "nwchem":
+        from rtml.tddft.nwchem import simulate_nwchem
+
+        return simulate_nwchem(inputs, ranks=ranks, progress=progress)
+    if engine != ENGINE_NAME:
+        raise InputError(f"unknown engine '{engine}'; choose pyscf or nwchem")
     if ground_state is None:
         ground_state, fields = prepare_ground_state(inputs)
     else:

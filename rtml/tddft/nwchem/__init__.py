@@ -1,0 +1,59 @@
+"""NWChem ``rt_tddft`` as an rtml propagation engine, and importer of NWChem outputs.
+
+- :func:`write_rt_tddft_input`: the input deck for one molecule, basis, functional and field;
+- :func:`run_nwchem`: runs it (``mpirun -np N`` for N > 1 ranks);
+- :func:`parse_rt_output`, :func:`read_rt_restart`, :func:`write_rt_restart`: outputs and
+  ``*.rt_restart`` files;
+- :func:`propagate_nwchem`: one field, restart segments harvesting P(t) at the save stride;
+- :func:`simulate_nwchem`: molecule + fields -> :class:`rtml.data.Trajectory` records, one
+  NWChem job per field (same schema as the PySCF engine);
+- :func:`import_nwchem`: existing outputs (+ restart files) -> a Trajectory.
+
+Where ``nwchem`` is not on PATH, :func:`nwchem_available` is False and running raises
+:class:`NWChemUnavailable` ("nwchem not on PATH").
+"""
+
+from rtml.tddft.nwchem._deck import (
+    GRID_KEYWORDS,
+    XC_KEYWORDS,
+    field_blocks,
+    nwchem_xc,
+    tmax_for_last_print,
+    write_rt_tddft_input,
+)
+from rtml.tddft.nwchem._engine import (
+    NWChemRun,
+    ao_permutation,
+    kick_density,
+    one_electron_matrices,
+    propagate_nwchem,
+)
+from rtml.tddft.nwchem._parse import (
+    RestartSnapshot,
+    RTOutput,
+    parse_rt_output,
+    read_rt_restart,
+    restart_checksum,
+    write_rt_restart,
+)
+from rtml.tddft.nwchem._import import import_nwchem
+from rtml.tddft.nwchem._simulate import ENGINE_NAME, nwchem_version, simulate_nwchem
+from rtml.tddft.nwchem._run import (
+    UNAVAILABLE_MESSAGE,
+    NWChemError,
+    NWChemUnavailable,
+    nwchem_available,
+    nwchem_executable,
+    run_nwchem,
+)
+
+__all__ = [
+    "write_rt_tddft_input", "field_blocks", "nwchem_xc", "tmax_for_last_print",
+    "XC_KEYWORDS", "GRID_KEYWORDS",
+    "run_nwchem", "nwchem_available", "nwchem_executable", "NWChemError", "NWChemUnavailable",
+    "UNAVAILABLE_MESSAGE",
+    "parse_rt_output", "read_rt_restart", "write_rt_restart", "restart_checksum",
+    "RTOutput", "RestartSnapshot",
+    "simulate_nwchem", "import_nwchem", "nwchem_version", "ENGINE_NAME",
+    "propagate_nwchem", "NWChemRun", "ao_permutation", "kick_density", "one_electron_matrices",
+]
