@@ -60,6 +60,19 @@ def test_linear_baseline_beats_persistence_on_held_out_geometries(lih_store, tmp
         assert (tmp_path / "eval" / plot).stat().st_size > 10_000
 
 
+def test_held_out_molecule_is_evaluated_zero_shot(lih_store, tmp_path):
+    """A molecule kept out of training is scored on all its trajectories, marked zero-shot;
+    the per-molecule linear baseline has no fit for it and is left out, not faked."""
+    model_dir = train_baseline(lih_store, "persistence", tmp_path / "model",
+                               held_out_molecules=("lih",))
+    summary = evaluate(lih_store, model_dir, tmp_path / "eval")
+    row = summary["trained_persistence"]["lih"]
+    assert row["held_out"] == "molecule" and row["n_test"] == 8
+    assert "lih" not in summary["linear"]
+    table = (tmp_path / "eval" / "metrics.tsv").read_text().splitlines()
+    assert {r.split("\t")[2] for r in table[1:]} == {"molecule"}
+
+
 def test_splits_are_by_geometry_and_deterministic(lih_store):
     groups = {"lih": open_dataset(lih_store, "lih")}
     a = trajectory_splits(groups, seed=3)

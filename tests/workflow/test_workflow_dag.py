@@ -68,6 +68,8 @@ def test_default_config_plans_every_stage(tmp_path):
     for rule in ("sample_geometries", "ground_state", "assemble", "assemble_all", "train",
                  "evaluate", "all"):
         assert dag.counts[rule] >= 1, rule
+    # the MLP ablation is trained for each training set and evaluated in the same table
+    assert dag.counts["train_ablation"] == dag.counts["train"] == dag.counts["evaluate"]
 
 
 def _tiny():
