@@ -45,7 +45,7 @@ class PropagationSettings:
     n_steps : int
         Number of time steps; frames are saved at steps 0, save_every, 2*save_every, ...
     propagator : str
-        ``"magnus2"`` (default) or ``"etrs"``.
+        ``"magnus2"`` (default), ``"etrs"`` or ``"magnus4"`` (fourth order, for larger dt).
     save_every : int
     pc_tol : float
         Predictor-corrector convergence: estimated error of P'(t+dt) caused by the
@@ -229,13 +229,14 @@ def propagate(ground_state: GroundState, fields: list[Field], settings: Propagat
         t = state.step * dt
         fock_start = state.fock_history[-1]
         fock_used = _extrapolate(state.fock_history)
+        fock_past = state.fock_history[:-1]
         p_next = np.empty_like(state.p_orth)
         fock_next = np.empty_like(fock_start)
         energy_next = np.empty(nb)
         active = np.arange(nb)
         for _ in range(settings.max_pc_iter):
             p_try = step_fn(state.p_orth[active], fock_start[active], fock_used[active],
-                            field_term_for(active), t, dt)
+                            field_term_for(active), t, dt, fock_past=fock_past[:, active])
             fock_built, energy_built = build_orthonormal(ctx, p_try)
             state.n_builds += len(active)
             change = _density_error_estimate(fock_built - fock_used[active], p_try, dt)
