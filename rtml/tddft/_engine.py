@@ -51,6 +51,8 @@ class PropagationSettings:
         Predictor-corrector convergence: estimated error of P'(t+dt) caused by the
         remaining error of the end-point Fock matrix, dt * max|[dF', P']|.
     max_pc_iter : int
+    pc_mixing : int
+        Iterations the corrector mixes (Anderson); 1 is the plain fixed-point iteration.
     checkpoint_every : int
         Steps between checkpoints (when a checkpoint directory is given).
     """
@@ -61,6 +63,7 @@ class PropagationSettings:
     save_every: int = 1
     pc_tol: float = 1e-9
     max_pc_iter: int = 30
+    pc_mixing: int = 3
     checkpoint_every: int = 500
 
     def __post_init__(self):
@@ -73,6 +76,8 @@ class PropagationSettings:
         if self.propagator not in PROPAGATORS:
             raise InputError(f"unknown propagator '{self.propagator}'; "
                              f"choose from {', '.join(PROPAGATORS)}")
+        if int(self.pc_mixing) != self.pc_mixing or self.pc_mixing < 1:
+            raise InputError(f"pc_mixing must be a positive integer, got {self.pc_mixing}")
         if not self.pc_tol > 0:
             raise InputError(f"pc_tol must be > 0, got {self.pc_tol}")
         if self.checkpoint_every < 1:
@@ -128,6 +133,49 @@ def _extrapolate(history: np.ndarray) -> np.ndarray:
     if len(history) == 2:
         return 2.0 * history[-1] - history[-2]
     return history[-1].copy()
+
+
+def _anderson_update(used: list, residuals: list, active: np.ndarray,
+                     fock_used: np.ndarray) -> np.ndarray:
+    r"""Next end-point Fock matrix of the corrector: Anderson mixing of the last iterations.
+
+    The corrector solves the fixed point :math:`F = G(F)`, where :math:`G(F)` is the Fock
+    matrix built from the density propagated with :math:`F`. With residuals
+    :math:`R_j = G(F_j) - F_j` of the last m iterations, each batch member takes
+
+    .. math::
+
+        F_\text{next} = \sum_j c_j G(F_j),\qquad
+        c = \arg\min_{\sum_j c_j = 1}\Big\|\sum_j c_j R_j\Big\|_F
+
+    (m = 1 is the plain iteration :math:`F_\text{next} = G(F)`). Near convergence the
+    map is linear, so this removes the slowest error components an iteration earlier.
+
+    Args:
+        used, residuals: lists of (nb, nspin, n, n) arrays, oldest first.
+        active: members still iterating; the others keep ``fock_used``.
+    """
+    out = fock_used.copy()
+    if len(active) == 0:
+        return out
+    f = np.array([u[active] for u in used])  # (m, na, nspin, n, n)
+    r = np.array([res[active] for res in residuals])
+    if len(used) == 1:
+        out[active] = f[0] + r[0]
+        return out
+    m, na = r.shape[:2]
+    flat = r.reshape(m, na, -1)
+    gram = np.einsum("jbx,kbx->bjk", flat.conj(), flat).real  # (na, m, m)
+    gram += np.eye(m) * (1e-12 * np.einsum("bjj->b", gram)[:, None, None] + 1e-300)
+    ones = np.ones((na, m, 1))
+    try:
+        coef = np.linalg.solve(gram, ones)[..., 0]
+    except np.linalg.LinAlgError:
+        out[active] = f[-1] + r[-1]
+        return out
+    coef /= coef.sum(axis=1, keepdims=True)
+    out[active] = np.einsum("bj,jb...->b...", coef, f + r)
+    return out
 
 
 def _density_error_estimate(fock_error: np.ndarray, p_orth: np.ndarray, dt: float) -> np.ndarray:
@@ -234,6 +282,7 @@ def propagate(ground_state: GroundState, fields: list[Field], settings: Propagat
         fock_next = np.empty_like(fock_start)
         energy_next = np.empty(nb)
         active = np.arange(nb)
+        used_history, residual_history = [], []
         for _ in range(settings.max_pc_iter):
             p_try = step_fn(state.p_orth[active], fock_start[active], fock_used[active],
                             field_term_for(active), t, dt, fock_past=fock_past[:, active])
@@ -244,8 +293,12 @@ def propagate(ground_state: GroundState, fields: list[Field], settings: Propagat
             for j in np.flatnonzero(done):
                 b = active[j]
                 p_next[b], fock_next[b], energy_next[b] = p_try[j], fock_built[j], energy_built[j]
-            fock_used[active] = fock_built
+            residual = np.zeros_like(fock_used)
+            residual[active] = fock_built - fock_used[active]
+            used_history = (used_history + [fock_used.copy()])[-settings.pc_mixing:]
+            residual_history = (residual_history + [residual])[-settings.pc_mixing:]
             active = active[~done]
+            fock_used = _anderson_update(used_history, residual_history, active, fock_used)
             if len(active) == 0:
                 break
             if not np.all(np.isfinite(change)):
