@@ -396,8 +396,13 @@ def main(argv=None) -> int:
                         help="dipole reference for every molecule (default H2O only)")
     parser.add_argument("--pc-tol", type=float, default=1e-9)
     parser.add_argument("--grid-level", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2, help="threads (and MPI ranks) per run")
+    parser.add_argument("--threads", type=int, default=2, help="threads of the PySCF/rtml runs")
+    parser.add_argument("--nwchem-ranks", type=int, default=2, help="MPI ranks of NWChem")
+    parser.add_argument("--reference-cache", default=None,
+                        help="directory keeping the dt-converged references between runs")
     parser.add_argument("--max-memory-mb", type=float, default=2000.0)
+    parser.add_argument("--propagators", default="magnus2,magnus4",
+                        help="rtml propagators to time (magnus2 at --dt, magnus4 at --magnus4-dt)")
     parser.add_argument("--no-nwchem", action="store_true")
     parser.add_argument("--no-naive", action="store_true")
     args = parser.parse_args(argv)
@@ -415,9 +420,18 @@ def main(argv=None) -> int:
         common = (molecule, args.grid_level)
         reference = None
         if molecule == "h2o" or args.reference_all:
-            reference = in_process(rtml_worker, *common, 1, "magnus4", args.reference_dt, sim_time,
-                                   1e-12, args.threads, args.max_memory_mb)
-            print(f"{molecule}: reference magnus4 dt {args.reference_dt}: {reference['wall_s']:.1f} s",
+            cache = (Path(args.reference_cache) / f"{molecule}-magnus4-dt{args.reference_dt}-T{sim_time}"
+                     f"-grid{args.grid_level}.npz") if args.reference_cache else None
+            if cache is not None and cache.exists():
+                reference = dict(np.load(cache))
+            else:
+                reference = in_process(rtml_worker, *common, 1, "magnus4", args.reference_dt,
+                                       sim_time, 1e-12, args.threads, args.max_memory_mb)
+                if cache is not None:
+                    cache.parent.mkdir(parents=True, exist_ok=True)
+                    np.savez(cache, time=reference["time"], dipole=reference["dipole"],
+                             energy=reference["energy"], wall_s=reference["wall_s"])
+            print(f"{molecule}: reference magnus4 dt {args.reference_dt}: {float(reference['wall_s']):.1f} s",
                   flush=True)
         results = {}
         if have_nwchem:
@@ -426,11 +440,14 @@ def main(argv=None) -> int:
                 write_rt_tddft_deck(deck, spec.symbols, spec.positions_angstrom, spec.basis,
                                     spec.xc, KICK, "z", args.dt, sim_time, spec.charge,
                                     spec.multiplicity)
-                results[f"nwchem np{args.threads}"] = (run_nwchem_rt_tddft(deck, args.threads), 1, args.dt)
+                results[f"nwchem np{args.nwchem_ranks}"] = (
+                    run_nwchem_rt_tddft(deck, args.nwchem_ranks), 1, args.dt)
         if not args.no_naive:
             results["naive pyscf"] = (in_process(naive_worker, *common, args.dt,
                                                  NAIVE_FRACTION * sim_time, args.threads), 1, args.dt)
-        for propagator, dt in (("magnus2", args.dt), ("magnus4", args.magnus4_dt)):
+        steps = {"magnus2": args.dt, "etrs": args.dt, "magnus4": args.magnus4_dt}
+        for propagator in args.propagators.split(","):
+            dt = steps[propagator]
             for n_fields in (1, BATCH):
                 results[f"rtml {propagator} x{n_fields}"] = (
                     in_process(rtml_worker, *common, n_fields, propagator, dt, sim_time,
@@ -450,7 +467,7 @@ def main(argv=None) -> int:
                   f"dipole err {row['dipole_error_au']:.1e}  peak RSS {row['peak_rss_mb']:.0f} MB",
                   flush=True)
         rate = {r["method"]: r["au_per_s_per_traj"] for r in rows if r["molecule"] == molecule}
-        for base in (f"nwchem np{args.threads}", "naive pyscf"):
+        for base in (f"nwchem np{args.nwchem_ranks}", "naive pyscf"):
             if base in rate:
                 for method in rate:
                     if method.startswith("rtml"):

@@ -48,7 +48,7 @@ DEFAULT_MAX_MEMORY_MB = 2000.0
 #: Grid points per block (AO screening is decided per block).
 DEFAULT_GRID_BLOCK_SIZE = 2048
 #: AOs whose value and gradient stay below this on every point of a block are dropped from
-#: the block's products; their contribution to any matrix element is below ~1e-20.
+#: the block's products (they change no matrix element by more than ~1e-14; tests: 1e-12).
 AO_CUTOFF = 1e-14
 _NVAR = {"LDA": 1, "GGA": 4, "MGGA": 5}
 
