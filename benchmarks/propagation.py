@@ -216,8 +216,9 @@ def naive_worker(molecule: str, grid_level: int, dt: float, sim_time: float, thr
 
     def fock_energy(p_orth):
         p = x @ p_orth @ x
-        fock = mf.get_hcore() + mf.get_veff(mol, p.real)
-        energy = mf.energy_tot(dm=p.real)
+        veff = mf.get_veff(mol, p.real)  # one build; its tags carry E_coul and E_xc
+        fock = mf.get_hcore() + veff
+        energy = mf.energy_tot(dm=p.real, vhf=veff)
         if c_x != 0.0:  # exact exchange of the antisymmetric imaginary part
             k_imag = mf.get_k(mol, p.imag, hermi=2)
             fock = fock - 0.5j * c_x * k_imag

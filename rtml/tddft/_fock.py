@@ -393,6 +393,26 @@ def xc_potential(ctx: FockContext, dms: np.ndarray) -> tuple[np.ndarray, np.ndar
     Returns:
         vxc (nb, nspin, nao, nao) and exc (nb,) in Hartree.
     """
+    # Threaded BLAS pays a thread synchronisation for each of the per-point (ndm x nao)
+    # products of a stacked matmul, which made a 2-thread build 5x slower than its floor;
+    # libxc keeps its OpenMP threads.
+    with _blas_controller().limit(limits=1, user_api="blas"):
+        return _xc_potential(ctx, dms)
+
+
+_CONTROLLER = []
+
+
+def _blas_controller():
+    """One threadpoolctl controller per process (building one inspects every library)."""
+    if not _CONTROLLER:
+        from threadpoolctl import ThreadpoolController
+
+        _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0]
+
+
+def _xc_potential(ctx: FockContext, dms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     nb, nspin, nao = dms.shape[0], dms.shape[1], dms.shape[-1]
     nvar = _NVAR[ctx.xctype]
     ndm = nb * nspin
