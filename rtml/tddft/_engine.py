@@ -27,7 +27,7 @@ import numpy as np
 from rtml._errors import ConvergenceError, InputError, PropagationError
 from rtml.fields import Field
 from rtml.tddft._checkpoint import Checkpoint, PropagationState
-from rtml.tddft._fock import FockContext, fock_and_energy
+from rtml.tddft._fock import FockContext, _blas_controller, fock_and_energy
 from rtml.tddft._ground_state import GroundState, electronic_dipole
 from rtml.tddft._propagators import PROPAGATORS, exp_hermitian
 
@@ -240,12 +240,6 @@ def propagate(ground_state: GroundState, fields: list[Field], settings: Propagat
     def field_vectors(t: float) -> np.ndarray:
         return np.array([f.values(t) for f in fields])  # (nb, 3)
 
-    def field_term_for(members):
-        def term(t):
-            amp = np.array([fields[b].envelope(t) for b in members])
-            return amp[:, None, None, None] * coupling[members]
-        return term
-
     buffer = _FrameBuffer()
 
     def record(step, p_orth, energy):
@@ -267,6 +261,26 @@ def propagate(ground_state: GroundState, fields: list[Field], settings: Propagat
         if checkpoint is not None:
             checkpoint.save(state, buffer.arrays())
             buffer.clear()
+
+    # every matrix of a step is tiny: threaded BLAS would only add a thread synchronisation
+    # to each of them (libxc and the integrals keep their OpenMP threads)
+    with _blas_controller().limit(limits=1, user_api="blas"):
+        state = _propagate_steps(ctx, fields, settings, state, step_fn, coupling, buffer, record,
+                                 checkpoint, progress)
+    frames = checkpoint.read_frames() if checkpoint is not None else buffer.arrays()
+    return frames, state.stats
+
+
+def _propagate_steps(ctx, fields, settings, state, step_fn, coupling, buffer, record, checkpoint,
+                     progress):
+    """The time loop of :func:`propagate`; returns the final state with ``stats`` attached."""
+    dt = settings.dt
+
+    def field_term_for(members):
+        def term(t):
+            amp = np.array([fields[b].envelope(t) for b in members])
+            return amp[:, None, None, None] * coupling[members]
+        return term
 
     start = _time.perf_counter()
     first_step = state.step
@@ -327,10 +341,9 @@ def propagate(ground_state: GroundState, fields: list[Field], settings: Propagat
         if progress is not None:
             progress(state.step)
 
-    frames = checkpoint.read_frames() if checkpoint is not None else buffer.arrays()
     steps_done = max(state.step - first_step, 1)
-    stats = {"n_builds": state.n_builds,
-             "builds_per_step": state.n_builds / (nb * max(settings.n_steps, 1)),
-             "wall_time_s": _time.perf_counter() - start,
-             "wall_time_per_step_s": (_time.perf_counter() - start) / steps_done}
-    return frames, stats
+    state.stats = {"n_builds": state.n_builds,
+                   "builds_per_step": state.n_builds / (nb * max(settings.n_steps, 1)),
+                   "wall_time_s": _time.perf_counter() - start,
+                   "wall_time_per_step_s": (_time.perf_counter() - start) / steps_done}
+    return state
