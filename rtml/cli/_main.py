@@ -485,7 +485,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--basis", default=None, help="basis set (default: the molecule's, 6-31G)")
     p.add_argument("--geometry", default=None, metavar="FILE.xyz",
                    help="geometry (Å) replacing the molecule's equilibrium; same atoms, same order")
-    p.add_argument("--propagator", default="magnus2", help="magnus2 (default) or etrs")
+    p.add_argument("--propagator", default="magnus2",
+                   help="magnus2 (default), etrs or magnus4 (4th order, larger dt)")
     p.add_argument("--save-every", type=int, default=1, metavar="K", help="save every K steps")
     p.add_argument("--grid-level", type=int, default=3, help="PySCF DFT grid level (default 3)")
     p.add_argument("--pc-tol", type=float, default=1e-9,

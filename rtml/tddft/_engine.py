@@ -27,7 +27,7 @@ import numpy as np
 from rtml._errors import ConvergenceError, InputError, PropagationError
 from rtml.fields import Field
 from rtml.tddft._checkpoint import Checkpoint, PropagationState
-from rtml.tddft._fock import FockContext, fock_and_energy
+from rtml.tddft._fock import FockContext, _blas_controller, fock_and_energy
 from rtml.tddft._ground_state import GroundState, electronic_dipole
 from rtml.tddft._propagators import PROPAGATORS, exp_hermitian
 
@@ -45,12 +45,14 @@ class PropagationSettings:
     n_steps : int
         Number of time steps; frames are saved at steps 0, save_every, 2*save_every, ...
     propagator : str
-        ``"magnus2"`` (default) or ``"etrs"``.
+        ``"magnus2"`` (default), ``"etrs"`` or ``"magnus4"`` (fourth order, for larger dt).
     save_every : int
     pc_tol : float
         Predictor-corrector convergence: estimated error of P'(t+dt) caused by the
         remaining error of the end-point Fock matrix, dt * max|[dF', P']|.
     max_pc_iter : int
+    pc_mixing : int
+        Iterations the corrector mixes (Anderson); 1 is the plain fixed-point iteration.
     checkpoint_every : int
         Steps between checkpoints (when a checkpoint directory is given).
     """
@@ -61,6 +63,7 @@ class PropagationSettings:
     save_every: int = 1
     pc_tol: float = 1e-9
     max_pc_iter: int = 30
+    pc_mixing: int = 3
     checkpoint_every: int = 500
 
     def __post_init__(self):
@@ -73,6 +76,8 @@ class PropagationSettings:
         if self.propagator not in PROPAGATORS:
             raise InputError(f"unknown propagator '{self.propagator}'; "
                              f"choose from {', '.join(PROPAGATORS)}")
+        if int(self.pc_mixing) != self.pc_mixing or self.pc_mixing < 1:
+            raise InputError(f"pc_mixing must be a positive integer, got {self.pc_mixing}")
         if not self.pc_tol > 0:
             raise InputError(f"pc_tol must be > 0, got {self.pc_tol}")
         if self.checkpoint_every < 1:
@@ -128,6 +133,49 @@ def _extrapolate(history: np.ndarray) -> np.ndarray:
     if len(history) == 2:
         return 2.0 * history[-1] - history[-2]
     return history[-1].copy()
+
+
+def _anderson_update(used: list, residuals: list, active: np.ndarray,
+                     fock_used: np.ndarray) -> np.ndarray:
+    r"""Next end-point Fock matrix of the corrector: Anderson mixing of the last iterations.
+
+    The corrector solves the fixed point :math:`F = G(F)`, where :math:`G(F)` is the Fock
+    matrix built from the density propagated with :math:`F`. With residuals
+    :math:`R_j = G(F_j) - F_j` of the last m iterations, each batch member takes
+
+    .. math::
+
+        F_\text{next} = \sum_j c_j G(F_j),\qquad
+        c = \arg\min_{\sum_j c_j = 1}\Big\|\sum_j c_j R_j\Big\|_F
+
+    (m = 1 is the plain iteration :math:`F_\text{next} = G(F)`). Near convergence the
+    map is linear, so this removes the slowest error components an iteration earlier.
+
+    Args:
+        used, residuals: lists of (nb, nspin, n, n) arrays, oldest first.
+        active: members still iterating; the others keep ``fock_used``.
+    """
+    out = fock_used.copy()
+    if len(active) == 0:
+        return out
+    f = np.array([u[active] for u in used])  # (m, na, nspin, n, n)
+    r = np.array([res[active] for res in residuals])
+    if len(used) == 1:
+        out[active] = f[0] + r[0]
+        return out
+    m, na = r.shape[:2]
+    flat = r.reshape(m, na, -1)
+    gram = np.einsum("jbx,kbx->bjk", flat.conj(), flat).real  # (na, m, m)
+    gram += np.eye(m) * (1e-12 * np.einsum("bjj->b", gram)[:, None, None] + 1e-300)
+    ones = np.ones((na, m, 1))
+    try:
+        coef = np.linalg.solve(gram, ones)[..., 0]
+    except np.linalg.LinAlgError:
+        out[active] = f[-1] + r[-1]
+        return out
+    coef /= coef.sum(axis=1, keepdims=True)
+    out[active] = np.einsum("bj,jb...->b...", coef, f + r)
+    return out
 
 
 def _density_error_estimate(fock_error: np.ndarray, p_orth: np.ndarray, dt: float) -> np.ndarray:
@@ -192,12 +240,6 @@ def propagate(ground_state: GroundState, fields: list[Field], settings: Propagat
     def field_vectors(t: float) -> np.ndarray:
         return np.array([f.values(t) for f in fields])  # (nb, 3)
 
-    def field_term_for(members):
-        def term(t):
-            amp = np.array([fields[b].envelope(t) for b in members])
-            return amp[:, None, None, None] * coupling[members]
-        return term
-
     buffer = _FrameBuffer()
 
     def record(step, p_orth, energy):
@@ -220,6 +262,26 @@ def propagate(ground_state: GroundState, fields: list[Field], settings: Propagat
             checkpoint.save(state, buffer.arrays())
             buffer.clear()
 
+    # every matrix of a step is tiny: threaded BLAS would only add a thread synchronisation
+    # to each of them (libxc and the integrals keep their OpenMP threads)
+    with _blas_controller().limit(limits=1, user_api="blas"):
+        state = _propagate_steps(ctx, fields, settings, state, step_fn, coupling, buffer, record,
+                                 checkpoint, progress)
+    frames = checkpoint.read_frames() if checkpoint is not None else buffer.arrays()
+    return frames, state.stats
+
+
+def _propagate_steps(ctx, fields, settings, state, step_fn, coupling, buffer, record, checkpoint,
+                     progress):
+    """The time loop of :func:`propagate`; returns the final state with ``stats`` attached."""
+    dt = settings.dt
+
+    def field_term_for(members):
+        def term(t):
+            amp = np.array([fields[b].envelope(t) for b in members])
+            return amp[:, None, None, None] * coupling[members]
+        return term
+
     start = _time.perf_counter()
     first_step = state.step
     nb = len(fields)
@@ -229,13 +291,15 @@ def propagate(ground_state: GroundState, fields: list[Field], settings: Propagat
         t = state.step * dt
         fock_start = state.fock_history[-1]
         fock_used = _extrapolate(state.fock_history)
+        fock_past = state.fock_history[:-1]
         p_next = np.empty_like(state.p_orth)
         fock_next = np.empty_like(fock_start)
         energy_next = np.empty(nb)
         active = np.arange(nb)
+        used_history, residual_history = [], []
         for _ in range(settings.max_pc_iter):
             p_try = step_fn(state.p_orth[active], fock_start[active], fock_used[active],
-                            field_term_for(active), t, dt)
+                            field_term_for(active), t, dt, fock_past=fock_past[:, active])
             fock_built, energy_built = build_orthonormal(ctx, p_try)
             state.n_builds += len(active)
             change = _density_error_estimate(fock_built - fock_used[active], p_try, dt)
@@ -243,8 +307,12 @@ def propagate(ground_state: GroundState, fields: list[Field], settings: Propagat
             for j in np.flatnonzero(done):
                 b = active[j]
                 p_next[b], fock_next[b], energy_next[b] = p_try[j], fock_built[j], energy_built[j]
-            fock_used[active] = fock_built
+            residual = np.zeros_like(fock_used)
+            residual[active] = fock_built - fock_used[active]
+            used_history = (used_history + [fock_used.copy()])[-settings.pc_mixing:]
+            residual_history = (residual_history + [residual])[-settings.pc_mixing:]
             active = active[~done]
+            fock_used = _anderson_update(used_history, residual_history, active, fock_used)
             if len(active) == 0:
                 break
             if not np.all(np.isfinite(change)):
@@ -273,10 +341,9 @@ def propagate(ground_state: GroundState, fields: list[Field], settings: Propagat
         if progress is not None:
             progress(state.step)
 
-    frames = checkpoint.read_frames() if checkpoint is not None else buffer.arrays()
     steps_done = max(state.step - first_step, 1)
-    stats = {"n_builds": state.n_builds,
-             "builds_per_step": state.n_builds / (nb * max(settings.n_steps, 1)),
-             "wall_time_s": _time.perf_counter() - start,
-             "wall_time_per_step_s": (_time.perf_counter() - start) / steps_done}
-    return frames, stats
+    state.stats = {"n_builds": state.n_builds,
+                   "builds_per_step": state.n_builds / (nb * max(settings.n_steps, 1)),
+                   "wall_time_s": _time.perf_counter() - start,
+                   "wall_time_per_step_s": (_time.perf_counter() - start) / steps_done}
+    return state

@@ -42,10 +42,14 @@ from pyscf import dft, gto, scf
 
 from rtml._errors import InputError
 
-#: AO values on the grid are cached only below this many MB (else recomputed per build).
-DEFAULT_AO_CACHE_MB = 3000.0
-#: Grid points per block when evaluating AO values and XC matrices.
-GRID_BLOCK_SIZE = 4096
+#: Memory budget (MB) of the XC part: the AO cache takes at most half of it (else AO values
+#: are recomputed at every build), the per-block work arrays of a batch the other half.
+DEFAULT_MAX_MEMORY_MB = 2000.0
+#: Grid points per block (AO screening is decided per block).
+DEFAULT_GRID_BLOCK_SIZE = 2048
+#: AOs whose value and gradient stay below this on every point of a block are dropped from
+#: the block's products (they change no matrix element by more than ~1e-14; tests: 1e-12).
+AO_CUTOFF = 1e-14
 _NVAR = {"LDA": 1, "GGA": 4, "MGGA": 5}
 
 
@@ -78,11 +82,11 @@ class FockContext:
         Range-separation parameter and long-range/full exact-exchange coefficients.
     eri, eri_lr : arrays or None
         In-core 8-fold-symmetric ERIs (full and long-range), None if not needed.
-    grid_weights : list of (ngrid_block,) arrays
-    grid_ao : list of arrays or None
-        Cached AO values per grid block, shape (nvar, ngrid_block, nao) with nvar = 1 (LDA)
-        or 4 (GGA, MGGA: value and x/y/z gradients). None if not cached.
-    grid_coords : list of (ngrid_block, 3) arrays
+    grid_blocks : list of :class:`GridBlock`
+        The DFT grid in blocks, with the AOs that matter on each (and their values when
+        cached).
+    max_memory_mb : float
+        Memory budget of the XC part (AO cache plus one block's work arrays).
     """
 
     mol: gto.Mole
@@ -103,9 +107,8 @@ class FockContext:
     eri: np.ndarray | None
     eri_lr: np.ndarray | None
     numint: dft.numint.NumInt | None = None
-    grid_coords: list = field(default_factory=list)
-    grid_weights: list = field(default_factory=list)
-    grid_ao: list | None = None
+    grid_blocks: list = field(default_factory=list)
+    max_memory_mb: float = DEFAULT_MAX_MEMORY_MB
 
     @property
     def nao(self) -> int:
@@ -161,7 +164,8 @@ def lowdin_orthogonalizer(overlap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def build_fock_context(mol: gto.Mole, xc: str, nspin: int, grids=None,
-                       ao_cache_mb: float = DEFAULT_AO_CACHE_MB) -> FockContext:
+                       max_memory_mb: float = DEFAULT_MAX_MEMORY_MB,
+                       block_size: int | None = None) -> FockContext:
     """Precompute everything a Fock build needs that does not change in time.
 
     Args:
@@ -169,7 +173,9 @@ def build_fock_context(mol: gto.Mole, xc: str, nspin: int, grids=None,
         xc: functional name (``"hf"`` for RT-TDHF).
         nspin: 1 (closed shell, total density) or 2 (alpha, beta).
         grids: a built ``pyscf.dft.gen_grid.Grids`` (the SCF's), required unless HF.
-        ao_cache_mb: cache AO values on the grid when they fit in this many MB.
+        max_memory_mb: memory budget of the XC part; AO values on the grid are cached
+            when they take at most half of it, else recomputed at every build.
+        block_size: grid points per block (default ``DEFAULT_GRID_BLOCK_SIZE``).
     """
     xctype = check_functional(xc)
     origin = centre_of_nuclear_charge(mol)
@@ -200,37 +206,85 @@ def build_fock_context(mol: gto.Mole, xc: str, nspin: int, grids=None,
     if xctype is not None:
         if grids is None:
             raise ValueError("a DFT Fock context needs the SCF's integration grid")
-        _attach_grid(ctx, grids, ao_cache_mb)
+        _attach_grid(ctx, grids, max_memory_mb, block_size)
     return ctx
 
 
-def _attach_grid(ctx: FockContext, grids, ao_cache_mb: float) -> None:
-    """Split the grid into blocks and cache AO values on it when they fit in memory."""
+@dataclass
+class GridBlock:
+    """One block of grid points with the AO values that are not negligible on it.
+
+    Attributes
+    ----------
+    coords : (ngrid, 3) array, bohr
+    weights : (ngrid,) array
+    ao_index : (nsub,) int array
+        AOs kept on this block (those with a value or gradient above ``AO_CUTOFF`` on at
+        least one of its points); points where every AO is negligible are dropped.
+    ao : (ngrid, nvar_ao, nsub) array or None
+        Point-major AO values (nvar_ao = 1 for LDA, 4 for GGA/MGGA: value, d/dx, d/dy,
+        d/dz); None when not cached (recomputed at every build).
+    ao_value : (ngrid, nsub) array or None
+        Contiguous copy of ``ao[:, 0]`` for the GEMMs.
+    """
+
+    coords: np.ndarray
+    weights: np.ndarray
+    ao_index: np.ndarray
+    ao: np.ndarray | None = None
+    ao_value: np.ndarray | None = None
+
+
+def _attach_grid(ctx: FockContext, grids, max_memory_mb: float, block_size: int | None) -> None:
+    """Split the grid into blocks, screen negligible AOs and points, cache AO values if they fit.
+
+    The AO cache takes ngrid * nvar_ao * nao * 8 bytes; what is left of ``max_memory_mb``
+    bounds the work arrays of one block (about 3 * nb * nspin * nvar * ngrid_block * nao
+    doubles for a batch of nb densities), which sets the block size unless ``block_size``
+    is given.
+    """
     coords, weights = np.asarray(grids.coords), np.asarray(grids.weights)
     keep = weights != 0.0  # PySCF pads grids with zero-weight points
     coords, weights = coords[keep], weights[keep]
-    starts = range(0, len(weights), GRID_BLOCK_SIZE)
-    ctx.grid_coords = [coords[i:i + GRID_BLOCK_SIZE] for i in starts]
-    ctx.grid_weights = [weights[i:i + GRID_BLOCK_SIZE] for i in starts]
-    nvar = 1 if ctx.ao_deriv == 0 else 4
-    size_mb = len(weights) * nvar * ctx.nao * 8 / 1e6
-    ctx.grid_ao = [_eval_ao(ctx, c) for c in ctx.grid_coords] if size_mb <= ao_cache_mb else None
+    nvar_ao = 1 if ctx.ao_deriv == 0 else 4
+    cache_mb = len(weights) * (nvar_ao + 1) * ctx.nao * 8 / 1e6
+    cached = cache_mb <= 0.5 * max_memory_mb
+    ctx.max_memory_mb = max_memory_mb
+    ctx.grid_blocks = []
+    step = block_size or DEFAULT_GRID_BLOCK_SIZE
+    for i in range(0, len(weights), step):
+        block_coords, block_weights = coords[i:i + step], weights[i:i + step]
+        ao = _eval_ao(ctx, block_coords)  # (nvar_ao, ng, nao)
+        magnitude = np.abs(ao).max(axis=0)  # (ng, nao)
+        ao_index = np.flatnonzero(magnitude.max(axis=0) > AO_CUTOFF)
+        points = magnitude.max(axis=1) > AO_CUTOFF
+        if len(ao_index) == 0 or not points.any():
+            continue  # no AO reaches these points: no density, no potential
+        block = GridBlock(coords=block_coords[points], weights=block_weights[points],
+                          ao_index=ao_index)
+        if cached:
+            block.ao = np.ascontiguousarray(ao[:, points][:, :, ao_index].transpose(1, 0, 2))
+            block.ao_value = np.ascontiguousarray(block.ao[:, 0])
+        ctx.grid_blocks.append(block)
 
 
 def _eval_ao(ctx: FockContext, coords: np.ndarray) -> np.ndarray:
-    """AO values on grid points: shape (nvar, ngrid, nao), nvar = 1 (LDA) or 4."""
+    """AO values on grid points: shape (nvar_ao, ngrid, nao), nvar_ao = 1 (LDA) or 4."""
     ao = ctx.numint.eval_ao(ctx.mol, coords, deriv=ctx.ao_deriv)
     return ao.reshape(-1, len(coords), ctx.nao)
 
 
-def _grid_blocks(ctx: FockContext):
-    """Yield (ao, weights) per grid block, from the cache or evaluated on the fly."""
-    for i, weights in enumerate(ctx.grid_weights):
-        ao = ctx.grid_ao[i] if ctx.grid_ao is not None else _eval_ao(ctx, ctx.grid_coords[i])
-        yield ao, weights
+def _block_ao(ctx: FockContext, block: GridBlock) -> tuple[np.ndarray, np.ndarray]:
+    """Point-major AO values (ng, nvar_ao, nsub) and values (ng, nsub) of a block."""
+    if block.ao is not None:
+        return block.ao, block.ao_value
+    ao = _eval_ao(ctx, block.coords)[:, :, block.ao_index]
+    ao = np.ascontiguousarray(ao.transpose(1, 0, 2))
+    return ao, np.ascontiguousarray(ao[:, 0])
 
 
-def density_on_grid(ao: np.ndarray, dms: np.ndarray, xctype: str) -> np.ndarray:
+def density_on_grid(ao: np.ndarray, ao_value: np.ndarray, dms: np.ndarray,
+                    xctype: str) -> np.ndarray:
     r"""Density variables on grid points for a stack of real symmetric density matrices.
 
     .. math::
@@ -239,8 +293,12 @@ def density_on_grid(ao: np.ndarray, dms: np.ndarray, xctype: str) -> np.ndarray:
         \nabla\rho = 2\sum_{\mu\nu} D_{\mu\nu}\phi_\mu\nabla\phi_\nu,\quad
         \tau = \tfrac12\sum_{\mu\nu} D_{\mu\nu}\nabla\phi_\mu\cdot\nabla\phi_\nu
 
+    The whole stack is one GEMM, :math:`C_{g,k\nu} = \sum_\mu\phi_{g\mu}D_{k,\mu\nu}`
+    of shape (ng, ndm*nao), then one batched (ndm x nao) @ (nao x nvar_ao) product per point.
+
     Args:
-        ao: (nvar_ao, ngrid, nao) AO values (nvar_ao = 1 for LDA, 4 otherwise).
+        ao: (ngrid, nvar_ao, nao) point-major AO values (nvar_ao = 1 for LDA, 4 otherwise).
+        ao_value: (ngrid, nao) contiguous AO values (``ao[:, 0]``).
         dms: (ndm, nao, nao) real symmetric density matrices.
         xctype: "LDA", "GGA" or "MGGA".
 
@@ -248,21 +306,27 @@ def density_on_grid(ao: np.ndarray, dms: np.ndarray, xctype: str) -> np.ndarray:
         (ndm, nvar, ngrid) with nvar = 1 (LDA: rho), 4 (GGA: rho, d/dx, d/dy, d/dz) or
         5 (MGGA: ..., tau).
     """
+    ndm, nao = dms.shape[0], dms.shape[-1]
+    ng = ao.shape[0]
     nvar = _NVAR[xctype]
-    out = np.empty((len(dms), nvar, ao.shape[1]))
-    #: c[k,g,j] = sum_i ao[0,g,i] D[k,i,j]
-    c0 = np.matmul(ao[0], dms)
-    out[:, 0] = np.einsum("kgi,gi->kg", c0, ao[0])
+    #: c[g,k,j] = einsum("gi,kij->gkj", ao_value, dms)
+    c0 = (ao_value @ dms.transpose(1, 0, 2).reshape(nao, ndm * nao)).reshape(ng, ndm, nao)
+    #: r[g,k,x] = einsum("gkj,gxj->gkx", c0, ao)
+    r = np.matmul(c0, ao.transpose(0, 2, 1))
+    out = np.empty((ndm, nvar, ng))
+    out[:, 0] = r[:, :, 0].T
     if nvar > 1:
-        out[:, 1:4] = 2.0 * np.einsum("kgi,xgi->kxg", c0, ao[1:4])
+        out[:, 1:4] = 2.0 * r[:, :, 1:4].transpose(1, 2, 0)
     if xctype == "MGGA":
         out[:, 4] = 0.0
         for x in range(1, 4):
-            out[:, 4] += 0.5 * np.einsum("kgi,gi->kg", np.matmul(ao[x], dms), ao[x])
+            grad = np.ascontiguousarray(ao[:, x])
+            cx = (grad @ dms.transpose(1, 0, 2).reshape(nao, ndm * nao)).reshape(ng, ndm, nao)
+            out[:, 4] += 0.5 * np.einsum("gkj,gj->kg", cx, grad)
     return out
 
 
-def xc_matrix(ao: np.ndarray, wv: np.ndarray, xctype: str) -> np.ndarray:
+def xc_matrix(ao: np.ndarray, ao_value: np.ndarray, wv: np.ndarray, xctype: str) -> np.ndarray:
     r"""XC potential matrices from weighted functional derivatives on one grid block.
 
     .. math::
@@ -271,30 +335,57 @@ def xc_matrix(ao: np.ndarray, wv: np.ndarray, xctype: str) -> np.ndarray:
             + \mathbf v_{\nabla\rho}\cdot(\nabla\phi_\mu\,\phi_\nu + \phi_\mu\nabla\phi_\nu)
             + \tfrac12 v_\tau\nabla\phi_\mu\cdot\nabla\phi_\nu\Big]
 
+    computed as :math:`V = \Phi^T A + A^T\Phi` with
+    :math:`A_{g,k\nu} = \tfrac12 w v_\rho\phi_{g\nu} + w\mathbf v_{\nabla\rho}\cdot\nabla\phi_{g\nu}`:
+    one batched (ndm x nvar_ao) @ (nvar_ao x nao) product per point and one GEMM
+    (nao x ng) @ (ng x ndm*nao) for the whole stack.
+
     Args:
-        ao: (nvar_ao, ngrid, nao) AO values.
+        ao: (ngrid, nvar_ao, nao) point-major AO values.
+        ao_value: (ngrid, nao) contiguous AO values.
         wv: (ndm, nvar, ngrid) derivatives of the XC energy density with respect to
             (rho, grad rho, tau), already multiplied by the grid weights.
 
     Returns:
         (ndm, nao, nao) symmetric matrices.
     """
+    ndm, ng, nao = wv.shape[0], ao.shape[0], ao.shape[-1]
     if xctype == "LDA":
-        #: V = ao^T (w v) ao
-        return np.matmul(ao[0].T, wv[:, 0, :, None] * ao[0])
-    half = wv[:, :4].copy()
-    half[:, 0] *= 0.5
-    aow = np.einsum("kxg,xgi->kgi", half, ao[:4])
-    vmat = np.matmul(ao[0].T, aow)
+        #: V = einsum("gi,kg,gj->kij", ao, wv, ao)
+        aow = wv[:, 0].T[:, :, None] * ao_value[:, None, :]  # (ng, ndm, nao)
+        vmat = ao_value.T @ aow.reshape(ng, ndm * nao)
+        return vmat.reshape(nao, ndm, nao).transpose(1, 0, 2)
+    half = wv[:, :4].transpose(2, 0, 1).copy()  # (ng, ndm, 4)
+    half[:, :, 0] *= 0.5
+    #: aow[g,k,j] = einsum("gkx,gxj->gkj", half, ao)
+    aow = np.matmul(half, ao)
+    vmat = (ao_value.T @ aow.reshape(ng, ndm * nao)).reshape(nao, ndm, nao).transpose(1, 0, 2)
     vmat = vmat + vmat.transpose(0, 2, 1)
     if xctype == "MGGA":
         for x in range(1, 4):
-            vmat += 0.5 * np.matmul(ao[x].T, wv[:, 4, :, None] * ao[x])
+            grad = np.ascontiguousarray(ao[:, x])
+            aow = wv[:, 4].T[:, :, None] * grad[:, None, :]
+            vmat += 0.5 * (grad.T @ aow.reshape(ng, ndm * nao)).reshape(nao, ndm, nao).transpose(1, 0, 2)
     return vmat
+
+
+def _sub_blocks(ctx: FockContext, block: GridBlock, ndm: int):
+    """Slices of a block small enough for the work arrays of ``ndm`` densities."""
+    nsub = len(block.ao_index)
+    budget = 0.5 * ctx.max_memory_mb * 1e6 / 8
+    per_point = 3 * ndm * (_NVAR[ctx.xctype] + nsub) + 8
+    step = max(int(budget // per_point), 64)
+    for i in range(0, len(block.weights), step):
+        yield slice(i, i + step)
 
 
 def xc_potential(ctx: FockContext, dms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """XC matrices and energies for real densities.
+
+    Each grid block is evaluated for the whole batch at once: one GEMM for the densities
+    on the grid, one libxc call for all densities (laid side by side along the grid), one
+    GEMM for the potential matrices. Only the AOs that are not negligible on a block
+    enter its products.
 
     Args:
         dms: (nb, nspin, nao, nao) real symmetric densities (total density for nspin=1).
@@ -302,26 +393,54 @@ def xc_potential(ctx: FockContext, dms: np.ndarray) -> tuple[np.ndarray, np.ndar
     Returns:
         vxc (nb, nspin, nao, nao) and exc (nb,) in Hartree.
     """
+    # Threaded BLAS pays a thread synchronisation for each of the per-point (ndm x nao)
+    # products of a stacked matmul, which made a 2-thread build 5x slower than its floor;
+    # libxc keeps its OpenMP threads.
+    with _blas_controller().limit(limits=1, user_api="blas"):
+        return _xc_potential(ctx, dms)
+
+
+_CONTROLLER = []
+
+
+def _blas_controller():
+    """One threadpoolctl controller per process (building one inspects every library)."""
+    if not _CONTROLLER:
+        from threadpoolctl import ThreadpoolController
+
+        _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0]
+
+
+def _xc_potential(ctx: FockContext, dms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     nb, nspin, nao = dms.shape[0], dms.shape[1], dms.shape[-1]
     nvar = _NVAR[ctx.xctype]
-    flat = dms.reshape(nb * nspin, nao, nao)
-    vxc = np.zeros((nb * nspin, nao, nao))
+    ndm = nb * nspin
+    flat = dms.reshape(ndm, nao, nao)
+    vxc = np.zeros((ndm, nao, nao))
     exc = np.zeros(nb)
-    for ao, weights in _grid_blocks(ctx):
-        ng = len(weights)
-        rho = density_on_grid(ao, flat, ctx.xctype).reshape(nb, nspin, nvar, ng)
-        # one libxc call for the whole batch: densities laid side by side along the grid
-        rho_xc = rho.transpose(1, 2, 0, 3).reshape(nspin, nvar, nb * ng)
-        rho_total = rho_xc[:, 0].sum(axis=0)
-        if nspin == 1:
-            rho_xc = rho_xc[0]
-        if ctx.xctype == "LDA":
-            rho_xc = rho_xc[..., 0, :]
-        e, v = ctx.numint.eval_xc_eff(ctx.xc, rho_xc, deriv=1, xctype=ctx.xctype,
-                                      spin=nspin - 1)[:2]
-        exc += (np.tile(weights, nb) * rho_total * e).reshape(nb, ng).sum(axis=1)
-        wv = v.reshape(nspin, nvar, nb, ng).transpose(2, 0, 1, 3).reshape(nb * nspin, nvar, ng)
-        vxc += xc_matrix(ao, wv * weights, ctx.xctype)
+    for block in ctx.grid_blocks:
+        idx = block.ao_index
+        sub_dms = flat[:, idx[:, None], idx]
+        ao_all, value_all = _block_ao(ctx, block)
+        sub_v = np.zeros((ndm, len(idx), len(idx)))
+        for sl in _sub_blocks(ctx, block, ndm):
+            ao, ao_value, weights = ao_all[sl], value_all[sl], block.weights[sl]
+            ng = len(weights)
+            rho = density_on_grid(ao, ao_value, sub_dms, ctx.xctype).reshape(nb, nspin, nvar, ng)
+            # one libxc call for the whole batch: densities laid side by side along the grid
+            rho_xc = rho.transpose(1, 2, 0, 3).reshape(nspin, nvar, nb * ng)
+            rho_total = rho_xc[:, 0].sum(axis=0)
+            if nspin == 1:
+                rho_xc = rho_xc[0]
+            if ctx.xctype == "LDA":
+                rho_xc = rho_xc[..., 0, :]
+            e, v = ctx.numint.eval_xc_eff(ctx.xc, rho_xc, deriv=1, xctype=ctx.xctype,
+                                          spin=nspin - 1)[:2]
+            exc += (rho_total * e).reshape(nb, ng) @ weights
+            wv = v.reshape(nspin, nvar, nb, ng).transpose(2, 0, 1, 3).reshape(ndm, nvar, ng)
+            sub_v += xc_matrix(ao, ao_value, wv * weights, ctx.xctype)
+        vxc[:, idx[:, None], idx] += sub_v
     return vxc.reshape(nb, nspin, nao, nao), exc
 
 

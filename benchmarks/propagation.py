@@ -1,0 +1,493 @@
+"""Propagation throughput: simulated atomic time per wall second, per trajectory, at equal accuracy.
+
+For each molecule (H2O/6-31G/PBE0 by default with 1000 steps of dt 0.2; C2H4 and C6H6
+shorter) after a z kick of 1e-4, this measures on the same machine, with the same
+molecule, basis, functional, kick, dt and simulated time:
+
+(a) NWChem ``rt_tddft`` (when ``nwchem`` is installed), one MPI rank per core
+    (``mpirun -np 2``): wall time of the propagation only (from the "Propagation started"
+    line to the last time step, read from its output as it runs);
+(b) a naive PySCF loop: Magnus-2 with one predictor and one corrector, each Fock build a
+    ``mf.get_veff`` call (plus ``get_k`` of the imaginary density for exact exchange);
+(c) rtml with one field, (d) rtml with a batch of 8 fields, each with Magnus-2 at the
+    same dt and with Magnus-4 at a larger dt (``--magnus4-dt``);
+
+and reports simulated a.u. of time per wall second per trajectory, the Fock builds per
+step (predictor-corrector iterations), the energy drift max|E(t) - E(0)| after the kick,
+the induced-dipole error against a dt-converged reference (rtml Magnus-4 at
+``--reference-dt``, H2O only unless ``--reference-all``), the peak RSS of each rtml run,
+and the time of one batched Fock build against its floor (libxc alone plus the grid
+GEMMs at BLAS speed, timed on the same arrays). Ratios are printed against NWChem and the
+naive loop; everything goes to ``OUT/propagation.csv``, ``OUT/fock_build.csv`` and a plot
+``OUT/propagation.png``.
+
+    python benchmarks/propagation.py --out bench_prop                 # full run (~30 min)
+    python benchmarks/propagation.py --out /tmp/quick --molecules h2o --time 20 --no-nwchem
+
+Other agents or jobs on the machine distort the numbers: the script prints ``uptime`` load
+averages at the start and the end; rerun when they are high.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import multiprocessing as mp
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+# the checkout's rtml, also in the spawned worker processes (they import this file)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+KICK = 1e-4
+#: Simulated time (a.u.) per molecule: H2O's is the issue's 1000 steps of dt 0.2.
+DEFAULT_TIME = {"h2o": 200.0, "c2h4": 40.0, "c6h6": 10.0}
+#: The naive loop is slow: it runs this fraction of the simulated time (rate is per second).
+NAIVE_FRACTION = 0.1
+BATCH = 8
+
+
+# ---------------------------------------------------------------------------------------
+# (a) NWChem
+# ---------------------------------------------------------------------------------------
+
+def write_rt_tddft_deck(path: Path, symbols, positions_angstrom, basis: str, xc: str,
+                        kick: float, polarization: str, dt: float, tmax: float,
+                        charge: int = 0, multiplicity: int = 1) -> None:
+    """Write an NWChem deck: ground-state DFT then ``rt_tddft`` after a delta kick.
+
+    Prints the dipole and energy at every step; no restart harvesting. Temporary until the
+    shared deck writer of the NWChem engine (``rtml.tddft.nwchem.write_rt_tddft_input``)
+    is merged.
+    """
+    atoms = "\n".join(f"{s} {x:.10f} {y:.10f} {z:.10f}"
+                      for s, (x, y, z) in zip(symbols, positions_angstrom))
+    open_shell = "odft\n mult %d\n" % multiplicity if multiplicity != 1 else ""
+    path.write_text(f"""title "rtml propagation benchmark"
+start bench
+echo
+charge {charge}
+geometry "system" units angstroms nocenter noautoz noautosym
+{atoms}
+end
+set geometry "system"
+basis
+* library {basis}
+end
+dft
+ xc {xc}
+ {open_shell}end
+task dft energy
+rt_tddft
+ tmax {tmax}
+ dt {dt}
+ tag "<rt_tddft>: "
+ print dipole energy
+ field "kick"
+  type delta
+  polarization {polarization}
+  max {kick}
+ end
+ excite "system" with "kick"
+end
+task dft rt_tddft
+""")
+
+
+def run_nwchem_rt_tddft(deck: Path, nproc: int = 2) -> dict:
+    """Run ``mpirun --allow-run-as-root -np NPROC nwchem DECK``; time the propagation.
+
+    The propagation wall time runs from the "Propagation started" line to the last
+    time-stamped line, both stamped as NWChem prints them (its stdout is a pipe read line
+    by line, so setup and SCF are excluded).
+
+    Returns:
+        dict with ``wall_s`` (propagation), ``total_s``, ``time`` (n,), ``energy`` (n,),
+        ``dipole`` (n, 3).
+    """
+    cmd = ["mpirun", "--allow-run-as-root", "-np", str(nproc), "nwchem", deck.name]
+    start = time.perf_counter()
+    t_start = t_last = None
+    times, energies, dipoles = {}, {}, {}
+    line_re = re.compile(r"<rt_tddft>:\s+([-\d.Ee+]+)\s+(.*?)\s+#\s*(.*)$")
+    log = open(deck.with_suffix(".out"), "w")
+    with subprocess.Popen(cmd, cwd=deck.parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, bufsize=1) as proc:
+        for line in proc.stdout:
+            log.write(line)
+            if "Propagation started" in line:
+                t_start = time.perf_counter()
+            m = line_re.search(line)
+            if not m:
+                continue
+            t, values, label = float(m.group(1)), m.group(2).split(), m.group(3)
+            if label.startswith("Etot"):
+                energies[t] = float(values[0])
+                t_last = time.perf_counter()
+            elif label.startswith("Dipole moment"):
+                dipoles[t] = [float(v) for v in values[:3]]
+    log.close()
+    if proc.returncode != 0 or t_start is None:
+        raise RuntimeError(f"nwchem failed (exit {proc.returncode}); see {deck.with_suffix('.out')}")
+    steps = sorted(set(energies) & set(dipoles))
+    return {"wall_s": t_last - t_start, "total_s": time.perf_counter() - start,
+            "time": np.array(steps), "energy": np.array([energies[t] for t in steps]),
+            "dipole": np.array([dipoles[t] for t in steps])}
+
+
+# ---------------------------------------------------------------------------------------
+# (b) naive PySCF loop, (c)/(d) rtml: each in a fresh process (own peak RSS, threads)
+# ---------------------------------------------------------------------------------------
+
+def _set_threads(threads: int) -> None:
+    from pyscf import lib
+    from threadpoolctl import threadpool_limits
+
+    lib.num_threads(threads)
+    threadpool_limits(threads)
+
+
+def _ground_state(molecule: str, grid_level: int):
+    from rtml.chem import load_molecule
+    from rtml.fields import parse_field
+    from rtml.tddft import PropagationSettings, SimulationInputs, prepare_ground_state
+
+    inputs = SimulationInputs(molecule=load_molecule(molecule),
+                              fields=[parse_field(f"kick:{KICK}:z")],
+                              settings=PropagationSettings(dt=0.1, n_steps=1), grid_level=grid_level)
+    gs, _ = prepare_ground_state(inputs)
+    return gs
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def rtml_worker(molecule: str, grid_level: int, n_fields: int, propagator: str, dt: float,
+                sim_time: float, pc_tol: float, threads: int, max_memory_mb: float) -> dict:
+    """rtml batched propagation of ``n_fields`` z kicks (identical members, timed per step)."""
+    _set_threads(threads)
+    from rtml.fields import parse_field
+    from rtml.tddft import PropagationSettings, propagate
+
+    gs = _ground_state(molecule, grid_level)
+    if max_memory_mb != gs.context.max_memory_mb:
+        from rtml.tddft import build_fock_context
+
+        gs.context = build_fock_context(gs.context.mol, gs.context.xc, gs.context.nspin,
+                                        gs.mf.grids, max_memory_mb=max_memory_mb)
+    fields = [parse_field(f"kick:{KICK}:z")] * n_fields
+    settings = PropagationSettings(dt=dt, n_steps=int(round(sim_time / dt)), propagator=propagator,
+                                   pc_tol=pc_tol)
+    frames, stats = propagate(gs, fields, settings)
+    return {"wall_s": stats["wall_time_s"], "builds_per_step": stats["builds_per_step"],
+            "time": frames["time"], "energy": frames["energy"][:, 0],
+            "dipole": frames["dipole"][:, 0], "peak_rss_mb": _peak_rss_mb(),
+            "npoints": sum(len(b.weights) for b in gs.context.grid_blocks), "nao": gs.context.nao}
+
+
+def naive_worker(molecule: str, grid_level: int, dt: float, sim_time: float, threads: int) -> dict:
+    r"""Magnus-2 predictor-corrector in the Löwdin basis, two ``mf.get_veff`` builds per step.
+
+    Predictor :math:`F'(t+\Delta t) \approx 2F'(t) - F'(t-\Delta t)`, one corrector with the
+    Fock matrix of the predicted density; the accepted end-point Fock matrix is rebuilt from
+    the corrected density (it is the next step's start).
+    """
+    _set_threads(threads)
+    from rtml.tddft import apply_kicks
+    from rtml.tddft._propagators import exp_hermitian
+    from rtml.fields import parse_field
+
+    gs = _ground_state(molecule, grid_level)
+    ctx, mf = gs.context, gs.mf
+    mol = ctx.mol
+    c_x = mf._numint.rsh_and_hybrid_coeff(mf.xc, spin=mol.spin)[2]
+    x, x_inv = ctx.orth, ctx.orth_inv
+
+    def fock_energy(p_orth):
+        p = x @ p_orth @ x
+        veff = mf.get_veff(mol, p.real)  # one build; its tags carry E_coul and E_xc
+        fock = mf.get_hcore() + veff
+        energy = mf.energy_tot(dm=p.real, vhf=veff)
+        if c_x != 0.0:  # exact exchange of the antisymmetric imaginary part
+            k_imag = mf.get_k(mol, p.imag, hermi=2)
+            fock = fock - 0.5j * c_x * k_imag
+            energy += 0.25 * c_x * np.einsum("ij,ji", k_imag, p.imag)
+        return x @ fock @ x, float(np.real(energy))
+
+    p = (x_inv @ gs.density[0] @ x_inv).astype(complex)
+    p = apply_kicks(ctx, p[None, None], [parse_field(f"kick:{KICK}:z")])[0, 0]
+    fock, energy = fock_energy(p)
+    fock_prev = fock
+    n_steps = max(int(round(sim_time / dt)), 2)
+    times, energies, dipoles = [0.0], [energy], [_dipole(ctx, x @ p @ x)]
+    start = time.perf_counter()
+    for step in range(n_steps):
+        fock_pred = 2.0 * fock - fock_prev
+        for _ in range(2):  # predictor, then one corrector
+            u = exp_hermitian(0.5 * (fock + fock_pred), dt)
+            p_next = u @ p @ u.conj().T
+            fock_pred, energy = fock_energy(p_next)
+        fock_prev, fock, p = fock, fock_pred, p_next
+        times.append((step + 1) * dt)
+        energies.append(energy)
+        dipoles.append(_dipole(ctx, x @ p @ x))
+    wall = time.perf_counter() - start
+    return {"wall_s": wall, "builds_per_step": 2.0, "time": np.array(times),
+            "energy": np.array(energies), "dipole": np.array(dipoles), "peak_rss_mb": _peak_rss_mb()}
+
+
+def _dipole(ctx, p_ao):
+    return -np.einsum("xij,ji->x", ctx.dipole_ints, p_ao).real + ctx.nuclear_dipole
+
+
+def fock_floor_worker(molecule: str, grid_level: int, n_fields: int, threads: int,
+                      repeats: int = 7) -> dict:
+    """Time one batched Fock build against its floor on the same arrays.
+
+    Floor = libxc alone (the same ``eval_xc_eff`` calls as the build, on the batch's
+    densities on the grid) + the two grid GEMMs per block (AO values times the stacked
+    densities, and AO values transposed times the weighted AO values), at BLAS speed.
+    """
+    _set_threads(threads)
+    from rtml.tddft import fock_and_energy
+    from rtml.tddft._fock import _NVAR, _block_ao, density_on_grid
+
+    gs = _ground_state(molecule, grid_level)
+    ctx = gs.context
+    rng = np.random.default_rng(0)
+    nao = ctx.nao
+    dm = np.repeat(gs.density[None], n_fields, axis=0).astype(complex)
+    noise = rng.normal(size=dm.shape) * 1e-4
+    dm = dm + noise + noise.swapaxes(-1, -2)
+    nb, nspin = dm.shape[:2]
+    ndm = nb * nspin
+    nvar = _NVAR[ctx.xctype]
+
+    def best(fn):
+        fn()
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return float(np.median(times))
+
+    build = best(lambda: fock_and_energy(ctx, dm))
+    flat = dm.real.reshape(ndm, nao, nao)
+    blocks = []
+    for block in ctx.grid_blocks:
+        ao, ao_value = _block_ao(ctx, block)
+        idx = block.ao_index
+        sub = np.ascontiguousarray(flat[:, idx[:, None], idx])
+        rho = density_on_grid(ao, ao_value, sub, ctx.xctype).reshape(nb, nspin, nvar, -1)
+        rho_xc = rho.transpose(1, 2, 0, 3).reshape(nspin, nvar, -1)
+        rho_xc = rho_xc[0] if nspin == 1 else rho_xc
+        if ctx.xctype == "LDA":
+            rho_xc = rho_xc[..., 0, :]
+        stacked = np.ascontiguousarray(sub.transpose(1, 0, 2).reshape(len(idx), -1))
+        aow = rng.normal(size=(len(block.weights), ndm * len(idx)))
+        blocks.append((rho_xc, ao_value, stacked, aow))
+
+    def libxc_only():
+        for rho_xc, *_ in blocks:
+            ctx.numint.eval_xc_eff(ctx.xc, rho_xc, deriv=1, xctype=ctx.xctype, spin=nspin - 1)
+
+    def gemms_only():
+        for _, ao_value, stacked, aow in blocks:
+            ao_value @ stacked
+            ao_value.T @ aow
+
+    libxc = best(libxc_only)
+    gemm = best(gemms_only)
+    return {"build_s": build, "libxc_s": libxc, "gemm_s": gemm, "n_fields": n_fields,
+            "npoints": sum(len(b.weights) for b in ctx.grid_blocks), "nao": nao}
+
+
+def in_process(fn, *args) -> dict:
+    """Run ``fn(*args)`` in a fresh spawned process (clean peak RSS, own thread settings)."""
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        return pool.apply(fn, args)
+
+
+# ---------------------------------------------------------------------------------------
+# accuracy and reporting
+# ---------------------------------------------------------------------------------------
+
+def energy_drift(result: dict) -> float:
+    return float(np.abs(result["energy"] - result["energy"][0]).max())
+
+
+def dipole_error(result: dict, reference: dict | None) -> float:
+    """max_t |mu_z(t) - mu_z(0) - (ref(t) - ref(0))| at the common times (a.u.)."""
+    if reference is None:
+        return float("nan")
+    ref_t, ref_mu = reference["time"], reference["dipole"][:, 2] - reference["dipole"][0, 2]
+    mu = result["dipole"][:, 2] - result["dipole"][0, 2]
+    index = {round(t, 6): i for i, t in enumerate(ref_t)}
+    pairs = [(i, index[round(t, 6)]) for i, t in enumerate(result["time"]) if round(t, 6) in index]
+    if not pairs:
+        return float("nan")
+    mine, theirs = zip(*pairs)
+    return float(np.abs(mu[list(mine)] - ref_mu[list(theirs)]).max())
+
+
+def load_average() -> str:
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    molecules = list(dict.fromkeys(r["molecule"] for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    fig, ax = plt.subplots(figsize=(2.2 + 1.6 * len(molecules) * len(methods) / 3, 4.2))
+    width = 0.8 / len(methods)
+    for j, method in enumerate(methods):
+        xs, ys = [], []
+        for i, mol in enumerate(molecules):
+            for r in rows:
+                if r["molecule"] == mol and r["method"] == method:
+                    xs.append(i + j * width)
+                    ys.append(r["au_per_s_per_traj"])
+        ax.bar(xs, ys, width, label=method)
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(molecules))], molecules)
+    ax.set_yscale("log")
+    ax.set_ylabel("simulated a.u. per wall second per trajectory")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    os.replace(tmp, path)
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", required=True, help="output directory (CSV files and plot)")
+    parser.add_argument("--molecules", default="h2o,c2h4,c6h6")
+    parser.add_argument("--time", type=float, default=None,
+                        help="simulated time (a.u.) for every molecule (default: per molecule)")
+    parser.add_argument("--dt", type=float, default=0.2, help="NWChem, naive and Magnus-2 dt")
+    parser.add_argument("--magnus4-dt", type=float, default=0.5)
+    parser.add_argument("--reference-dt", type=float, default=0.05)
+    parser.add_argument("--reference-all", action="store_true",
+                        help="dipole reference for every molecule (default H2O only)")
+    parser.add_argument("--pc-tol", type=float, default=1e-9)
+    parser.add_argument("--grid-level", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2, help="threads of the PySCF/rtml runs")
+    parser.add_argument("--nwchem-ranks", type=int, default=2, help="MPI ranks of NWChem")
+    parser.add_argument("--reference-cache", default=None,
+                        help="directory keeping the dt-converged references between runs")
+    parser.add_argument("--max-memory-mb", type=float, default=2000.0)
+    parser.add_argument("--propagators", default="magnus2,magnus4",
+                        help="rtml propagators to time (magnus2 at --dt, magnus4 at --magnus4-dt)")
+    parser.add_argument("--no-nwchem", action="store_true")
+    parser.add_argument("--no-naive", action="store_true")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    have_nwchem = not args.no_nwchem and shutil.which("nwchem") and shutil.which("mpirun")
+    print(f"load average at start: {load_average()} ({os.cpu_count()} cores)", flush=True)
+
+    rows, fock_rows = [], []
+    for molecule in args.molecules.split(","):
+        from rtml.chem import load_molecule
+
+        spec = load_molecule(molecule)
+        sim_time = args.time or DEFAULT_TIME.get(molecule, 20.0)
+        common = (molecule, args.grid_level)
+        reference = None
+        if molecule == "h2o" or args.reference_all:
+            cache = (Path(args.reference_cache) / f"{molecule}-magnus4-dt{args.reference_dt}-T{sim_time}"
+                     f"-grid{args.grid_level}.npz") if args.reference_cache else None
+            if cache is not None and cache.exists():
+                reference = dict(np.load(cache))
+            else:
+                reference = in_process(rtml_worker, *common, 1, "magnus4", args.reference_dt,
+                                       sim_time, 1e-12, args.threads, args.max_memory_mb)
+                if cache is not None:
+                    cache.parent.mkdir(parents=True, exist_ok=True)
+                    np.savez(cache, time=reference["time"], dipole=reference["dipole"],
+                             energy=reference["energy"], wall_s=reference["wall_s"])
+            print(f"{molecule}: reference magnus4 dt {args.reference_dt}: {float(reference['wall_s']):.1f} s",
+                  flush=True)
+        results = {}
+        if have_nwchem:
+            with tempfile.TemporaryDirectory(prefix="rtml-nwchem-") as tmp:
+                deck = Path(tmp) / f"{molecule}.nw"
+                write_rt_tddft_deck(deck, spec.symbols, spec.positions_angstrom, spec.basis,
+                                    spec.xc, KICK, "z", args.dt, sim_time, spec.charge,
+                                    spec.multiplicity)
+                results[f"nwchem np{args.nwchem_ranks}"] = (
+                    run_nwchem_rt_tddft(deck, args.nwchem_ranks), 1, args.dt)
+        if not args.no_naive:
+            results["naive pyscf"] = (in_process(naive_worker, *common, args.dt,
+                                                 NAIVE_FRACTION * sim_time, args.threads), 1, args.dt)
+        steps = {"magnus2": args.dt, "etrs": args.dt, "magnus4": args.magnus4_dt}
+        for propagator in args.propagators.split(","):
+            dt = steps[propagator]
+            for n_fields in (1, BATCH):
+                results[f"rtml {propagator} x{n_fields}"] = (
+                    in_process(rtml_worker, *common, n_fields, propagator, dt, sim_time,
+                               args.pc_tol, args.threads, args.max_memory_mb), n_fields, dt)
+        for method, (res, n_fields, dt) in results.items():
+            simulated = res["time"][-1] - res["time"][0]
+            row = {"molecule": molecule, "method": method, "n_traj": n_fields, "dt": dt,
+                   "simulated_au": simulated, "wall_s": round(res["wall_s"], 3),
+                   "au_per_s_per_traj": n_fields * simulated / res["wall_s"],
+                   "builds_per_step": res.get("builds_per_step", float("nan")),
+                   "energy_drift_ha": energy_drift(res),
+                   "dipole_error_au": dipole_error(res, reference) if "nwchem" not in method else float("nan"),
+                   "peak_rss_mb": res.get("peak_rss_mb", float("nan")), "threads": args.threads}
+            rows.append(row)
+            print(f"{molecule:5s} {method:18s} {row['au_per_s_per_traj']:9.3f} au/s/traj  "
+                  f"builds/step {row['builds_per_step']:.2f}  drift {row['energy_drift_ha']:.1e} Ha  "
+                  f"dipole err {row['dipole_error_au']:.1e}  peak RSS {row['peak_rss_mb']:.0f} MB",
+                  flush=True)
+        rate = {r["method"]: r["au_per_s_per_traj"] for r in rows if r["molecule"] == molecule}
+        for base in (f"nwchem np{args.nwchem_ranks}", "naive pyscf"):
+            if base in rate:
+                for method in rate:
+                    if method.startswith("rtml"):
+                        print(f"{molecule}: {method} / {base} = {rate[method] / rate[base]:.1f}x")
+        floor = in_process(fock_floor_worker, *common, BATCH, args.threads)
+        fock_rows.append({"molecule": molecule, **floor,
+                          "floor_s": floor["libxc_s"] + floor["gemm_s"],
+                          "build_over_floor": floor["build_s"] / (floor["libxc_s"] + floor["gemm_s"])})
+        print(f"{molecule}: one Fock build of {BATCH} densities ({floor['npoints']} points, nao "
+              f"{floor['nao']}): {1e3 * floor['build_s']:.1f} ms; floor {1e3 * fock_rows[-1]['floor_s']:.1f} ms "
+              f"(libxc {1e3 * floor['libxc_s']:.1f} + GEMMs {1e3 * floor['gemm_s']:.1f}); "
+              f"build/floor = {fock_rows[-1]['build_over_floor']:.2f}", flush=True)
+        write_csv(rows, out / "propagation.csv")
+        write_csv(fock_rows, out / "fock_build.csv")
+        plot(rows, out / "propagation.png")
+    print(f"load average at end: {load_average()}")
+    print(f"wrote {out / 'propagation.csv'}, {out / 'fock_build.csv'}, {out / 'propagation.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
