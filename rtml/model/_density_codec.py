@@ -366,10 +366,16 @@ def produced_irreps(lmax_basis: int) -> o3.Irreps:
 
 
 class _CodecBase(torch.nn.Module):
-    """Shared validation, descriptors and weight MLPs of the learned codec."""
+    """Shared constructor, validation, descriptors and weight MLPs of the learned codec.
 
-    def __init__(self, irreps_latent, lmax_basis, n_elements, max_shell_rank, r_cut_bohr,
-                 n_radial, mlp_hidden, mlp_layers):
+    Subclasses set ``_encodes``: True maps density irreps to latent irreps, False back.
+    """
+
+    _encodes: bool
+
+    def __init__(self, irreps_latent="16x0e+8x1o+8x1e+4x2e", lmax_basis: int = 1,
+                 n_elements: int = 20, max_shell_rank: int = 4, r_cut_bohr: float = 12.0,
+                 n_radial: int = 8, mlp_hidden: int = 64, mlp_layers: int = 2):
         super().__init__()
         try:
             latent = o3.Irreps(irreps_latent)
@@ -397,6 +403,8 @@ class _CodecBase(torch.nn.Module):
                 f"pairs with l <= {lmax_basis} (needs all of {produced.simplify()})")
         self.irreps_latent = latent
         self.irreps_density = o3.Irreps([(2, ir) for _, ir in produced])
+        self.irreps_in, self.irreps_out = ((self.irreps_density, latent) if self._encodes
+                                           else (latent, self.irreps_density))
         self.lmax_basis = int(lmax_basis)
         self.n_elements = int(n_elements)
         self.max_shell_rank = int(max_shell_rank)
@@ -511,13 +519,7 @@ class DensityEncoder(_CodecBase):
         ``irreps_latent``.
     """
 
-    def __init__(self, irreps_latent="16x0e+8x1o+8x1e+4x2e", lmax_basis: int = 1,
-                 n_elements: int = 20, max_shell_rank: int = 4, r_cut_bohr: float = 12.0,
-                 n_radial: int = 8, mlp_hidden: int = 64, mlp_layers: int = 2):
-        super().__init__(irreps_latent, lmax_basis, n_elements, max_shell_rank, r_cut_bohr,
-                         n_radial, mlp_hidden, mlp_layers)
-        self.irreps_in = self.irreps_density
-        self.irreps_out = self.irreps_latent
+    _encodes = True
 
     def forward(self, density, layout: BasisLayout, positions_angstrom,
                 weights: list | None = None) -> DensityLatent:
@@ -593,13 +595,7 @@ class DensityDecoder(_CodecBase):
         ``2x`` (Re, Im) of each irrep a shell pair can produce.
     """
 
-    def __init__(self, irreps_latent="16x0e+8x1o+8x1e+4x2e", lmax_basis: int = 1,
-                 n_elements: int = 20, max_shell_rank: int = 4, r_cut_bohr: float = 12.0,
-                 n_radial: int = 8, mlp_hidden: int = 64, mlp_layers: int = 2):
-        super().__init__(irreps_latent, lmax_basis, n_elements, max_shell_rank, r_cut_bohr,
-                         n_radial, mlp_hidden, mlp_layers)
-        self.irreps_in = self.irreps_latent
-        self.irreps_out = self.irreps_density
+    _encodes = False
 
     def forward(self, latent, layout: BasisLayout, positions_angstrom,
                 weights: list | None = None) -> torch.Tensor:
