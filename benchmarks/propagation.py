@@ -34,7 +34,6 @@ import argparse
 import csv
 import multiprocessing as mp
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -59,88 +58,54 @@ BATCH = 8
 # (a) NWChem
 # ---------------------------------------------------------------------------------------
 
-def write_rt_tddft_deck(path: Path, symbols, positions_angstrom, basis: str, xc: str,
-                        kick: float, polarization: str, dt: float, tmax: float,
-                        charge: int = 0, multiplicity: int = 1) -> None:
-    """Write an NWChem deck: ground-state DFT then ``rt_tddft`` after a delta kick.
+def nwchem_deck(spec, dt: float, sim_time: float) -> str:
+    """NWChem deck of the engine's writer (``rtml.tddft.nwchem.write_rt_tddft_input``):
+    ground-state DFT, then ``rt_tddft`` after NWChem's own delta kick along z, NWChem's
+    default grid (medium) and Magnus tolerance (1e-7), dipole and energy every step, no
+    restart files."""
+    from rtml.chem import build_mole
+    from rtml.fields import parse_field
+    from rtml.tddft.nwchem import tmax_for_last_print, write_rt_tddft_input
 
-    Prints the dipole and energy at every step; no restart harvesting. Temporary until the
-    shared deck writer of the NWChem engine (``rtml.tddft.nwchem.write_rt_tddft_input``)
-    is merged.
-    """
-    atoms = "\n".join(f"{s} {x:.10f} {y:.10f} {z:.10f}"
-                      for s, (x, y, z) in zip(symbols, positions_angstrom))
-    open_shell = "odft\n mult %d\n" % multiplicity if multiplicity != 1 else ""
-    path.write_text(f"""title "rtml propagation benchmark"
-start bench
-echo
-charge {charge}
-geometry "system" units angstroms nocenter noautoz noautosym
-{atoms}
-end
-set geometry "system"
-basis
-* library {basis}
-end
-dft
- xc {xc}
- {open_shell}end
-task dft energy
-rt_tddft
- tmax {tmax}
- dt {dt}
- tag "<rt_tddft>: "
- print dipole energy
- field "kick"
-  type delta
-  polarization {polarization}
-  max {kick}
- end
- excite "system" with "kick"
-end
-task dft rt_tddft
-""")
+    return write_rt_tddft_input(build_mole(spec), spec.xc, parse_field(f"kick:{KICK}:z"), dt,
+                                tmax_for_last_print(sim_time, dt), name="bench", grid_level=2,
+                                interpol_tol=1e-7, restart_every_step=False, delta_kick=True)
 
 
-def run_nwchem_rt_tddft(deck: Path, nproc: int = 2) -> dict:
-    """Run ``mpirun --allow-run-as-root -np NPROC nwchem DECK``; time the propagation.
+def run_nwchem_rt_tddft(deck_text: str, workdir: Path, nproc: int = 2) -> dict:
+    """Run the deck on NPROC MPI ranks (``rtml.tddft.nwchem.nwchem_command``); time the
+    propagation.
 
     The propagation wall time runs from the "Propagation started" line to the last
-    time-stamped line, both stamped as NWChem prints them (its stdout is a pipe read line
-    by line, so setup and SCF are excluded).
+    ``<rt_tddft>`` line, both stamped as NWChem prints them (its stdout is a pipe read line
+    by line, so setup and SCF are excluded); the series come from
+    ``rtml.tddft.nwchem.parse_rt_output``.
 
     Returns:
         dict with ``wall_s`` (propagation), ``total_s``, ``time`` (n,), ``energy`` (n,),
         ``dipole`` (n, 3).
     """
-    cmd = ["mpirun", "--allow-run-as-root", "-np", str(nproc), "nwchem", deck.name]
+    from rtml.tddft.nwchem import nwchem_command, parse_rt_output
+
+    deck = workdir / "bench.nw"
+    deck.write_text(deck_text)
     start = time.perf_counter()
     t_start = t_last = None
-    times, energies, dipoles = {}, {}, {}
-    line_re = re.compile(r"<rt_tddft>:\s+([-\d.Ee+]+)\s+(.*?)\s+#\s*(.*)$")
-    log = open(deck.with_suffix(".out"), "w")
-    with subprocess.Popen(cmd, cwd=deck.parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, bufsize=1) as proc:
+    lines = []
+    with subprocess.Popen(nwchem_command(deck, nproc), cwd=workdir, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
         for line in proc.stdout:
-            log.write(line)
+            lines.append(line)
             if "Propagation started" in line:
                 t_start = time.perf_counter()
-            m = line_re.search(line)
-            if not m:
-                continue
-            t, values, label = float(m.group(1)), m.group(2).split(), m.group(3)
-            if label.startswith("Etot"):
-                energies[t] = float(values[0])
+            elif line.startswith("<rt_tddft>"):
                 t_last = time.perf_counter()
-            elif label.startswith("Dipole moment"):
-                dipoles[t] = [float(v) for v in values[:3]]
-    log.close()
+    deck.with_suffix(".out").write_text("".join(lines))
     if proc.returncode != 0 or t_start is None:
         raise RuntimeError(f"nwchem failed (exit {proc.returncode}); see {deck.with_suffix('.out')}")
-    steps = sorted(set(energies) & set(dipoles))
+    out = parse_rt_output("".join(lines))
     return {"wall_s": t_last - t_start, "total_s": time.perf_counter() - start,
-            "time": np.array(steps), "energy": np.array([energies[t] for t in steps]),
-            "dipole": np.array([dipoles[t] for t in steps])}
+            "time": out.time, "energy": out.energy, "dipole": out.dipole}
 
 
 # ---------------------------------------------------------------------------------------
@@ -437,12 +402,9 @@ def main(argv=None) -> int:
         results = {}
         if have_nwchem:
             with tempfile.TemporaryDirectory(prefix="rtml-nwchem-") as tmp:
-                deck = Path(tmp) / f"{molecule}.nw"
-                write_rt_tddft_deck(deck, spec.symbols, spec.positions_angstrom, spec.basis,
-                                    spec.xc, KICK, "z", args.dt, sim_time, spec.charge,
-                                    spec.multiplicity)
                 results[f"nwchem np{args.nwchem_ranks}"] = (
-                    run_nwchem_rt_tddft(deck, args.nwchem_ranks), 1, args.dt)
+                    run_nwchem_rt_tddft(nwchem_deck(spec, args.dt, sim_time), Path(tmp),
+                                        args.nwchem_ranks), 1, args.dt)
         if not args.no_naive:
             results["naive pyscf"] = (in_process(naive_worker, *common, args.dt,
                                                  NAIVE_FRACTION * sim_time, args.threads), 1, args.dt)

@@ -43,6 +43,7 @@ from rtml.tddft.nwchem._run import (
     NWChemError,
     NWChemUnavailable,
     nwchem_available,
+    nwchem_command,
     nwchem_executable,
     run_nwchem,
 )
@@ -50,7 +51,7 @@ from rtml.tddft.nwchem._run import (
 __all__ = [
     "write_rt_tddft_input", "field_blocks", "nwchem_xc", "tmax_for_last_print",
     "XC_KEYWORDS", "GRID_KEYWORDS",
-    "run_nwchem", "nwchem_available", "nwchem_executable", "NWChemError", "NWChemUnavailable",
+    "run_nwchem", "nwchem_command", "nwchem_available", "nwchem_executable", "NWChemError", "NWChemUnavailable",
     "UNAVAILABLE_MESSAGE",
     "parse_rt_output", "read_rt_restart", "write_rt_restart", "restart_checksum",
     "RTOutput", "RestartSnapshot",

@@ -64,7 +64,8 @@ def tmax_for_last_print(t_last: float, dt: float) -> float:
     return t_last + 1.25 * dt
 
 
-def field_blocks(field: Field, dt: float, geometry: str = "system") -> list[str]:
+def field_blocks(field: Field, dt: float, geometry: str = "system",
+                 delta_kick: bool = False) -> list[str]:
     r"""``field``/``excite`` sub-blocks of ``rt_tddft`` for one of our fields.
 
     NWChem couples :math:`-\boldsymbol\mu\cdot\mathbf E(t)` like rtml (a field along +z
@@ -84,13 +85,17 @@ def field_blocks(field: Field, dt: float, geometry: str = "system") -> list[str]
         No block: NWChem's ``type delta`` is a one-step rectangle of height ``max`` whose
         effective strength and splitting error depend on dt, not our exact kick; the
         engine applies :math:`U = \exp(-i\kappa\,\mathbf e\cdot\mathbf D)` to NWChem's own
-        ground-state density through its restart file instead.
+        ground-state density through its restart file instead. With ``delta_kick`` a kick
+        becomes that ``type delta`` field (``max`` :math:`\kappa e_k`), for runs that time
+        NWChem rather than reproduce our kick (``benchmarks/propagation.py``).
     """
-    if field.kind in ("none", "kick"):
+    if field.kind == "none" or (field.kind == "kick" and not delta_kick):
         return []
     if not field.is_resolved:
         raise InputError(f"field '{field.to_spec()}' must be resolved (S<n>/B<n>/auto) first")
-    if field.kind == "gaussian":
+    if field.kind == "kick":
+        phase = None
+    elif field.kind == "gaussian":
         phase = math.pi / 2.0
     elif field.kind == "resonant":
         phase = 0.0
@@ -101,12 +106,11 @@ def field_blocks(field: Field, dt: float, geometry: str = "system") -> list[str]
         if e_k == 0.0:
             continue
         name = f"f{_AXES[k]}"
-        lines += [f'  field "{name}"',
-                  "    type " + ("gaussian" if field.kind == "gaussian" else "cw"),
-                  f"    polarization {_AXES[k]}",
-                  f"    frequency {field.omega!r}",
-                  f"    phase {phase!r}",
-                  f"    max {field.amplitude * e_k!r}"]
+        kind = {"kick": "delta", "gaussian": "gaussian", "resonant": "cw"}[field.kind]
+        lines += [f'  field "{name}"', f"    type {kind}", f"    polarization {_AXES[k]}"]
+        if phase is not None:
+            lines += [f"    frequency {field.omega!r}", f"    phase {phase!r}"]
+        lines += [f"    max {field.amplitude * e_k!r}"]
         if field.kind == "gaussian":
             lines += [f"    center {field.t0!r}", f"    width {field.sigma!r}"]
         lines += ["  end", f'  excite "{geometry}" with "{name}"']
@@ -143,7 +147,7 @@ def write_rt_tddft_input(mol, xc: str, field: Field, dt: float, tmax: float, *,
                          name: str = "rtml", directory: str = ".", start: bool = True,
                          grid_level: int = 3, interpol_tol: float = 1e-10,
                          restart_every_step: bool = True, geometry: str = "system",
-                         print_every_step: bool = True) -> str:
+                         print_every_step: bool = True, delta_kick: bool = False) -> str:
     """The text of an NWChem input deck for one RT-TDDFT run (atomic units).
 
     Args:
@@ -160,6 +164,7 @@ def write_rt_tddft_input(mol, xc: str, field: Field, dt: float, tmax: float, *,
         restart_every_step: ``nrestarts *`` (the restart file then holds the last
             printed time) or ``nrestarts 0``.
         print_every_step: ``nprints *`` (dipole, field and energy every step).
+        delta_kick: write a kick as NWChem's own ``type delta`` field (:func:`field_blocks`).
 
     Returns:
         The deck as a string. ``rtml.tddft.nwchem.run_nwchem`` runs it.
@@ -194,6 +199,6 @@ def write_rt_tddft_input(mol, xc: str, field: Field, dt: float, tmax: float, *,
               f"  nprints {'*' if print_every_step else 0}",
               f"  nrestarts {'*' if restart_every_step else 0}",
               "  print dipole field energy"]
-    lines += field_blocks(field, dt, geometry)
+    lines += field_blocks(field, dt, geometry, delta_kick)
     lines += ["end", "task dft rt_tddft", ""]
     return "\n".join(lines)

@@ -32,7 +32,8 @@ def nwchem_available() -> bool:
     return nwchem_executable() is not None
 
 
-def _command(deck: Path, ranks: int) -> list[str]:
+def nwchem_command(deck: Path, ranks: int) -> list[str]:
+    """The command line running ``deck`` on ``ranks`` MPI ranks (``mpirun`` when > 1)."""
     exe = nwchem_executable()
     if exe is None:
         raise NWChemUnavailable(f"engine 'nwchem' is unavailable: {UNAVAILABLE_MESSAGE} "
@@ -61,7 +62,7 @@ def run_nwchem(deck_text: str, workdir: str | Path, name: str = "rtml", ranks: i
     workdir.mkdir(parents=True, exist_ok=True)
     deck = workdir / f"{name}.nw"
     deck.write_text(deck_text)
-    cmd = _command(deck, ranks)
+    cmd = nwchem_command(deck, ranks)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     try:
         proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=env,
