@@ -10,12 +10,14 @@ molecule, basis, functional, kick, dt and simulated time:
 (b) a naive PySCF loop: Magnus-2 with one predictor and one corrector, each Fock build a
     ``mf.get_veff`` call (plus ``get_k`` of the imaginary density for exact exchange);
 (c) rtml with one field, (d) rtml with a batch of 8 fields, each with Magnus-2 at the
-    same dt and with Magnus-4 at a larger dt (``--magnus4-dt``);
+    same dt and with Magnus-4 at a larger dt (``--magnus4-dt``), with the engine's default
+    linear-response corrector (``--correctors linear,full`` adds the full corrector);
 
 and reports simulated a.u. of time per wall second per trajectory, the Fock builds per
 step (predictor-corrector iterations), the energy drift max|E(t) - E(0)| after the kick,
 the induced-dipole error against a dt-converged reference (rtml Magnus-4 at
-``--reference-dt``, H2O only unless ``--reference-all``), the peak RSS of each rtml run,
+``--reference-dt`` with the full corrector, H2O only unless ``--reference-all``), the
+one-off setup of the linear-response model, the peak RSS of each rtml run,
 and the time of one batched Fock build against its floor (libxc alone plus the grid
 GEMMs at BLAS speed, timed on the same arrays). Ratios are printed against NWChem and the
 naive loop; everything goes to ``OUT/propagation.csv``, ``OUT/fock_build.csv`` and a plot
@@ -139,8 +141,10 @@ def _peak_rss_mb() -> float:
 
 
 def rtml_worker(molecule: str, grid_level: int, n_fields: int, propagator: str, dt: float,
-                sim_time: float, pc_tol: float, threads: int, max_memory_mb: float) -> dict:
-    """rtml batched propagation of ``n_fields`` z kicks (identical members, timed per step)."""
+                sim_time: float, pc_tol: float, threads: int, max_memory_mb: float,
+                linear_corrector: bool = True) -> dict:
+    """rtml batched propagation of ``n_fields`` z kicks (identical members, timed per step;
+    the linear-response model, built once per geometry, is timed apart as ``setup_s``)."""
     _set_threads(threads)
     from rtml.fields import parse_field
     from rtml.tddft import PropagationSettings, propagate
@@ -153,9 +157,10 @@ def rtml_worker(molecule: str, grid_level: int, n_fields: int, propagator: str, 
                                         gs.mf.grids, max_memory_mb=max_memory_mb)
     fields = [parse_field(f"kick:{KICK}:z")] * n_fields
     settings = PropagationSettings(dt=dt, n_steps=int(round(sim_time / dt)), propagator=propagator,
-                                   pc_tol=pc_tol)
+                                   pc_tol=pc_tol, linear_corrector=linear_corrector)
     frames, stats = propagate(gs, fields, settings)
     return {"wall_s": stats["wall_time_s"], "builds_per_step": stats["builds_per_step"],
+            "setup_s": stats["response_setup_s"],
             "time": frames["time"], "energy": frames["energy"][:, 0],
             "dipole": frames["dipole"][:, 0], "peak_rss_mb": _peak_rss_mb(),
             "npoints": sum(len(b.weights) for b in gs.context.grid_blocks), "nao": gs.context.nao}
@@ -220,7 +225,7 @@ def fock_floor_worker(molecule: str, grid_level: int, n_fields: int, threads: in
                       repeats: int = 7) -> dict:
     """Time one batched Fock build against its floor on the same arrays.
 
-    Floor = libxc alone (the same ``eval_xc_eff`` calls as the build, on the batch's
+    Floor = libxc alone (the same ``eval_xc`` calls as the build, on the batch's
     densities on the grid) + the two grid GEMMs per block (AO values times the stacked
     densities, and AO values transposed times the weighted AO values), at BLAS speed.
     """
@@ -255,8 +260,8 @@ def fock_floor_worker(molecule: str, grid_level: int, n_fields: int, threads: in
         ao, ao_value = _block_ao(ctx, block)
         idx = block.ao_index
         sub = np.ascontiguousarray(flat[:, idx[:, None], idx])
-        rho = density_on_grid(ao, ao_value, sub, ctx.xctype).reshape(nb, nspin, nvar, -1)
-        rho_xc = rho.transpose(1, 2, 0, 3).reshape(nspin, nvar, -1)
+        rho = density_on_grid(ao, ao_value, sub, ctx.xctype).reshape(-1, nspin, nvar)
+        rho_xc = np.ascontiguousarray(rho.transpose(1, 2, 0))
         rho_xc = rho_xc[0] if nspin == 1 else rho_xc
         if ctx.xctype == "LDA":
             rho_xc = rho_xc[..., 0, :]
@@ -266,7 +271,7 @@ def fock_floor_worker(molecule: str, grid_level: int, n_fields: int, threads: in
 
     def libxc_only():
         for rho_xc, *_ in blocks:
-            ctx.numint.eval_xc_eff(ctx.xc, rho_xc, deriv=1, xctype=ctx.xctype, spin=nspin - 1)
+            ctx.numint.eval_xc(ctx.xc, rho_xc, spin=nspin - 1, deriv=1)
 
     def gemms_only():
         for _, ao_value, stacked, aow in blocks:
@@ -369,6 +374,8 @@ def main(argv=None) -> int:
     parser.add_argument("--max-memory-mb", type=float, default=2000.0)
     parser.add_argument("--propagators", default="magnus2,magnus4",
                         help="rtml propagators to time (magnus2 at --dt, magnus4 at --magnus4-dt)")
+    parser.add_argument("--correctors", default="linear",
+                        help="rtml correctors to time: linear (default), full, or both")
     parser.add_argument("--no-nwchem", action="store_true")
     parser.add_argument("--no-naive", action="store_true")
     args = parser.parse_args(argv)
@@ -392,7 +399,7 @@ def main(argv=None) -> int:
                 reference = dict(np.load(cache))
             else:
                 reference = in_process(rtml_worker, *common, 1, "magnus4", args.reference_dt,
-                                       sim_time, 1e-12, args.threads, args.max_memory_mb)
+                                       sim_time, 1e-12, args.threads, args.max_memory_mb, False)
                 if cache is not None:
                     cache.parent.mkdir(parents=True, exist_ok=True)
                     np.savez(cache, time=reference["time"], dipole=reference["dipole"],
@@ -411,22 +418,27 @@ def main(argv=None) -> int:
         steps = {"magnus2": args.dt, "etrs": args.dt, "magnus4": args.magnus4_dt}
         for propagator in args.propagators.split(","):
             dt = steps[propagator]
-            for n_fields in (1, BATCH):
-                results[f"rtml {propagator} x{n_fields}"] = (
-                    in_process(rtml_worker, *common, n_fields, propagator, dt, sim_time,
-                               args.pc_tol, args.threads, args.max_memory_mb), n_fields, dt)
+            for corrector in args.correctors.split(","):
+                suffix = "" if corrector == "linear" else f" {corrector}"
+                for n_fields in (1, BATCH):
+                    results[f"rtml {propagator} x{n_fields}{suffix}"] = (
+                        in_process(rtml_worker, *common, n_fields, propagator, dt, sim_time,
+                                   args.pc_tol, args.threads, args.max_memory_mb,
+                                   corrector == "linear"), n_fields, dt)
         for method, (res, n_fields, dt) in results.items():
             simulated = res["time"][-1] - res["time"][0]
             row = {"molecule": molecule, "method": method, "n_traj": n_fields, "dt": dt,
                    "simulated_au": simulated, "wall_s": round(res["wall_s"], 3),
                    "au_per_s_per_traj": n_fields * simulated / res["wall_s"],
                    "builds_per_step": res.get("builds_per_step", float("nan")),
+                   "setup_s": round(res.get("setup_s", 0.0), 3),
                    "energy_drift_ha": energy_drift(res),
                    "dipole_error_au": dipole_error(res, reference) if "nwchem" not in method else float("nan"),
                    "peak_rss_mb": res.get("peak_rss_mb", float("nan")), "threads": args.threads}
             rows.append(row)
-            print(f"{molecule:5s} {method:18s} {row['au_per_s_per_traj']:9.3f} au/s/traj  "
-                  f"builds/step {row['builds_per_step']:.2f}  drift {row['energy_drift_ha']:.1e} Ha  "
+            print(f"{molecule:5s} {method:23s} {row['au_per_s_per_traj']:9.3f} au/s/traj  "
+                  f"builds/step {row['builds_per_step']:.2f}  setup {row['setup_s']:.1f} s  "
+                  f"drift {row['energy_drift_ha']:.1e} Ha  "
                   f"dipole err {row['dipole_error_au']:.1e}  peak RSS {row['peak_rss_mb']:.0f} MB",
                   flush=True)
         rate = {r["method"]: r["au_per_s_per_traj"] for r in rows if r["molecule"] == molecule}

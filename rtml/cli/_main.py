@@ -89,6 +89,7 @@ def cmd_propagate(args) -> int:
     fields = [parse_field(s) for s in args.field]
     settings = PropagationSettings(dt=args.dt, n_steps=args.steps, propagator=args.propagator,
                                    save_every=args.save_every, pc_tol=args.pc_tol,
+                                   linear_corrector=args.corrector == "linear",
                                    checkpoint_every=args.checkpoint_every)
     positions, geometry_id = None, "eq"
     if args.geometry:
@@ -105,9 +106,9 @@ def cmd_propagate(args) -> int:
     log.info("rtml %s propagate: %s (%s), xc=%s, basis=%s, grid level %d, %d field(s): %s",
              __version__, spec.name, geometry_id, inputs.xc_name, inputs.basis_name,
              args.grid_level, len(fields), " ".join(f.to_spec() for f in fields))
-    log.info("dt=%g au, %d steps (%g au), save every %d, propagator %s, pc_tol %g",
+    log.info("dt=%g au, %d steps (%g au), save every %d, propagator %s, pc_tol %g, %s corrector",
              settings.dt, settings.n_steps, settings.dt * settings.n_steps, settings.save_every,
-             settings.propagator, settings.pc_tol)
+             settings.propagator, settings.pc_tol, args.corrector)
 
     if args.engine == "nwchem":
         return _propagate_nwchem(args, inputs, saved, out, as_directory, fields)
@@ -492,6 +493,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pc-tol", type=float, default=1e-9,
                    help="predictor-corrector tolerance: estimated density error per step, "
                         "dt*max|[dF, P]| (default 1e-9)")
+    p.add_argument("--corrector", choices=("linear", "full"), default="linear",
+                   help="linear (default): corrector iterations on the linear response of the "
+                        "Fock matrix, one full build per step while its measured error allows; "
+                        "full: a full Fock build every corrector iteration")
     p.add_argument("--scf-max-cycle", type=int, default=200, metavar="N",
                    help="SCF iterations before giving up (default 200)")
     p.add_argument("--checkpoint-every", type=int, default=500, metavar="N",

@@ -5,7 +5,8 @@ Atomic units throughout; AO order is PySCF's. The pieces, from bottom to top:
 - :mod:`._fock`: Fock matrices and energies of batches of complex densities, with all
   time-independent data (integrals, grid, AO values on the grid) precomputed once;
 - :mod:`._ground_state`: tightly converged RKS/UKS ground states, LR-TDDFT excitations;
-- :mod:`._propagators`: Magnus-2 and ETRS steps in the Löwdin basis;
+- :mod:`._propagators`: Magnus-2, ETRS and Magnus-4 steps in the Löwdin basis;
+- :mod:`._response`: the linear response of the Fock matrix, the corrector's cheap model;
 - :mod:`._engine`: batched self-consistent propagation with checkpoints;
 - :mod:`._simulate`: molecule + fields -> :class:`rtml.data.Trajectory` records;
 - :mod:`._spectrum`: absorption spectra from kicks and a peak finder.

@@ -25,6 +25,7 @@ import numpy as np
 from rtml._atomic import atomic_write
 
 _FRAME_KEYS = ("time", "field", "energy", "dipole")
+_MODEL_KEYS = ("model_error", "build_density", "build_fock")
 
 
 @dataclass
@@ -43,6 +44,10 @@ class PropagationState:
         E[P] at ``step``.
     n_builds : int
         Fock builds done so far (per batch member with work, summed).
+    model_error : (nb,) float or None
+        Measured relative error of the linear-response corrector model per member.
+    build_density, build_fock : (nb, nspin, n, n) complex or None
+        P' and F' of each member's last full Fock build (the model's expansion point).
     """
 
     step: int
@@ -50,6 +55,9 @@ class PropagationState:
     fock_history: np.ndarray
     energy: np.ndarray
     n_builds: int = 0
+    model_error: np.ndarray | None = None
+    build_density: np.ndarray | None = None
+    build_fock: np.ndarray | None = None
 
 
 def _atomic_save(path: Path, writer) -> None:
@@ -83,10 +91,11 @@ class Checkpoint:
             _atomic_save(self._chunk(self.n_chunks, "frames.npz"),
                          lambda fh: np.savez(fh, **{k: frames[k] for k in _FRAME_KEYS}))
             self.n_chunks += 1
+        model = {k: getattr(state, k) for k in _MODEL_KEYS if getattr(state, k) is not None}
         _atomic_save(self.path / "state.npz", lambda fh: np.savez(
             fh, step=state.step, p_orth=state.p_orth, fock_history=state.fock_history,
             energy=state.energy, n_builds=state.n_builds, n_chunks=self.n_chunks,
-            input_hash=self.input_hash))
+            input_hash=self.input_hash, **model))
 
     def load(self) -> PropagationState | None:
         """The saved state, or None when there is no usable checkpoint for these inputs."""
@@ -96,9 +105,10 @@ class Checkpoint:
             if str(data["input_hash"]) != self.input_hash:
                 return None
             self.n_chunks = int(data["n_chunks"])
+            model = {k: data[k] for k in _MODEL_KEYS if k in data}
             return PropagationState(step=int(data["step"]), p_orth=data["p_orth"],
                                     fock_history=data["fock_history"], energy=data["energy"],
-                                    n_builds=int(data["n_builds"]))
+                                    n_builds=int(data["n_builds"]), **model)
 
     def read_frames(self, member: int | None = None) -> dict:
         """All checkpointed frames, concatenated in time; one batch member if given."""

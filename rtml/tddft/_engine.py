@@ -9,11 +9,23 @@ solves the implicit end-point problem of the chosen propagator by predictor-corr
 2. propagate :math:`P'(t) \to P'(t+\Delta t)` with it, build :math:`F'[P'(t+\Delta t)]`;
 3. if the density error this Fock difference causes,
    :math:`\Delta t\max|[F'_\text{built} - F'_\text{used}, P'(t+\Delta t)]|`, is below
-   ``pc_tol`` accept, else repeat 2 with the built matrix.
+   ``pc_tol`` accept;
+4. else (``linear_corrector``, the default) iterate the end point on the linear response
+   of the Fock matrix around that build, :math:`F'_\text{built} + \mathcal L'[\delta P']`
+   (``_response.py``: exact for J and K, XC kernel of the ground state), which costs
+   small matrix products only, and accept its fixed point when its residual plus the
+   model's measured error stays below ``pc_tol``; otherwise build again at that point and
+   go to 3. Without the linear model, step 4 is an Anderson-mixed full iteration.
+
+Weak fields take one full build per step: the model's error, measured on consecutive
+builds, is then ~1e-4 of the correction. Strong fields move the density away from the
+kernel's reference and take about two.
 
 Convergence is decided per batch member and converged members are frozen, so a batch gives
-the same trajectories as separate runs. The accepted :math:`F'(t+\Delta t)` is exactly
-:math:`F'[P'(t+\Delta t)]`, so the stored energy is that of the stored density.
+the same trajectories as separate runs. The accepted :math:`F'(t+\Delta t)` is
+:math:`F'[P'(t+\Delta t)]` (within ``pc_tol`` when it comes from the linear model, whose
+energy is expanded to second order around the build), so the stored energy is that of the
+stored density.
 """
 
 from __future__ import annotations
@@ -30,6 +42,7 @@ from rtml.tddft._checkpoint import Checkpoint, PropagationState
 from rtml.tddft._fock import FockContext, _blas_controller, fock_and_energy
 from rtml.tddft._ground_state import GroundState, electronic_dipole
 from rtml.tddft._propagators import PROPAGATORS, exp_hermitian
+from rtml.tddft._response import build_fock_response
 
 log = logging.getLogger("rtml.tddft")
 
@@ -53,6 +66,10 @@ class PropagationSettings:
     max_pc_iter : int
     pc_mixing : int
         Iterations the corrector mixes (Anderson); 1 is the plain fixed-point iteration.
+    linear_corrector : bool
+        Iterate the corrector on the linear response of the Fock matrix (``_response.py``)
+        between full builds, and accept its fixed point without another build when the
+        measured error of that linear model keeps the step within ``pc_tol``.
     checkpoint_every : int
         Steps between checkpoints (when a checkpoint directory is given).
     """
@@ -64,6 +81,7 @@ class PropagationSettings:
     pc_tol: float = 1e-9
     max_pc_iter: int = 30
     pc_mixing: int = 3
+    linear_corrector: bool = True
     checkpoint_every: int = 500
 
     def __post_init__(self):
@@ -90,7 +108,7 @@ class PropagationSettings:
     def to_dict(self) -> dict:
         return {"dt": self.dt, "n_steps": self.n_steps, "propagator": self.propagator,
                 "save_every": self.save_every, "pc_tol": self.pc_tol,
-                "max_pc_iter": self.max_pc_iter}
+                "max_pc_iter": self.max_pc_iter, "linear_corrector": self.linear_corrector}
 
 
 def to_orthonormal(ctx: FockContext, mat_ao: np.ndarray, density: bool) -> np.ndarray:
@@ -124,6 +142,16 @@ def apply_kicks(ctx: FockContext, p_orth: np.ndarray, fields: list[Field],
             u = exp_hermitian(np.einsum("k,kij->ij", f.kick_vector, dip_orth), 1.0)
             out[b] = u @ out[b] @ u.conj().T
     return out
+
+
+def fock_response(ground_state: GroundState):
+    """The ground state's :class:`~rtml.tddft._response.FockResponse`, built once and kept
+    on the ground state (None when it does not fit the memory budget)."""
+    if not hasattr(ground_state, "_fock_response"):
+        dm = ground_state.density
+        dm = dm if dm.ndim == 3 else dm[None]
+        ground_state._fock_response = build_fock_response(ground_state.context, dm)
+    return ground_state._fock_response
 
 
 def _extrapolate(history: np.ndarray) -> np.ndarray:
@@ -226,7 +254,9 @@ def propagate(ground_state: GroundState, fields: list[Field], settings: Propagat
         frames: dict with ``density`` (n_frames, nb, nspin, nao, nao) complex AO densities,
             ``time`` (n_frames,), ``field`` (n_frames, nb, 3), ``energy`` (n_frames, nb),
             ``dipole`` (n_frames, nb, 3).
-        stats: dict with ``n_builds``, ``builds_per_step``, ``wall_time_s``.
+        stats: dict with ``n_builds``, ``builds_per_step``, ``wall_time_s`` (the time loop)
+            and ``response_setup_s`` (building the linear-response model, once per ground
+            state).
     """
     if not fields:
         raise InputError("at least one field is needed")
@@ -264,15 +294,124 @@ def propagate(ground_state: GroundState, fields: list[Field], settings: Propagat
 
     # every matrix of a step is tiny: threaded BLAS would only add a thread synchronisation
     # to each of them (libxc and the integrals keep their OpenMP threads)
+    response, setup = None, _time.perf_counter()
+    if settings.linear_corrector:
+        response = fock_response(ground_state)
+    setup = _time.perf_counter() - setup
     with _blas_controller().limit(limits=1, user_api="blas"):
         state = _propagate_steps(ctx, fields, settings, state, step_fn, coupling, buffer, record,
-                                 checkpoint, progress)
+                                 checkpoint, progress, response)
     frames = checkpoint.read_frames() if checkpoint is not None else buffer.arrays()
+    state.stats["response_setup_s"] = setup
     return frames, state.stats
 
 
+class _LinearCorrector:
+    r"""Corrector iterations on the linear response of the Fock matrix, with error control.
+
+    Between full builds the end-point Fock matrix is modelled as
+    :math:`F_\text{lin}(P') = F'_b + \mathcal L'[P' - P'_b]` around the last full build
+    :math:`(P'_b, F'_b)` (:math:`\mathcal L' = X\mathcal L[X\cdot X]X`, X = S^{-1/2}); its
+    fixed point costs small matrix products only. The model's error is measured, per batch
+    member, on every pair of consecutive full builds,
+
+    .. math:: \epsilon = \frac{\max|[F'_{b,2} - F'_{b,1} - \mathcal L'[P'_{b,2} - P'_{b,1}], P'_{b,2}]|}
+                               {\max|[\mathcal L'[P'_{b,2} - P'_{b,1}], P'_{b,2}]|}
+
+    (zero up to rounding for Hartree-Fock, where F is linear in P; for DFT it is the
+    curvature of the XC energy and the drift of the density away from the kernel's
+    reference). The model's fixed point is accepted without another build when its
+    residual plus :math:`\epsilon\,\Delta t\max|[F_\text{lin} - F'_b, P']|` is below
+    ``pc_tol``; otherwise it is the next full iteration's guess (a Newton-like step).
+    """
+
+    #: Changes smaller than this (in max|[dF, P]|) measure rounding, not the model.
+    MIN_SIGNAL = 1e-11
+
+    def __init__(self, response, ctx: FockContext, nb: int, state: PropagationState):
+        self.response = response
+        self.orth = ctx.orth
+        self.error = (np.full(nb, np.inf) if state.model_error is None
+                      else np.array(state.model_error, dtype=float))
+        self.build_density = state.build_density
+        self.build_fock = state.build_fock
+        # a resumed state holds a build of every member (each step builds each member)
+        self.seen = np.full(nb, state.build_density is not None)
+
+    def apply(self, dp_orth: np.ndarray) -> np.ndarray:
+        """L'[dP'] in the Löwdin basis."""
+        x = self.orth
+        return x @ self.response.apply(x @ dp_orth @ x) @ x
+
+    def observe(self, members: np.ndarray, p_built: np.ndarray, fock_built: np.ndarray) -> None:
+        """Update the members' model error with a new full build (P'_b, F'_b)."""
+        if self.build_density is None:
+            self.build_density = np.zeros((len(self.error),) + p_built.shape[1:], dtype=complex)
+            self.build_fock = np.zeros_like(self.build_density)
+        prev = self.seen[members]
+        if prev.any():
+            rows = members[prev]
+            linear = self.apply(p_built[prev] - self.build_density[rows])
+            actual = fock_built[prev] - self.build_fock[rows]
+            signal = _commutator_max(linear, p_built[prev])
+            miss = _commutator_max(actual - linear, p_built[prev])
+            measured = signal > self.MIN_SIGNAL
+            self.error[rows[measured]] = miss[measured] / signal[measured]
+        self.build_density[members] = p_built
+        self.build_fock[members] = fock_built
+        self.seen[members] = True
+
+    def solve(self, members, step_fn, p_start, fock_start, fock_past, field_term, t, dt,
+              p_built, fock_built, energy_built, settings):
+        """Fixed point of the linear model for ``members`` (rows of the other arrays).
+
+        Returns:
+            p, fock, energy of the model's fixed point, and a boolean array: accepted
+            without another build.
+        """
+        n = len(members)
+        fock_used = fock_built.copy()
+        p_out, fock_out = np.empty_like(p_built), np.empty_like(fock_built)
+        residual_est = np.full(n, np.inf)
+        active = np.arange(n)
+        used_history, residual_history = [], []
+        for _ in range(settings.max_pc_iter):
+            past = None if fock_past is None else fock_past[:, active]
+            p_try = step_fn(p_start[active], fock_start[active], fock_used[active],
+                            field_term(members[active]), t, dt, fock_past=past)
+            fock_lin = fock_built[active] + self.apply(p_try - p_built[active])
+            change = _density_error_estimate(fock_lin - fock_used[active], p_try, dt)
+            done = ~(change >= 0.1 * settings.pc_tol)  # NaN ends the iteration too
+            for j in np.flatnonzero(done):
+                r = active[j]
+                p_out[r], fock_out[r], residual_est[r] = p_try[j], fock_lin[j], change[j]
+            residual = np.zeros_like(fock_used)
+            residual[active] = fock_lin - fock_used[active]
+            used_history = (used_history + [fock_used.copy()])[-settings.pc_mixing:]
+            residual_history = (residual_history + [residual])[-settings.pc_mixing:]
+            active = active[~done]
+            if len(active) == 0:
+                break
+            fock_used = _anderson_update(used_history, residual_history, active, fock_used)
+        for r in active:  # not converged: the last iterate is only a guess
+            p_out[r], fock_out[r] = p_try[list(active).index(r)], fock_used[r]
+        model_est = self.error[members] * _density_error_estimate(fock_out - fock_built, p_out, dt)
+        accepted = (residual_est + model_est < settings.pc_tol) & np.isfinite(model_est)
+        dp = p_out - p_built
+        # E[P] to second order around the build: dE = Re Tr(F dP) + 1/2 Re Tr(L[dP] dP)
+        energy = (energy_built + np.einsum("bsij,bsji->b", fock_built, dp).real
+                  + 0.5 * np.einsum("bsij,bsji->b", fock_out - fock_built, dp).real)
+        return p_out, fock_out, energy, accepted
+
+
+def _commutator_max(a: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """max |[A, P]| per batch member."""
+    comm = a @ p - p @ a
+    return np.abs(comm).reshape(len(comm), -1).max(axis=1)
+
+
 def _propagate_steps(ctx, fields, settings, state, step_fn, coupling, buffer, record, checkpoint,
-                     progress):
+                     progress, response=None):
     """The time loop of :func:`propagate`; returns the final state with ``stats`` attached."""
     dt = settings.dt
 
@@ -285,6 +424,7 @@ def _propagate_steps(ctx, fields, settings, state, step_fn, coupling, buffer, re
     start = _time.perf_counter()
     first_step = state.step
     nb = len(fields)
+    model = _LinearCorrector(response, ctx, nb, state) if response is not None else None
     if progress is not None:
         progress(state.step)
     while state.step < settings.n_steps:
@@ -304,15 +444,38 @@ def _propagate_steps(ctx, fields, settings, state, step_fn, coupling, buffer, re
             state.n_builds += len(active)
             change = _density_error_estimate(fock_built - fock_used[active], p_try, dt)
             done = change < settings.pc_tol
+            guess = fock_built
+            if model is not None:
+                model.observe(active, p_try, fock_built)
+                rest = np.flatnonzero(~done & np.isfinite(change))
+                if len(rest):
+                    members = active[rest]
+                    p_lin, fock_lin, energy_lin, ok = model.solve(
+                        members, step_fn, state.p_orth[members], fock_start[members],
+                        fock_past[:, members] if len(fock_past) else None, field_term_for, t, dt,
+                        p_try[rest], fock_built[rest], energy_built[rest], settings)
+                    p_try, guess = p_try.copy(), fock_built.copy()
+                    fock_built, energy_built = fock_built.copy(), energy_built.copy()
+                    guess[rest] = fock_lin
+                    accept = rest[ok]
+                    p_try[accept], fock_built[accept] = p_lin[ok], fock_lin[ok]
+                    energy_built[accept] = energy_lin[ok]
+                    done[accept] = True
             for j in np.flatnonzero(done):
                 b = active[j]
                 p_next[b], fock_next[b], energy_next[b] = p_try[j], fock_built[j], energy_built[j]
-            residual = np.zeros_like(fock_used)
-            residual[active] = fock_built - fock_used[active]
-            used_history = (used_history + [fock_used.copy()])[-settings.pc_mixing:]
-            residual_history = (residual_history + [residual])[-settings.pc_mixing:]
-            active = active[~done]
-            fock_used = _anderson_update(used_history, residual_history, active, fock_used)
+            if model is not None:
+                # the linear model's fixed point is the next guess (a Newton-like step)
+                active = active[~done]
+                fock_used = fock_used.copy()
+                fock_used[active] = guess[~done]
+            else:
+                residual = np.zeros_like(fock_used)
+                residual[active] = fock_built - fock_used[active]
+                used_history = (used_history + [fock_used.copy()])[-settings.pc_mixing:]
+                residual_history = (residual_history + [residual])[-settings.pc_mixing:]
+                active = active[~done]
+                fock_used = _anderson_update(used_history, residual_history, active, fock_used)
             if len(active) == 0:
                 break
             if not np.all(np.isfinite(change)):
@@ -332,6 +495,9 @@ def _propagate_steps(ctx, fields, settings, state, step_fn, coupling, buffer, re
         state.p_orth = p_next
         state.fock_history = np.concatenate([state.fock_history[-2:], fock_next[None]])
         state.energy = energy_next
+        if model is not None:
+            state.model_error = model.error
+            state.build_density, state.build_fock = model.build_density, model.build_fock
         if state.step % settings.save_every == 0:
             record(state.step, p_next, energy_next)
         if checkpoint is not None and (state.step % settings.checkpoint_every == 0

@@ -295,6 +295,8 @@ def density_on_grid(ao: np.ndarray, ao_value: np.ndarray, dms: np.ndarray,
 
     The whole stack is one GEMM, :math:`C_{g,k\nu} = \sum_\mu\phi_{g\mu}D_{k,\mu\nu}`
     of shape (ng, ndm*nao), then one batched (ndm x nao) @ (nao x nvar_ao) product per point.
+    The result stays point-major, the layout of both products (libxc does not care in which
+    order the points of a batch come).
 
     Args:
         ao: (ngrid, nvar_ao, nao) point-major AO values (nvar_ao = 1 for LDA, 4 otherwise).
@@ -303,26 +305,27 @@ def density_on_grid(ao: np.ndarray, ao_value: np.ndarray, dms: np.ndarray,
         xctype: "LDA", "GGA" or "MGGA".
 
     Returns:
-        (ndm, nvar, ngrid) with nvar = 1 (LDA: rho), 4 (GGA: rho, d/dx, d/dy, d/dz) or
+        (ngrid, ndm, nvar) with nvar = 1 (LDA: rho), 4 (GGA: rho, d/dx, d/dy, d/dz) or
         5 (MGGA: ..., tau).
     """
     ndm, nao = dms.shape[0], dms.shape[-1]
     ng = ao.shape[0]
     nvar = _NVAR[xctype]
+    stacked = dms.transpose(1, 0, 2).reshape(nao, ndm * nao)
     #: c[g,k,j] = einsum("gi,kij->gkj", ao_value, dms)
-    c0 = (ao_value @ dms.transpose(1, 0, 2).reshape(nao, ndm * nao)).reshape(ng, ndm, nao)
-    #: r[g,k,x] = einsum("gkj,gxj->gkx", c0, ao)
-    r = np.matmul(c0, ao.transpose(0, 2, 1))
-    out = np.empty((ndm, nvar, ng))
-    out[:, 0] = r[:, :, 0].T
-    if nvar > 1:
-        out[:, 1:4] = 2.0 * r[:, :, 1:4].transpose(1, 2, 0)
+    c0 = (ao_value @ stacked).reshape(ng, ndm, nao)
+    if xctype == "LDA":
+        return np.matmul(c0, ao_value[:, :, None])
+    out = np.empty((ng, ndm, nvar))
+    #: out[g,k,x] = einsum("gkj,gxj->gkx", c0, ao)
+    np.matmul(c0, ao[:, :4].transpose(0, 2, 1), out=out[:, :, :4])
+    out[:, :, 1:4] *= 2.0
     if xctype == "MGGA":
-        out[:, 4] = 0.0
+        out[:, :, 4] = 0.0
         for x in range(1, 4):
             grad = np.ascontiguousarray(ao[:, x])
-            cx = (grad @ dms.transpose(1, 0, 2).reshape(nao, ndm * nao)).reshape(ng, ndm, nao)
-            out[:, 4] += 0.5 * np.einsum("gkj,gj->kg", cx, grad)
+            cx = (grad @ stacked).reshape(ng, ndm, nao)
+            out[:, :, 4] += 0.5 * np.matmul(cx, grad[:, :, None])[:, :, 0]
     return out
 
 
@@ -343,30 +346,80 @@ def xc_matrix(ao: np.ndarray, ao_value: np.ndarray, wv: np.ndarray, xctype: str)
     Args:
         ao: (ngrid, nvar_ao, nao) point-major AO values.
         ao_value: (ngrid, nao) contiguous AO values.
-        wv: (ndm, nvar, ngrid) derivatives of the XC energy density with respect to
-            (rho, grad rho, tau), already multiplied by the grid weights.
+        wv: (ngrid, ndm, nvar) point-major derivatives of the XC energy density with
+            respect to (rho, grad rho, tau), already multiplied by the grid weights.
 
     Returns:
         (ndm, nao, nao) symmetric matrices.
     """
-    ndm, ng, nao = wv.shape[0], ao.shape[0], ao.shape[-1]
+    ng, ndm = wv.shape[:2]
+    nao = ao.shape[-1]
     if xctype == "LDA":
-        #: V = einsum("gi,kg,gj->kij", ao, wv, ao)
-        aow = wv[:, 0].T[:, :, None] * ao_value[:, None, :]  # (ng, ndm, nao)
+        #: V = einsum("gi,gk,gj->kij", ao, wv, ao)
+        aow = wv[:, :, :1] * ao_value[:, None, :]  # (ng, ndm, nao)
         vmat = ao_value.T @ aow.reshape(ng, ndm * nao)
         return vmat.reshape(nao, ndm, nao).transpose(1, 0, 2)
-    half = wv[:, :4].transpose(2, 0, 1).copy()  # (ng, ndm, 4)
+    half = wv[:, :, :4].copy()
     half[:, :, 0] *= 0.5
     #: aow[g,k,j] = einsum("gkx,gxj->gkj", half, ao)
-    aow = np.matmul(half, ao)
+    aow = np.matmul(half, ao[:, :4])
     vmat = (ao_value.T @ aow.reshape(ng, ndm * nao)).reshape(nao, ndm, nao).transpose(1, 0, 2)
     vmat = vmat + vmat.transpose(0, 2, 1)
     if xctype == "MGGA":
         for x in range(1, 4):
             grad = np.ascontiguousarray(ao[:, x])
-            aow = wv[:, 4].T[:, :, None] * grad[:, None, :]
+            aow = wv[:, :, 4:5] * grad[:, None, :]
             vmat += 0.5 * (grad.T @ aow.reshape(ng, ndm * nao)).reshape(nao, ndm, nao).transpose(1, 0, 2)
     return vmat
+
+
+def xc_derivatives(ni, xc: str, rho: np.ndarray, nspin: int, xctype: str
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    r"""XC energy density and first derivatives at point-major density variables (libxc).
+
+    libxc gives :math:`\varepsilon_{xc}` and the derivatives with respect to
+    :math:`(\rho_\sigma, \sigma_{\sigma\sigma'} = \nabla\rho_\sigma\cdot\nabla\rho_{\sigma'}, \tau_\sigma)`;
+    the chain rule turns the :math:`\sigma` derivatives into gradient derivatives,
+
+    .. math::
+
+        \frac{\partial f}{\partial\nabla\rho} = 2f_{\sigma}\nabla\rho\ \ (\text{closed shell}),\qquad
+        \frac{\partial f}{\partial\nabla\rho_\alpha} = 2f_{\sigma_{\alpha\alpha}}\nabla\rho_\alpha
+            + f_{\sigma_{\alpha\beta}}\nabla\rho_\beta
+
+    (PySCF's ``eval_xc_eff`` does the same with more copies of the data).
+
+    Args:
+        ni: PySCF ``NumInt``.
+        rho: (npoint, nspin, nvar) density variables (``nvar`` = 1, 4 or 5).
+
+    Returns:
+        exc: (npoint,) energy per particle; v: (npoint, nspin, nvar) derivatives of
+        :math:`\rho\varepsilon_{xc}` with respect to the density variables.
+    """
+    npoint, nvar = rho.shape[0], rho.shape[-1]
+    #: libxc wants (nspin, nvar, npoint) rows; one copy into that layout
+    rows = np.ascontiguousarray(rho.transpose(1, 2, 0))
+    if nspin == 1:
+        rows = rows[0]
+    if xctype == "LDA":
+        rows = rows[..., 0, :]
+    exc, vxc = ni.eval_xc(xc, rows, spin=nspin - 1, deriv=1)[:2]
+    v = np.empty((npoint, nspin, nvar))
+    vrho = vxc[0].reshape(npoint, nspin)
+    v[:, :, 0] = vrho
+    if xctype == "LDA":
+        return exc, v
+    vsigma = vxc[1].reshape(npoint, 2 * nspin - 1)
+    grad = rho[:, :, 1:4]
+    if nspin == 1:
+        np.multiply(2.0 * vsigma[:, :1], grad[:, 0], out=v[:, 0, 1:4])
+    else:
+        v[:, 0, 1:4] = 2.0 * vsigma[:, 0:1] * grad[:, 0] + vsigma[:, 1:2] * grad[:, 1]
+        v[:, 1, 1:4] = 2.0 * vsigma[:, 2:3] * grad[:, 1] + vsigma[:, 1:2] * grad[:, 0]
+    if xctype == "MGGA":
+        v[:, :, 4] = vxc[3].reshape(npoint, nspin)
+    return exc, v
 
 
 def _sub_blocks(ctx: FockContext, block: GridBlock, ndm: int):
@@ -427,19 +480,14 @@ def _xc_potential(ctx: FockContext, dms: np.ndarray) -> tuple[np.ndarray, np.nda
         for sl in _sub_blocks(ctx, block, ndm):
             ao, ao_value, weights = ao_all[sl], value_all[sl], block.weights[sl]
             ng = len(weights)
-            rho = density_on_grid(ao, ao_value, sub_dms, ctx.xctype).reshape(nb, nspin, nvar, ng)
-            # one libxc call for the whole batch: densities laid side by side along the grid
-            rho_xc = rho.transpose(1, 2, 0, 3).reshape(nspin, nvar, nb * ng)
-            rho_total = rho_xc[:, 0].sum(axis=0)
-            if nspin == 1:
-                rho_xc = rho_xc[0]
-            if ctx.xctype == "LDA":
-                rho_xc = rho_xc[..., 0, :]
-            e, v = ctx.numint.eval_xc_eff(ctx.xc, rho_xc, deriv=1, xctype=ctx.xctype,
-                                          spin=nspin - 1)[:2]
-            exc += (rho_total * e).reshape(nb, ng) @ weights
-            wv = v.reshape(nspin, nvar, nb, ng).transpose(2, 0, 1, 3).reshape(ndm, nvar, ng)
-            sub_v += xc_matrix(ao, ao_value, wv * weights, ctx.xctype)
+            # one libxc call for the whole batch: the points of all members side by side
+            rho = density_on_grid(ao, ao_value, sub_dms, ctx.xctype).reshape(ng * nb, nspin, nvar)
+            e, v = xc_derivatives(ctx.numint, ctx.xc, rho, nspin, ctx.xctype)
+            rho_total = rho[:, :, 0].sum(axis=1)
+            exc += weights @ (rho_total * e).reshape(ng, nb)
+            v = v.reshape(ng, ndm, nvar)
+            v *= weights[:, None, None]
+            sub_v += xc_matrix(ao, ao_value, v, ctx.xctype)
         vxc[:, idx[:, None], idx] += sub_v
     return vxc.reshape(nb, nspin, nao, nao), exc
 

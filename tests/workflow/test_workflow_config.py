@@ -33,7 +33,8 @@ def test_schema_molecule_names_are_the_ladder():
 def test_defaults_are_filled_in():
     config = validate_config({"molecules": {"lih": {}}})
     assert config["propagation"] == {"dt": 0.2, "steps": 5000, "save_every": 1,
-                                     "propagator": "magnus2", "engine": "pyscf",
+                                     "propagator": "magnus2", "corrector": "linear",
+                                     "engine": "pyscf",
                                      "checkpoint_every": 500}
     assert config["molecules"]["lih"] == {"geometries": 1, "trajectories": 1}
     assert config["fields"]["kick"]["strengths"] == [0.001, 0.005, 0.01]

@@ -74,6 +74,7 @@ for _mol in MOLECULES:
             steps=lookup(dpath="propagation/steps", within=config),
             save_every=lookup(dpath="propagation/save_every", within=config),
             propagator=lookup(dpath="propagation/propagator", within=config),
+            corrector=lookup(dpath="propagation/corrector", within=config),
             engine=lookup(dpath="propagation/engine", within=config),
             checkpoint_every=lookup(dpath="propagation/checkpoint_every", within=config),
             theory=theory_options(),
@@ -82,7 +83,8 @@ for _mol in MOLECULES:
             "rtml propagate {params.molecule} --geometry {params.geometry}"
             " --ground-state {input.ground_state} {params.fields}"
             " --dt {params.dt} --steps {params.steps} --save-every {params.save_every}"
-            " --propagator {params.propagator} --checkpoint-every {params.checkpoint_every}"
+            " --propagator {params.propagator} --corrector {params.corrector}"
+            " --checkpoint-every {params.checkpoint_every}"
             " --engine {params.engine}"
             " {params.theory} --threads {threads} -q --output-dir {params.outdir}"
             " > {log} 2>&1"
