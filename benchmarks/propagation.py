@@ -18,8 +18,9 @@ step (predictor-corrector iterations), the energy drift max|E(t) - E(0)| after t
 the induced-dipole error against a dt-converged reference (rtml Magnus-4 at
 ``--reference-dt`` with the full corrector, H2O only unless ``--reference-all``), the
 one-off setup of the linear-response model, the peak RSS of each rtml run,
-and the time of one batched Fock build against its floor (libxc alone plus the grid
-GEMMs at BLAS speed, timed on the same arrays). Ratios are printed against NWChem and the
+and the time of one batched Fock build against its floor (libxc alone, the grid GEMMs at
+BLAS speed, the per-point products of the gradient terms and the in-core J/K
+contractions, each timed alone on the same arrays). Ratios are printed against NWChem and the
 naive loop; everything goes to ``OUT/propagation.csv``, ``OUT/fock_build.csv`` and a plot
 ``OUT/propagation.png``.
 
@@ -225,13 +226,18 @@ def fock_floor_worker(molecule: str, grid_level: int, n_fields: int, threads: in
                       repeats: int = 7) -> dict:
     """Time one batched Fock build against its floor on the same arrays.
 
-    Floor = libxc alone (the same ``eval_xc`` calls as the build, on the batch's
-    densities on the grid) + the two grid GEMMs per block (AO values times the stacked
-    densities, and AO values transposed times the weighted AO values), at BLAS speed.
+    Floor = the build's heavy calls, each timed alone: libxc (the same ``eval_xc`` calls
+    as the build, on the batch's densities on the grid), the two grid GEMMs per block (AO
+    values times the stacked densities, AO values transposed times the weighted AO values)
+    at BLAS speed, the two per-point batched products of the gradient terms (``matmul``
+    of (ndm x nao) by (nao x 4) and (ndm x 4) by (4 x nao) at every point), and the
+    in-core J/K contractions (PySCF's ``dot_eri_dm``, real and imaginary parts).
     """
     _set_threads(threads)
+    from pyscf import scf
+
     from rtml.tddft import fock_and_energy
-    from rtml.tddft._fock import _NVAR, _block_ao, density_on_grid
+    from rtml.tddft._fock import _NVAR, _blas_controller, _block_ao, density_on_grid
 
     gs = _ground_state(molecule, grid_level)
     ctx = gs.context
@@ -266,21 +272,43 @@ def fock_floor_worker(molecule: str, grid_level: int, n_fields: int, threads: in
         if ctx.xctype == "LDA":
             rho_xc = rho_xc[..., 0, :]
         stacked = np.ascontiguousarray(sub.transpose(1, 0, 2).reshape(len(idx), -1))
-        aow = rng.normal(size=(len(block.weights), ndm * len(idx)))
-        blocks.append((rho_xc, ao_value, stacked, aow))
+        ng = len(block.weights)
+        aow = rng.normal(size=(ng, ndm * len(idx)))
+        per_point = (rng.normal(size=(ng, ndm, len(idx))), rng.normal(size=(ng, ndm, 4)), ao)
+        blocks.append((rho_xc, ao_value, stacked, aow, per_point))
 
     def libxc_only():
         for rho_xc, *_ in blocks:
             ctx.numint.eval_xc(ctx.xc, rho_xc, spin=nspin - 1, deriv=1)
 
     def gemms_only():
-        for _, ao_value, stacked, aow in blocks:
+        for _, ao_value, stacked, aow, _ in blocks:
             ao_value @ stacked
             ao_value.T @ aow
 
+    def point_products_only():
+        if ctx.xctype == "LDA":
+            return
+        # one BLAS thread: the fastest setting for these tiny products (as in the build)
+        with _blas_controller().limit(limits=1, user_api="blas"):
+            for *_, (c0, half, ao) in blocks:
+                np.matmul(c0, ao[:, :4].transpose(0, 2, 1))
+                np.matmul(half, ao[:, :4])
+
+    real = np.ascontiguousarray(dm.real)
+
+    def jk_only():
+        scf.hf.dot_eri_dm(ctx.eri, real.sum(axis=1), hermi=1, with_k=False)
+        if ctx.has_exact_exchange:
+            stacked_dm = np.concatenate([dm.real, dm.imag]).reshape(-1, nao, nao)
+            scf.hf.dot_eri_dm(ctx.eri, stacked_dm, hermi=0, with_j=False)
+
     libxc = best(libxc_only)
     gemm = best(gemms_only)
-    return {"build_s": build, "libxc_s": libxc, "gemm_s": gemm, "n_fields": n_fields,
+    points = best(point_products_only)
+    jk = best(jk_only)
+    return {"build_s": build, "libxc_s": libxc, "gemm_s": gemm, "point_products_s": points,
+            "jk_s": jk, "n_fields": n_fields,
             "npoints": sum(len(b.weights) for b in ctx.grid_blocks), "nao": nao}
 
 
@@ -448,13 +476,15 @@ def main(argv=None) -> int:
                     if method.startswith("rtml"):
                         print(f"{molecule}: {method} / {base} = {rate[method] / rate[base]:.1f}x")
         floor = in_process(fock_floor_worker, *common, BATCH, args.threads)
-        fock_rows.append({"molecule": molecule, **floor,
-                          "floor_s": floor["libxc_s"] + floor["gemm_s"],
-                          "build_over_floor": floor["build_s"] / (floor["libxc_s"] + floor["gemm_s"])})
+        floor_s = floor["libxc_s"] + floor["gemm_s"] + floor["point_products_s"] + floor["jk_s"]
+        fock_rows.append({"molecule": molecule, **floor, "floor_s": floor_s,
+                          "build_over_floor": floor["build_s"] / floor_s})
         print(f"{molecule}: one Fock build of {BATCH} densities ({floor['npoints']} points, nao "
-              f"{floor['nao']}): {1e3 * floor['build_s']:.1f} ms; floor {1e3 * fock_rows[-1]['floor_s']:.1f} ms "
-              f"(libxc {1e3 * floor['libxc_s']:.1f} + GEMMs {1e3 * floor['gemm_s']:.1f}); "
-              f"build/floor = {fock_rows[-1]['build_over_floor']:.2f}", flush=True)
+              f"{floor['nao']}): {1e3 * floor['build_s']:.1f} ms; floor {1e3 * floor_s:.1f} ms "
+              f"(libxc {1e3 * floor['libxc_s']:.1f} + grid GEMMs {1e3 * floor['gemm_s']:.1f} + "
+              f"per-point products {1e3 * floor['point_products_s']:.1f} + J/K "
+              f"{1e3 * floor['jk_s']:.1f}); build/floor = {fock_rows[-1]['build_over_floor']:.2f}",
+              flush=True)
         write_csv(rows, out / "propagation.csv")
         write_csv(fock_rows, out / "fock_build.csv")
         plot(rows, out / "propagation.png")

@@ -389,12 +389,13 @@ class _LinearCorrector:
             residual[active] = fock_lin - fock_used[active]
             used_history = (used_history + [fock_used.copy()])[-settings.pc_mixing:]
             residual_history = (residual_history + [residual])[-settings.pc_mixing:]
+            p_out[active[~done]] = p_try[~done]  # kept only if the iteration runs out
             active = active[~done]
             if len(active) == 0:
                 break
             fock_used = _anderson_update(used_history, residual_history, active, fock_used)
-        for r in active:  # not converged: the last iterate is only a guess
-            p_out[r], fock_out[r] = p_try[list(active).index(r)], fock_used[r]
+        # not converged: not accepted, and the next mixed iterate is the full build's guess
+        fock_out[active] = fock_used[active]
         model_est = self.error[members] * _density_error_estimate(fock_out - fock_built, p_out, dt)
         accepted = (residual_est + model_est < settings.pc_tol) & np.isfinite(model_est)
         dp = p_out - p_built

@@ -51,6 +51,8 @@ DEFAULT_GRID_BLOCK_SIZE = 2048
 #: the block's products (they change no matrix element by more than ~1e-14; tests: 1e-12).
 AO_CUTOFF = 1e-14
 _NVAR = {"LDA": 1, "GGA": 4, "MGGA": 5}
+#: V = Phi^T A + A^T Phi counts the rho term twice: A takes half of it.
+_HALF_RHO = np.array([0.5, 1.0, 1.0, 1.0])
 
 
 @dataclass
@@ -359,10 +361,8 @@ def xc_matrix(ao: np.ndarray, ao_value: np.ndarray, wv: np.ndarray, xctype: str)
         aow = wv[:, :, :1] * ao_value[:, None, :]  # (ng, ndm, nao)
         vmat = ao_value.T @ aow.reshape(ng, ndm * nao)
         return vmat.reshape(nao, ndm, nao).transpose(1, 0, 2)
-    half = wv[:, :, :4].copy()
-    half[:, :, 0] *= 0.5
-    #: aow[g,k,j] = einsum("gkx,gxj->gkj", half, ao)
-    aow = np.matmul(half, ao[:, :4])
+    #: aow[g,k,j] = einsum("gkx,gxj->gkj", half, ao), half = wv with 1/2 on the rho part
+    aow = np.matmul(wv[:, :, :4] * _HALF_RHO, ao[:, :4])
     vmat = (ao_value.T @ aow.reshape(ng, ndm * nao)).reshape(nao, ndm, nao).transpose(1, 0, 2)
     vmat = vmat + vmat.transpose(0, 2, 1)
     if xctype == "MGGA":
@@ -373,8 +373,8 @@ def xc_matrix(ao: np.ndarray, ao_value: np.ndarray, wv: np.ndarray, xctype: str)
     return vmat
 
 
-def xc_derivatives(ni, xc: str, rho: np.ndarray, nspin: int, xctype: str
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def xc_derivatives(ni, xc: str, rho: np.ndarray, nspin: int, xctype: str,
+                   weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     r"""XC energy density and first derivatives at point-major density variables (libxc).
 
     libxc gives :math:`\varepsilon_{xc}` and the derivatives with respect to
@@ -392,10 +392,13 @@ def xc_derivatives(ni, xc: str, rho: np.ndarray, nspin: int, xctype: str
     Args:
         ni: PySCF ``NumInt``.
         rho: (npoint, nspin, nvar) density variables (``nvar`` = 1, 4 or 5).
+        weights: optional (npoint,) grid weights multiplied into the derivatives (saves a
+            pass over the array).
 
     Returns:
         exc: (npoint,) energy per particle; v: (npoint, nspin, nvar) derivatives of
-        :math:`\rho\varepsilon_{xc}` with respect to the density variables.
+        :math:`\rho\varepsilon_{xc}` with respect to the density variables (times the
+        weights when given).
     """
     npoint, nvar = rho.shape[0], rho.shape[-1]
     #: libxc wants (nspin, nvar, npoint) rows; one copy into that layout
@@ -405,20 +408,20 @@ def xc_derivatives(ni, xc: str, rho: np.ndarray, nspin: int, xctype: str
     if xctype == "LDA":
         rows = rows[..., 0, :]
     exc, vxc = ni.eval_xc(xc, rows, spin=nspin - 1, deriv=1)[:2]
+    w = 1.0 if weights is None else weights[:, None]
     v = np.empty((npoint, nspin, nvar))
-    vrho = vxc[0].reshape(npoint, nspin)
-    v[:, :, 0] = vrho
+    np.multiply(vxc[0].reshape(npoint, nspin), w, out=v[:, :, 0])
     if xctype == "LDA":
         return exc, v
-    vsigma = vxc[1].reshape(npoint, 2 * nspin - 1)
+    vsigma = vxc[1].reshape(npoint, 2 * nspin - 1) * w
     grad = rho[:, :, 1:4]
     if nspin == 1:
-        np.multiply(2.0 * vsigma[:, :1], grad[:, 0], out=v[:, 0, 1:4])
+        np.multiply(2.0 * vsigma, grad[:, 0], out=v[:, 0, 1:4])
     else:
         v[:, 0, 1:4] = 2.0 * vsigma[:, 0:1] * grad[:, 0] + vsigma[:, 1:2] * grad[:, 1]
         v[:, 1, 1:4] = 2.0 * vsigma[:, 2:3] * grad[:, 1] + vsigma[:, 1:2] * grad[:, 0]
     if xctype == "MGGA":
-        v[:, :, 4] = vxc[3].reshape(npoint, nspin)
+        np.multiply(vxc[3].reshape(npoint, nspin), w, out=v[:, :, 4])
     return exc, v
 
 
@@ -482,12 +485,10 @@ def _xc_potential(ctx: FockContext, dms: np.ndarray) -> tuple[np.ndarray, np.nda
             ng = len(weights)
             # one libxc call for the whole batch: the points of all members side by side
             rho = density_on_grid(ao, ao_value, sub_dms, ctx.xctype).reshape(ng * nb, nspin, nvar)
-            e, v = xc_derivatives(ctx.numint, ctx.xc, rho, nspin, ctx.xctype)
-            rho_total = rho[:, :, 0].sum(axis=1)
-            exc += weights @ (rho_total * e).reshape(ng, nb)
-            v = v.reshape(ng, ndm, nvar)
-            v *= weights[:, None, None]
-            sub_v += xc_matrix(ao, ao_value, v, ctx.xctype)
+            point_weights = np.repeat(weights, nb)  # points run (grid point, member)
+            e, v = xc_derivatives(ctx.numint, ctx.xc, rho, nspin, ctx.xctype, point_weights)
+            exc += (rho[:, :, 0].sum(axis=1) * e * point_weights).reshape(ng, nb).sum(axis=0)
+            sub_v += xc_matrix(ao, ao_value, v.reshape(ng, ndm, nvar), ctx.xctype)
         vxc[:, idx[:, None], idx] += sub_v
     return vxc.reshape(nb, nspin, nao, nao), exc
 
