@@ -13,7 +13,7 @@ Atomic units throughout; AO order is PySCF's. The pieces, from bottom to top:
 """
 
 from rtml.tddft._checkpoint import Checkpoint, PropagationState
-from rtml.tddft._engine import PropagationSettings, apply_kicks, propagate
+from rtml.tddft._engine import PropagationSettings, apply_kicks, fock_response, propagate
 from rtml.tddft._fock import FockContext, build_fock_context, fock_and_energy
 from rtml.tddft._ground_state import (
     Excitations,
@@ -30,7 +30,7 @@ __all__ = [
     "FockContext", "build_fock_context", "fock_and_energy",
     "GroundState", "Excitations", "run_ground_state", "excitation_energies", "electronic_dipole",
     "PROPAGATORS", "exp_hermitian", "step_magnus2", "step_etrs",
-    "PropagationSettings", "propagate", "apply_kicks", "Checkpoint", "PropagationState",
+    "PropagationSettings", "propagate", "apply_kicks", "fock_response", "Checkpoint", "PropagationState",
     "SimulationInputs", "simulate", "prepare_ground_state", "basis_metadata",
     "Spectrum", "absorption_spectrum", "find_peaks",
 ]

@@ -47,7 +47,8 @@ __all__ = [
 NBF_631G = {"h2p": 4, "h2": 4, "lih": 11, "h2o": 13, "nh3": 15, "ch4": 17, "c2h4": 26,
             "c6h6": 66}
 
-#: Fock builds per step and density (predictor-corrector, FACTS: 2.4-3).
+#: Fock builds per step and density: the linear-response corrector takes ~1 for weak fields
+#: and ~2 for strong ones (the full corrector 2.4-6); 3 leaves room for its one-off setup.
 BUILDS_PER_STEP = 3.0
 #: Seconds per Fock build per density for H2O/6-31G (nbf 13) at grid level 3, one core.
 SECONDS_PER_BUILD_H2O = 0.010
