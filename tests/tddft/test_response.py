@@ -55,8 +55,8 @@ def test_response_is_the_derivative_of_the_fock_build(xc, charge, spin):
         linear = response.apply(step)
         errors.append(np.abs(linear - central).max() / np.abs(central).max())
     assert errors[1] < 1e-5
-    if xc == "hf":  # F is linear in P: both differences are rounding
-        assert max(errors) < 1e-10
+    if xc == "hf":  # F is linear in P: both differences are rounding (~1e-15 / |dP|)
+        assert errors[0] < 1e-10 and errors[1] < 1e-9
     else:  # O(dP^3) truncation, unless both are already near rounding
         assert errors[0] / errors[1] > 30.0 or errors[0] < 1e-7
     if ctx.has_exact_exchange:  # K of the antisymmetric Im dP is not zero
@@ -92,7 +92,7 @@ def test_one_build_per_step_matches_the_full_corrector(water_state):
     a strong Gaussian pulse (E0 0.05 au) moves the density far from the kernel's reference,
     needs more full builds, and agrees as well."""
     common = dict(dt=0.5, n_steps=80, propagator="magnus4", pc_tol=1e-9)
-    for field, most_builds in (("kick:1e-4:z", 1.05), ("gaussian:0.05:0.3:4:2:x", 2.5)):
+    for field, most_builds in (("kick:1e-4:z", 1.1), ("gaussian:0.05:0.3:4:2:x", 2.5)):
         fast, fast_stats = _run(water_state, [field], linear_corrector=True, **common)
         full, full_stats = _run(water_state, [field], linear_corrector=False, **common)
         assert fast_stats["builds_per_step"] < most_builds
