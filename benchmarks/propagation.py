@@ -237,7 +237,7 @@ def fock_floor_worker(molecule: str, grid_level: int, n_fields: int, threads: in
     from pyscf import scf
 
     from rtml.tddft import fock_and_energy
-    from rtml.tddft._fock import _NVAR, _blas_controller, _block_ao, density_on_grid
+    from rtml.tddft._fock import _NVAR, _blas_controller, _block_ao, density_on_grid, libxc_rows
 
     gs = _ground_state(molecule, grid_level)
     ctx = gs.context
@@ -267,10 +267,7 @@ def fock_floor_worker(molecule: str, grid_level: int, n_fields: int, threads: in
         idx = block.ao_index
         sub = np.ascontiguousarray(flat[:, idx[:, None], idx])
         rho = density_on_grid(ao, ao_value, sub, ctx.xctype).reshape(-1, nspin, nvar)
-        rho_xc = np.ascontiguousarray(rho.transpose(1, 2, 0))
-        rho_xc = rho_xc[0] if nspin == 1 else rho_xc
-        if ctx.xctype == "LDA":
-            rho_xc = rho_xc[..., 0, :]
+        rho_xc = libxc_rows(rho, nspin, ctx.xctype)
         stacked = np.ascontiguousarray(sub.transpose(1, 0, 2).reshape(len(idx), -1))
         ng = len(block.weights)
         aow = rng.normal(size=(ng, ndm * len(idx)))

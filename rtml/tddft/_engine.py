@@ -215,8 +215,13 @@ def _density_error_estimate(fock_error: np.ndarray, p_orth: np.ndarray, dt: floa
     move the density, such as the libxc noise in the potential of an empty spin channel
     (the beta Fock matrix of H2+).
     """
-    comm = fock_error @ p_orth - p_orth @ fock_error
-    return dt * np.abs(comm).reshape(len(comm), -1).max(axis=1)
+    return dt * _commutator_max(fock_error, p_orth)
+
+
+def _commutator_max(a: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """max |[A, P]| per batch member."""
+    comm = a @ p - p @ a
+    return np.abs(comm).reshape(len(comm), -1).max(axis=1)
 
 
 class _FrameBuffer:
@@ -292,18 +297,16 @@ def propagate(ground_state: GroundState, fields: list[Field], settings: Propagat
             checkpoint.save(state, buffer.arrays())
             buffer.clear()
 
+    setup = _time.perf_counter()
+    response = fock_response(ground_state) if settings.linear_corrector else None
+    setup = _time.perf_counter() - setup
     # every matrix of a step is tiny: threaded BLAS would only add a thread synchronisation
     # to each of them (libxc and the integrals keep their OpenMP threads)
-    response, setup = None, _time.perf_counter()
-    if settings.linear_corrector:
-        response = fock_response(ground_state)
-    setup = _time.perf_counter() - setup
     with _blas_controller().limit(limits=1, user_api="blas"):
-        state = _propagate_steps(ctx, fields, settings, state, step_fn, coupling, buffer, record,
+        stats = _propagate_steps(ctx, fields, settings, state, step_fn, coupling, buffer, record,
                                  checkpoint, progress, response)
     frames = checkpoint.read_frames() if checkpoint is not None else buffer.arrays()
-    state.stats["response_setup_s"] = setup
-    return frames, state.stats
+    return frames, {**stats, "response_setup_s": setup}
 
 
 class _LinearCorrector:
@@ -335,8 +338,6 @@ class _LinearCorrector:
                       else np.array(state.model_error, dtype=float))
         self.build_density = state.build_density
         self.build_fock = state.build_fock
-        # a resumed state holds a build of every member (each step builds each member)
-        self.seen = np.full(nb, state.build_density is not None)
 
     def apply(self, dp_orth: np.ndarray) -> np.ndarray:
         """L'[dP'] in the Löwdin basis."""
@@ -344,22 +345,21 @@ class _LinearCorrector:
         return x @ self.response.apply(x @ dp_orth @ x) @ x
 
     def observe(self, members: np.ndarray, p_built: np.ndarray, fock_built: np.ndarray) -> None:
-        """Update the members' model error with a new full build (P'_b, F'_b)."""
+        """Update the members' model error with a new full build (P'_b, F'_b).
+
+        The first build of a propagation covers every member, so after it each member has
+        an expansion point to compare with.
+        """
         if self.build_density is None:
-            self.build_density = np.zeros((len(self.error),) + p_built.shape[1:], dtype=complex)
-            self.build_fock = np.zeros_like(self.build_density)
-        prev = self.seen[members]
-        if prev.any():
-            rows = members[prev]
-            linear = self.apply(p_built[prev] - self.build_density[rows])
-            actual = fock_built[prev] - self.build_fock[rows]
-            signal = _commutator_max(linear, p_built[prev])
-            miss = _commutator_max(actual - linear, p_built[prev])
-            measured = signal > self.MIN_SIGNAL
-            self.error[rows[measured]] = miss[measured] / signal[measured]
+            self.build_density, self.build_fock = p_built.copy(), fock_built.copy()
+            return
+        linear = self.apply(p_built - self.build_density[members])
+        signal = _commutator_max(linear, p_built)
+        miss = _commutator_max(fock_built - self.build_fock[members] - linear, p_built)
+        measured = signal > self.MIN_SIGNAL
+        self.error[members[measured]] = miss[measured] / signal[measured]
         self.build_density[members] = p_built
         self.build_fock[members] = fock_built
-        self.seen[members] = True
 
     def solve(self, members, step_fn, p_start, fock_start, fock_past, field_term, t, dt,
               p_built, fock_built, energy_built, settings):
@@ -405,15 +405,9 @@ class _LinearCorrector:
         return p_out, fock_out, energy, accepted
 
 
-def _commutator_max(a: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """max |[A, P]| per batch member."""
-    comm = a @ p - p @ a
-    return np.abs(comm).reshape(len(comm), -1).max(axis=1)
-
-
 def _propagate_steps(ctx, fields, settings, state, step_fn, coupling, buffer, record, checkpoint,
                      progress, response=None):
-    """The time loop of :func:`propagate`; returns the final state with ``stats`` attached."""
+    """The time loop of :func:`propagate` (advances ``state``); returns its statistics."""
     dt = settings.dt
 
     def field_term_for(members):
@@ -455,8 +449,7 @@ def _propagate_steps(ctx, fields, settings, state, step_fn, coupling, buffer, re
                         members, step_fn, state.p_orth[members], fock_start[members],
                         fock_past[:, members] if len(fock_past) else None, field_term_for, t, dt,
                         p_try[rest], fock_built[rest], energy_built[rest], settings)
-                    p_try, guess = p_try.copy(), fock_built.copy()
-                    fock_built, energy_built = fock_built.copy(), energy_built.copy()
+                    guess = fock_built.copy()
                     guess[rest] = fock_lin
                     accept = rest[ok]
                     p_try[accept], fock_built[accept] = p_lin[ok], fock_lin[ok]
@@ -468,7 +461,6 @@ def _propagate_steps(ctx, fields, settings, state, step_fn, coupling, buffer, re
             if model is not None:
                 # the linear model's fixed point is the next guess (a Newton-like step)
                 active = active[~done]
-                fock_used = fock_used.copy()
                 fock_used[active] = guess[~done]
             else:
                 residual = np.zeros_like(fock_used)
@@ -509,8 +501,7 @@ def _propagate_steps(ctx, fields, settings, state, step_fn, coupling, buffer, re
             progress(state.step)
 
     steps_done = max(state.step - first_step, 1)
-    state.stats = {"n_builds": state.n_builds,
-                   "builds_per_step": state.n_builds / (nb * max(settings.n_steps, 1)),
-                   "wall_time_s": _time.perf_counter() - start,
-                   "wall_time_per_step_s": (_time.perf_counter() - start) / steps_done}
-    return state
+    wall = _time.perf_counter() - start
+    return {"n_builds": state.n_builds,
+            "builds_per_step": state.n_builds / (nb * max(settings.n_steps, 1)),
+            "wall_time_s": wall, "wall_time_per_step_s": wall / steps_done}

@@ -373,6 +373,18 @@ def xc_matrix(ao: np.ndarray, ao_value: np.ndarray, wv: np.ndarray, xctype: str)
     return vmat
 
 
+def libxc_rows(rho: np.ndarray, nspin: int, xctype: str) -> np.ndarray:
+    """Point-major density variables (npoint, nspin, nvar) in the row layout PySCF's libxc
+    interface takes: (nvar, npoint) closed shell, (nspin, nvar, npoint) open shell, and
+    without the variable axis for LDA (one contiguous copy)."""
+    rows = np.ascontiguousarray(rho.transpose(1, 2, 0))
+    if nspin == 1:
+        rows = rows[0]
+    if xctype == "LDA":
+        rows = rows[..., 0, :]
+    return rows
+
+
 def xc_derivatives(ni, xc: str, rho: np.ndarray, nspin: int, xctype: str,
                    weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     r"""XC energy density and first derivatives at point-major density variables (libxc).
@@ -401,13 +413,7 @@ def xc_derivatives(ni, xc: str, rho: np.ndarray, nspin: int, xctype: str,
         weights when given).
     """
     npoint, nvar = rho.shape[0], rho.shape[-1]
-    #: libxc wants (nspin, nvar, npoint) rows; one copy into that layout
-    rows = np.ascontiguousarray(rho.transpose(1, 2, 0))
-    if nspin == 1:
-        rows = rows[0]
-    if xctype == "LDA":
-        rows = rows[..., 0, :]
-    exc, vxc = ni.eval_xc(xc, rows, spin=nspin - 1, deriv=1)[:2]
+    exc, vxc = ni.eval_xc(xc, libxc_rows(rho, nspin, xctype), spin=nspin - 1, deriv=1)[:2]
     w = 1.0 if weights is None else weights[:, None]
     v = np.empty((npoint, nspin, nvar))
     np.multiply(vxc[0].reshape(npoint, nspin), w, out=v[:, :, 0])
@@ -425,14 +431,18 @@ def xc_derivatives(ni, xc: str, rho: np.ndarray, nspin: int, xctype: str,
     return exc, v
 
 
+def point_slices(n_points: int, doubles_per_point: float, budget_mb: float):
+    """Slices of ``n_points`` grid points whose work arrays fit in ``budget_mb`` (at least
+    64 points each)."""
+    step = max(int(budget_mb * 1e6 / 8 // doubles_per_point), 64)
+    for i in range(0, n_points, step):
+        yield slice(i, i + step)
+
+
 def _sub_blocks(ctx: FockContext, block: GridBlock, ndm: int):
     """Slices of a block small enough for the work arrays of ``ndm`` densities."""
-    nsub = len(block.ao_index)
-    budget = 0.5 * ctx.max_memory_mb * 1e6 / 8
-    per_point = 3 * ndm * (_NVAR[ctx.xctype] + nsub) + 8
-    step = max(int(budget // per_point), 64)
-    for i in range(0, len(block.weights), step):
-        yield slice(i, i + step)
+    per_point = 3 * ndm * (_NVAR[ctx.xctype] + len(block.ao_index)) + 8
+    return point_slices(len(block.weights), per_point, 0.5 * ctx.max_memory_mb)
 
 
 def xc_potential(ctx: FockContext, dms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -42,7 +42,8 @@ from dataclasses import dataclass
 import numpy as np
 from pyscf import ao2mo
 
-from rtml.tddft._fock import _NVAR, FockContext, _block_ao, density_on_grid
+from rtml.tddft._fock import (_NVAR, FockContext, _block_ao, density_on_grid, libxc_rows,
+                              point_slices)
 
 log = logging.getLogger("rtml.tddft")
 
@@ -187,8 +188,6 @@ def _xc_kernel(ctx: FockContext, dm_ref: np.ndarray) -> np.ndarray:
     pair_index = np.full((nao, nao), -1)
     pair_index[iu_all, ju_all] = np.arange(npair)
     kernel = np.zeros((nspin, npair, nspin, npair))
-    # per-point work arrays: B and f B (nvar x npair each, f B per spin)
-    budget_points = max(int(0.25 * ctx.max_memory_mb * 1e6 / 8 / ((nspin + 1) * nvar * npair + 1)), 64)
     for block in ctx.grid_blocks:
         idx = block.ao_index
         sub_dm = dm_ref[:, idx[:, None], idx]
@@ -200,27 +199,29 @@ def _xc_kernel(ctx: FockContext, dm_ref: np.ndarray) -> np.ndarray:
         keep = largest[iu] * largest[ju] > PAIR_CUTOFF
         iu, ju = iu[keep], ju[keep]
         pairs = pair_index[idx[iu], idx[ju]]
-        for i in range(0, len(block.weights), budget_points):
-            sl = slice(i, i + budget_points)
+        # per-point work arrays: B and f B (nvar x npair each)
+        for sl in point_slices(len(block.weights), 2 * nvar * len(pairs) + 1,
+                               MEMORY_FRACTION * ctx.max_memory_mb):
             ao, weights = ao_all[sl], block.weights[sl]
             rho = density_on_grid(ao, value_all[sl], sub_dm, ctx.xctype)  # (ng, nspin, nvar)
-            rows = np.ascontiguousarray(rho.transpose(1, 2, 0))
-            rows = rows[0] if nspin == 1 else rows
-            if ctx.xctype == "LDA":
-                rows = rows[..., 0, :]
-            fxc = ctx.numint.eval_xc_eff(ctx.xc, rows, deriv=2, xctype=ctx.xctype,
-                                         spin=nspin - 1)[2]
+            fxc = ctx.numint.eval_xc_eff(ctx.xc, libxc_rows(rho, nspin, ctx.xctype), deriv=2,
+                                         xctype=ctx.xctype, spin=nspin - 1)[2]
             fxc = fxc.reshape(nspin, nvar, nspin, nvar, len(weights)) * weights
             b = _pair_variables(np.ascontiguousarray(ao.transpose(1, 2, 0)), ctx.xctype, iu, ju)
-            block_kernel = np.zeros((len(pairs), len(pairs)))
             for s in range(nspin):
                 for t in range(nspin):
-                    block_kernel[:] = 0.0
-                    for a in range(nvar):
-                        #: fb[q, g] = sum_c f[s a, t c](g) B[c, q, g]
-                        fb = b[0] * fxc[s, a, t, 0]
-                        for c in range(1, nvar):
-                            fb += b[c] * fxc[s, a, t, c]
-                        block_kernel += b[a] @ fb.T
-                    kernel[s, pairs[:, None], t, pairs] += block_kernel
+                    kernel[s, pairs[:, None], t, pairs] += _kernel_block(b, fxc[s, :, t])
     return kernel.reshape(nspin * npair, nspin * npair)
+
+
+def _kernel_block(b: np.ndarray, f: np.ndarray) -> np.ndarray:
+    r""":math:`\sum_{g,ac} B_{a,pg} f_{ac}(g) B_{c,qg}` for pair variables b (nvar, npair, ng)
+    and weighted kernel f (nvar, nvar, ng): one GEMM per variable a."""
+    out = np.zeros((b.shape[1], b.shape[1]))
+    for a in range(len(b)):
+        #: fb[q, g] = sum_c f[a, c](g) B[c, q, g]
+        fb = b[0] * f[a, 0]
+        for c in range(1, len(b)):
+            fb += b[c] * f[a, c]
+        out += b[a] @ fb.T
+    return out

@@ -26,8 +26,10 @@ from rtml.units import HARTREE_EV
 
 # skipped, with the reason, where NWChem is not installed; CI installs it (.ci/run), so
 # under CI=true the tests run and a missing NWChem fails them instead of skipping them
-needs_nwchem = pytest.mark.skipif(not nwchem_available() and os.environ.get("CI") != "true",
-                                  reason=UNAVAILABLE_MESSAGE)
+needs_nwchem = pytest.mark.skipif(
+    not nwchem_available() and os.environ.get("CI") != "true",
+    reason=f"NWChem is not installed ({UNAVAILABLE_MESSAGE}); `apt-get install nwchem "
+           "openmpi-bin` or `bash .ci/run` installs it, and CI runs these tests")
 
 DT = 0.2
 
