@@ -17,9 +17,10 @@ solves the implicit end-point problem of the chosen propagator by predictor-corr
    model's measured error stays below ``pc_tol``; otherwise build again at that point and
    go to 3. Without the linear model, step 4 is an Anderson-mixed full iteration.
 
-Weak fields take one full build per step: the model's error, measured on consecutive
-builds, is then ~1e-4 of the correction. Strong fields move the density away from the
-kernel's reference and take about two.
+Weak fields take one full build per step: the model's relative error, measured on
+consecutive builds, was 3.5e-6 after a 1e-4 kick (H2O, PBE0, 40 au). Strong fields move the
+density away from the kernel's reference (7.7e-5 after a 1e-2 kick) and make larger
+corrections, and take about two.
 
 Convergence is decided per batch member and converged members are frozen, so a batch gives
 the same trajectories as separate runs. The accepted :math:`F'(t+\Delta t)` is
