@@ -112,6 +112,10 @@ def cmd_propagate(args) -> int:
 
     if args.engine == "nwchem":
         return _propagate_nwchem(args, inputs, saved, out, as_directory, fields)
+    if args.engine == "model":
+        return _propagate_model(args, inputs, saved, out, as_directory, fields)
+    if args.model is not None:
+        raise InputError("--model is only used with --engine model")
     gs, resolved = prepare_ground_state(inputs, scf_max_cycle=args.scf_max_cycle, saved=saved)
     inputs.fields = resolved
     checkpoint_dir = out.with_name(out.name + ".ckpt")
@@ -154,6 +158,36 @@ def _write_trajectories(trajectories, fields, out: Path, as_directory: bool) -> 
     for path in written:
         print(path)
     return 0
+
+
+def _propagate_model(args, inputs, saved, out: Path, as_directory: bool, fields) -> int:
+    """``rtml propagate --engine model``: the ground state by SCF, then the trained model."""
+    from rtml._progress import Progress
+    from rtml.model import load_model
+    from rtml.model._engine import model_sha256, propagate_model
+    from rtml.tddft import basis_metadata
+    from rtml.tddft._simulate import prepare_ground_state, trajectory_record
+
+    if args.model is None:
+        raise InputError("--engine model needs --model MODEL_DIR (a directory from rtml train)")
+    propagator, state = load_model(args.model)
+    gs, resolved = prepare_ground_state(inputs, scf_max_cycle=args.scf_max_cycle, saved=saved)
+    inputs.fields = resolved
+    settings = inputs.settings
+    progress = Progress(settings.n_steps, f"model {inputs.molecule.name}", enabled=not args.quiet)
+    try:
+        frames, stats = propagate_model(gs, resolved, settings, propagator, progress=progress)
+    finally:
+        progress.close()
+    log.info("model rollout: %d steps x %d fields, %.4f s/step", settings.n_steps, len(resolved),
+             stats["wall_time_per_step_s"])
+    basis = basis_metadata(gs.context.mol)
+    record = {"model_sha256": model_sha256(args.model), "model_dir": str(Path(args.model).resolve()),
+              "model_config": state.get("config", {})}
+    trajectories = [trajectory_record(inputs, gs, basis, f, b, frames, stats, engine="model",
+                                      propagator="model-magnus2-pc", engine_provenance=record)
+                    for b, f in enumerate(resolved)]
+    return _write_trajectories(trajectories, fields, out, as_directory)
 
 
 def _propagate_nwchem(args, inputs, saved, out: Path, as_directory: bool, fields) -> int:
@@ -382,7 +416,7 @@ def _split_fractions(text: str) -> tuple[float, float, float]:
 
 
 NEURAL_MODELS = {"rtml": "mamba", "rtml-mlp": "mlp"}
-TRAIN_EPOCHS_DEFAULT = 8
+TRAIN_EPOCHS_DEFAULT = 16
 
 
 def cmd_train(args) -> int:
@@ -399,7 +433,11 @@ def cmd_train(args) -> int:
         if args.window is not None:
             if args.window < 1:
                 raise InputError(f"--window must be >= 1, got {args.window}")
-            horizons = tuple(sorted({max(1, round(args.window * f)) for f in (0.25, 0.5, 0.75, 1.0)}))
+            # doubling curriculum up to the window: 16, 32, ..., W (W alone if W <= 16)
+            horizons = [args.window]
+            while horizons[0] // 2 >= 16:
+                horizons.insert(0, horizons[0] // 2)
+            horizons = tuple(horizons)
         else:
             try:
                 horizons = tuple(int(h) for h in args.horizons.split(","))
@@ -407,19 +445,19 @@ def cmd_train(args) -> int:
                 horizons = ()
             if not horizons or min(horizons) < 1:
                 raise InputError(f"--horizons must be positive integers, got '{args.horizons}'")
-        cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, horizons=horizons,
-                          stride=args.stride, lr=args.lr, seed=args.seed, split_by=args.split_by,
+        cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, rollout_horizons=horizons,
+                          lr=args.lr, seed=args.seed, split_by=args.split_by,
+                          frame_batches=args.frame_batches, sequence_epochs=args.sequence_epochs,
                           held_out_molecules=held_out, fractions=fractions,
                           molecules=tuple(args.molecules) if args.molecules else None,
-                          max_batches_per_epoch=args.max_batches_per_epoch,
-                          model={"dynamics": NEURAL_MODELS[args.model], "bundle": args.bundle,
+                          model={"dynamics": NEURAL_MODELS[args.model], "learned": args.learned,
                                  "d_model": args.d_model})
         out = train_rtml(args.store, args.output, cfg, resume=not args.restart,
                          progress=not args.quiet)
     else:
-        if args.window is not None or args.epochs != TRAIN_EPOCHS_DEFAULT:
-            log.info("%s is a closed-form fit on all consecutive frames: --window and --epochs "
-                     "do not apply", args.model)
+        if args.epochs != TRAIN_EPOCHS_DEFAULT:
+            log.info("%s is a closed-form fit on all consecutive frames: --epochs does not apply",
+                     args.model)
         out = train_baseline(args.store, args.model, args.output, molecules=args.molecules,
                              seed=args.seed, fractions=fractions, held_out_molecules=held_out)
     print(out / "model.pt")
@@ -437,7 +475,8 @@ def cmd_evaluate(args) -> int:
         for mol, m in per_mol.items():
             zero_shot = "  (zero-shot: molecule held out)" if m["held_out"] == "molecule" else ""
             print(f"{name:<22} {mol:<6} one-step MSE {m['one_step_mse']:.3e}  "
-                  f"valid horizon {m['valid_horizon']:.0f}  dipole RMSE {m['dipole_rmse']:.3e}"
+                  f"median valid horizon {m['median_valid_horizon']:.0f}  "
+                  f"dipole nRMSE {m['dipole_nrmse']:.3f}"
                   f"{zero_shot}")
     return 0
 
@@ -506,9 +545,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "restart and LR-TDDFT states for S<n>/B<n> fields")
     p.add_argument("--threads", type=int, default=None,
                    help="OpenMP/BLAS threads (engine nwchem: MPI ranks)")
-    p.add_argument("--engine", choices=["pyscf", "nwchem"], default="pyscf",
-                   help="propagation engine: pyscf (default) or nwchem (rt_tddft, where "
-                        "installed; one NWChem job per field)")
+    p.add_argument("--engine", choices=["pyscf", "nwchem", "model"], default="pyscf",
+                   help="propagation engine: pyscf (default), nwchem (rt_tddft, where "
+                        "installed; one NWChem job per field) or model (a trained rtml model "
+                        "from the SCF ground state; --model)")
+    p.add_argument("--model", metavar="MODEL_DIR", default=None,
+                   help="trained model directory (rtml train) for --engine model")
     out = p.add_mutually_exclusive_group(required=True)
     out.add_argument("-o", "--output", metavar="OUT",
                      help="output .h5 file (one field) or directory of .h5 files (several)")
@@ -587,26 +629,34 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model on a dataset store (reads only the store)")
     p.add_argument("store", help="Zarr dataset store (rtml dataset assemble)")
     p.add_argument("--model", default="rtml", choices=["rtml", "rtml-mlp", "linear", "persistence"],
-                   help="rtml (e3nn + density codec + Mamba, default), rtml-mlp (MLP instead "
-                        "of Mamba), linear (per-molecule linear propagator) or persistence")
+                   help="rtml (exact unitary step + equivariant learned ΔG with Mamba gates, "
+                        "default), rtml-mlp (memoryless MLP gates), linear (ridge map per "
+                        "molecule, Löwdin basis) or persistence")
     p.add_argument("--molecules", nargs="+", default=None, help="molecule groups (default all)")
     p.add_argument("--seed", type=int, default=0, help="split and initialisation seed")
     p.add_argument("--split-by", choices=["geometry", "molecule"], default="geometry")
     p.add_argument("--split-fractions", default="0.8,0.1,0.1", help="train,val,test by geometry")
     p.add_argument("--held-out-molecules", nargs="*", default=None,
                    help="molecules kept out of training (zero-shot test)")
-    p.add_argument("--epochs", type=int, default=TRAIN_EPOCHS_DEFAULT)
+    p.add_argument("--epochs", type=int, default=TRAIN_EPOCHS_DEFAULT,
+                   help=f"epochs (default {TRAIN_EPOCHS_DEFAULT}); each has --frame-batches steps of "
+                        "ΔG supervision on random frames")
+    p.add_argument("--sequence-epochs", type=int, default=4,
+                   help="last epochs that also train on whole trajectories and rollouts through "
+                        "the exact step (horizon curriculum, --horizons)")
+    p.add_argument("--frame-batches", type=int, default=60,
+                   help="ΔG-supervision batches (random frames) per epoch")
+    p.add_argument("--batch-size", type=int, default=4, help="trajectories per batch")
+    p.add_argument("--horizons", default="16,32,64,128,256",
+                   help="rollout-loss horizon curriculum, steps (default 16,32,64,128,256)")
     p.add_argument("--window", type=int, default=None,
-                   help="longest training horizon W (frames); curriculum W/4, W/2, 3W/4, W "
-                        "(overrides --horizons)")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--horizons", default="16,32,48,64",
-                   help="horizon curriculum, frames per window stage (default 16,32,48,64)")
-    p.add_argument("--stride", type=int, default=8, help="frames between training windows")
-    p.add_argument("--bundle", type=int, default=1, help="temporal bundling: steps per prediction")
-    p.add_argument("--d-model", type=int, default=64, help="width of the dynamics")
-    p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (AdamW, cosine)")
-    p.add_argument("--max-batches-per-epoch", type=int, default=None)
+                   help="longest rollout-loss horizon W (saved frames); curriculum doubling "
+                        "from 16 to W (overrides --horizons)")
+    p.add_argument("--learned", choices=["xc", "two-electron"], default="xc",
+                   help="xc (default): Coulomb and exact exchange of ΔP exact, the network learns "
+                        "the XC change; two-electron: the network learns all of ΔG")
+    p.add_argument("--d-model", type=int, default=32, help="width of the gate dynamics (Mamba/MLP)")
+    p.add_argument("--lr", type=float, default=5e-3, help="peak learning rate (AdamW, cosine)")
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("-q", "--quiet", action="store_true")

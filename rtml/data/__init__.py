@@ -12,6 +12,11 @@ summarises it, :func:`open_dataset` / :func:`open_index` open it with xarray / p
 :class:`TrajectoryWindows`, :class:`EqualBasisBatchSampler`, :func:`collate_windows` and
 :func:`assign_splits` feed it to PyTorch. Those four live in :mod:`rtml.data._windows`,
 imported (with torch) on first access, so ``import rtml.data`` does not import torch.
+
+For learning, :func:`open_store_groups`, :func:`trajectory_splits` (geometry-disjoint,
+validation never taken from test) and :func:`trajectory_data` give one trajectory as a
+:class:`TrajectoryData` record of numpy arrays (:mod:`rtml.data._learning`, no torch),
+including the frames' Fock matrices and the ground state P0, F0 when the store has them.
 """
 
 from rtml.data._hdf5 import FORMAT_NAME, FORMAT_VERSION, read_trajectory, write_trajectory
@@ -20,9 +25,11 @@ from rtml.data._ground_state import GroundStateRecord, read_ground_state, write_
 from rtml.data._trajectory import Trajectory, trajectory_file_name
 from rtml.data._validate import Check, ValidationReport, validate_trajectory
 from rtml.data._xarray import open_dataset, open_index
+from rtml.data._splits import assign_splits
+from rtml.data._learning import (MoleculeSplit, TrajectoryData, open_store_groups,
+                                 trajectory_data, trajectory_splits)
 
-_TORCH_NAMES = ("TrajectoryWindows", "EqualBasisBatchSampler", "collate_windows",
-                "assign_splits")
+_TORCH_NAMES = ("TrajectoryWindows", "EqualBasisBatchSampler", "collate_windows")
 
 __all__ = [
     "Trajectory",
@@ -43,6 +50,12 @@ __all__ = [
     "open_index",
     "STORE_FORMAT_NAME",
     "STORE_FORMAT_VERSION",
+    "assign_splits",
+    "TrajectoryData",
+    "trajectory_data",
+    "open_store_groups",
+    "trajectory_splits",
+    "MoleculeSplit",
     *_TORCH_NAMES,
 ]
 

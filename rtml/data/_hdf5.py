@@ -22,11 +22,26 @@ dataset                        shape                       units
 ``dynamics/time``              (n_steps,)                  a.u. of time
 ``dynamics/energy``            (n_steps,)                  hartree
 ``dynamics/dipole``            (n_steps, 3)                e*bohr
+``dynamics/fock_real`` *       (n_steps, n_spin, nbf, nbf) hartree
+``dynamics/fock_imag`` *       (n_steps, n_spin, nbf, nbf) hartree
+``ground_state/density`` *     (n_spin, nbf, nbf)          electrons
+``ground_state/fock`` *        (n_spin, nbf, nbf)          hartree
 =============================  ==========================  ==========================
+
+Datasets marked * are optional (:data:`OPTIONAL_DATASETS`): written when the
+:class:`~rtml.data.Trajectory` has them (the rtml engine always does; files imported from
+NWChem do not) and read back as ``None`` when absent. ``fock_real``/``fock_imag`` are the
+AO Fock matrix F[P(t)] of each frame without the field term (complex Hermitian: exact
+exchange of Im P gives an imaginary antisymmetric part), as accepted by the engine's step
+for that time point (a full build or the linear-response corrector's prediction, within
+its tolerance of a fresh build); ``ground_state/density`` is the SCF density P0 of the
+geometry (from the converged orbitals, idempotent) and ``ground_state/fock`` F0 = F[P0]
+with the same Fock build as the dynamics.
 
 The density is stored as :math:`P(t) = \mathrm{Re}\,P + i\,\mathrm{Im}\,P`, one frame per
 HDF5 chunk (chunk shape ``(1, n_spin, nbf, nbf)``) so that a frame, or a block of frames,
-is read without touching the rest of the file.
+is read without touching the rest of the file. The Fock matrix is stored and chunked the
+same way.
 
 Compression: none. Measured (``OMP_NUM_THREADS=1``, best of 3 writes including fsync, on a
 shared 2-core machine, two runs) on a synthetic 66-AO, 1000-frame closed-shell trajectory
@@ -102,6 +117,31 @@ DATASETS: tuple[tuple[str, str, tuple[str | int, ...], str, str], ...] = (
      "total dipole (electrons + nuclei) about the dipole_origin root attribute"),
 )
 
+#: Optional datasets (same columns as :data:`DATASETS`): written when the Trajectory
+#: attribute is not None, read back as None when absent. ``fock_real``/``fock_imag`` come
+#: as a pair.
+OPTIONAL_DATASETS: tuple[tuple[str, str, tuple[str | int, ...], str, str], ...] = (
+    ("dynamics/fock_real", "fock", ("n_steps", "n_spin", "n_basis", "n_basis"),
+     UNITS["energy"], "real part of the AO Fock matrix F[P(t)] without the field term "
+     "(n_spin=2: alpha, beta); the matrix the propagator accepted for the frame (full build "
+     "or linear-response corrector prediction within its tolerance)"),
+    ("dynamics/fock_imag", "fock", ("n_steps", "n_spin", "n_basis", "n_basis"),
+     UNITS["energy"], "imaginary part of the AO Fock matrix F[P(t)] (antisymmetric: exact "
+     "exchange of Im P)"),
+    ("ground_state/density", "ground_state_density", ("n_spin", "n_basis", "n_basis"),
+     UNITS["density"], "SCF ground-state AO density P0 of this geometry, from the converged "
+     "orbitals (idempotent; n_spin=1: total)"),
+    ("ground_state/fock", "ground_state_fock", ("n_spin", "n_basis", "n_basis"),
+     UNITS["energy"], "F0 = F[P0], the ground-state AO Fock matrix built with the same Fock "
+     "build as the dynamics (no field term)"),
+)
+
+#: Per-frame matrices stored as real/imaginary pairs, chunked one frame per chunk.
+_COMPLEX_PAIRS = {"dynamics/density_real": ("density", np.real),
+                  "dynamics/density_imag": ("density", np.imag),
+                  "dynamics/fock_real": ("fock", np.real),
+                  "dynamics/fock_imag": ("fock", np.imag)}
+
 #: Datasets holding integer values (stored as float64, read back as int64).
 INTEGER_DATASETS = frozenset({
     "geometry/atomic_numbers", "basis/atom_index",
@@ -161,15 +201,15 @@ def write_trajectory(path: str | os.PathLike, traj: Trajectory) -> Path:
         with h5py.File(tmp, "w") as f:
             for name, value in attrs.items():
                 f.attrs[name] = value
-            for name, attr, shape, units, description in DATASETS:
+            for name, attr, shape, units, description in DATASETS + OPTIONAL_DATASETS:
                 data = getattr(traj, attr)
-                if name == "dynamics/density_real":
-                    data = np.real(data)
-                elif name == "dynamics/density_imag":
-                    data = np.imag(data)
+                if data is None:  # an optional dataset the trajectory does not have
+                    continue
+                if name in _COMPLEX_PAIRS:
+                    data = _COMPLEX_PAIRS[name][1](data)
                 data = np.ascontiguousarray(data, dtype=np.float64)
                 kwargs: dict[str, Any] = {}
-                if name.startswith("dynamics/density_"):
+                if name in _COMPLEX_PAIRS:
                     kwargs["chunks"] = (1,) + data.shape[1:]
                     kwargs.update(_DENSITY_COMPRESSION or {})
                 dset = f.create_dataset(name, data=data, **kwargs)
@@ -199,7 +239,10 @@ def _check_shapes(traj: Trajectory) -> dict[str, int]:
     if dims["n_spin"] not in (1, 2):
         raise InputError(f"trajectory {traj.molecule!r}: n_spin must be 1 or 2, "
                          f"got {dims['n_spin']}")
-    for name, attr, shape, _, _ in DATASETS:
+    optional = {name for name, *_ in OPTIONAL_DATASETS}
+    for name, attr, shape, _, _ in DATASETS + OPTIONAL_DATASETS:
+        if name in optional and getattr(traj, attr) is None:
+            continue
         expected = dataset_shape(shape, dims)
         got = np.shape(getattr(traj, attr))
         if got != expected:
@@ -291,7 +334,9 @@ def read_trajectory(path: str | os.PathLike) -> Trajectory:
     """Read a file written by :func:`write_trajectory` (its exact inverse).
 
     Integer-valued datasets come back as int64, the density as
-    ``density_real + 1j * density_imag`` (complex128), ``field_spec`` and ``provenance``
+    ``density_real + 1j * density_imag`` (complex128), the optional Fock matrix likewise
+    (``None`` when the file has none, as do the ground-state arrays), ``field_spec`` and
+    ``provenance``
     as dicts, and every root attribute outside the schema as an ``extra_attrs`` entry
     (JSON strings starting with ``{`` or ``[``, and ``"null"``, decoded).
 
@@ -314,6 +359,14 @@ def read_trajectory(path: str | os.PathLike) -> Trajectory:
             if name in INTEGER_DATASETS:
                 data = _to_int(path, name, data)
             arrays[name] = data
+        for name, *_ in OPTIONAL_DATASETS:
+            obj = f.get(name)
+            arrays[name] = obj[()] if isinstance(obj, h5py.Dataset) else None
+    if (arrays["dynamics/fock_real"] is None) != (arrays["dynamics/fock_imag"] is None):
+        raise InputError(f"{path}: dynamics/fock_real and dynamics/fock_imag must come "
+                         "together")
+    fock = (None if arrays["dynamics/fock_real"] is None
+            else arrays["dynamics/fock_real"] + 1j * arrays["dynamics/fock_imag"])
 
     extra = {k: _decode_extra(v) for k, v in attrs.items() if k not in ROOT_ATTRS}
     return Trajectory(
@@ -342,6 +395,9 @@ def read_trajectory(path: str | os.PathLike) -> Trajectory:
         dipole_origin_bohr=np.asarray(attrs["dipole_origin"], dtype=np.float64),
         provenance=_from_json(path, "provenance", attrs["provenance"]),
         extra_attrs=extra,
+        fock=fock,
+        ground_state_density=arrays["ground_state/density"],
+        ground_state_fock=arrays["ground_state/fock"],
     )
 
 

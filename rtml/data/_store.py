@@ -16,6 +16,7 @@ On-disk layout (``format = "rtml-dataset"``, ``format_version = 1``)
         field_kind, field_spec, inputs_sha256, source_file           (n_rows,)
       lih/                       one group per molecule (fixed basis, atoms, time grid)
         rho                      (traj, time, spin, ao_i, ao_j)  complex128 | complex64
+        fock (optional)          (traj, time, spin, ao_i, ao_j)  same dtype as rho, hartree
         dipole, field            (traj, time, xyz)               float64
         energy                   (traj, time)                    float64
         time                     (time,)                         float64
@@ -26,17 +27,29 @@ On-disk layout (``format = "rtml-dataset"``, ``format_version = 1``)
         field_polarization, dipole_origin, ground_state_dipole  (traj, xyz)
         positions                (traj, atom, xyz)               float64, angstrom
         overlap, core_hamiltonian (traj, ao_i, ao_j)             float64
+        rho_ground, fock_ground  (traj, spin, ao_i, ao_j)        float64 (NaN: not recorded)
         atomic_numbers           (atom,)                         int64
         basis_atom_index, basis_angular_momentum, basis_magnetic_quantum  (ao,) int64
 
 Every array carries ``dimension_names`` (read by xarray as dims), ``units`` and
 ``long_name`` attributes; the group attribute ``coordinates`` names the variables xarray
-should treat as coordinates (everything except rho, dipole, energy, field).
+should treat as coordinates (everything except rho, fock, dipole, energy, field).
+
+``fock`` is the AO Fock matrix F[P(t)] of each frame without the field term (complex
+Hermitian), as the engine accepted it (see :mod:`rtml.data._hdf5`); ``rho_ground`` and
+``fock_ground`` are the SCF ground state P0 of the trajectory's geometry and F0 = F[P0]
+(same Fock build), so ``fock - fock_ground`` is the two-electron change of each frame. A
+group stores ``fock`` only if all its trajectories have it (group attribute ``has_fock``):
+the first file of a group decides, and a later file that disagrees (a file without Fock
+frames, e.g. an imported NWChem one, for a group that has them, or the reverse) is an
+:class:`~rtml._errors.InputError`. ``rho_ground``/``fock_ground`` are NaN for files without
+a recorded ground state; a group written by an older rtml without these two arrays gets
+them on its next append (NaN for its earlier rows).
 
 Chunks and shards
 -----------------
-``rho`` is stored with the sharding codec: one shard holds one whole trajectory,
-shard shape ``(1, n_chunks * ct, n_spin, nbf, nbf)``, split along time into inner chunks
+``rho`` (and ``fock``, identically) is stored with the sharding codec: one shard holds one
+whole trajectory, shard shape ``(1, n_chunks * ct, n_spin, nbf, nbf)``, split along time into inner chunks
 of ``ct`` frames with the full spin/AO extent, ``ct`` chosen so that one chunk is at most
 ``chunk_mib`` MiB and the chunks tile the trajectory with < ``n_chunks`` frames of padding.
 One file per trajectory keeps the file count low and makes an append touch only new files;
@@ -121,7 +134,7 @@ INDEX_COLUMNS = (
 )
 
 #: Data variables; every other array of a molecule group is a coordinate.
-DATA_VARS = ("rho", "dipole", "energy", "field")
+DATA_VARS = ("rho", "fock", "dipole", "energy", "field")
 
 # (name, dims, dtype, units, long_name); "rho" dtype is set per store. Dims: traj, time,
 # spin, ao_i, ao_j, atom, ao, xyz.
@@ -154,6 +167,10 @@ _PER_TRAJ = (
     ("overlap", ("traj", "ao_i", "ao_j"), "float64", UNITS["overlap"], "AO overlap S"),
     ("core_hamiltonian", ("traj", "ao_i", "ao_j"), "float64", UNITS["core_hamiltonian"],
      "AO core Hamiltonian h = T + V_nuc"),
+    ("rho_ground", ("traj", "spin", "ao_i", "ao_j"), "float64", UNITS["density"],
+     "SCF ground-state AO density P0 of the geometry (idempotent; NaN: not recorded)"),
+    ("fock_ground", ("traj", "spin", "ao_i", "ao_j"), "float64", UNITS["energy"],
+     "F0 = F[P0], ground-state AO Fock matrix, same Fock build as fock (NaN: not recorded)"),
     ("ground_state_energy", ("traj",), "float64", UNITS["energy"],
      "SCF ground-state energy (NaN: not recorded)"),
     ("ground_state_dipole", ("traj", "xyz"), "float64", UNITS["dipole"],
@@ -162,6 +179,12 @@ _PER_TRAJ = (
     ("source_file", ("traj",), str, "", "HDF5 file the trajectory was assembled from"),
     ("provenance", ("traj",), str, "", "provenance of the trajectory file (JSON)"),
 )
+
+#: The optional per-trajectory array: present in a group iff all its trajectories have it;
+#: dtype, chunks and shards as ``rho``.
+_FOCK_VAR = ("fock", ("traj", "time", "spin", "ao_i", "ao_j"), None, UNITS["energy"],
+             "AO Fock matrix F[P(t)] without the field term (n_spin=2: alpha, beta), as "
+             "accepted by the propagator for the frame")
 
 # Static (per-group) arrays: name, dims, dtype, units, long_name.
 _STATIC = (
@@ -195,6 +218,7 @@ class _Source:
     inputs_sha256: str
     provenance: dict
     traj_id: str = ""
+    has_fock: bool = False
 
 
 def _scan(path: Path) -> _Source:
@@ -213,6 +237,7 @@ def _scan(path: Path) -> _Source:
                 raise InputError(f"{path}: missing dataset {name!r}")
             arrays[name] = f[name][()]
         shape = f["dynamics/density_real"].shape if "dynamics/density_real" in f else None
+        has_fock = "dynamics/fock_real" in f and "dynamics/fock_imag" in f
     if shape is None or len(shape) != 4:
         raise InputError(f"{path}: missing or malformed dataset 'dynamics/density_real'")
     provenance = _hdf5._from_json(path, "provenance", attrs["provenance"])
@@ -245,6 +270,7 @@ def _scan(path: Path) -> _Source:
             "basis/atom_index", "basis/angular_momentum", "basis/magnetic_quantum")),
         geometry_id=str(geometry_id), inputs_sha256=str(inputs_sha),
         provenance=provenance if isinstance(provenance, dict) else {},
+        has_fock=has_fock,
     )
     src.traj_id = f"{molecule}/{src.geometry_id}/{path.stem}"
     return src
@@ -266,6 +292,7 @@ class _GroupRef:
     time: np.ndarray
     atomic_numbers: np.ndarray
     basis_labels: tuple[np.ndarray, np.ndarray, np.ndarray]
+    has_fock: bool = False
 
 
 def _check_against(src: _Source, ref: _GroupRef, origin: str) -> None:
@@ -285,6 +312,11 @@ def _check_against(src: _Source, ref: _GroupRef, origin: str) -> None:
     if not np.array_equal(src.time, ref.time):
         raise InputError(f"{src.path}: time grid differs from molecule group '{mol}' "
                          f"({origin}); a group holds one time grid")
+    if src.has_fock != ref.has_fock:
+        raise InputError(f"{src.path}: {'has' if src.has_fock else 'lacks'} Fock frames "
+                         f"(dynamics/fock_*) but molecule group '{mol}' "
+                         f"{'does not store' if src.has_fock else 'stores'} them ({origin}); "
+                         "a group stores fock only if all its trajectories have it")
     for key in _GROUP_SCALARS:
         if src.scalars[key] != ref.scalars[key]:
             raise InputError(f"{src.path}: {key} = {src.scalars[key]!r} but molecule group "
@@ -336,8 +368,16 @@ def _row_values(src: _Source, traj, rho_dtype: np.dtype) -> dict[str, Any]:
         gs_dipole = np.asarray(gs_dipole, dtype=np.float64).reshape(3)
     except (TypeError, ValueError):
         gs_dipole = np.full(3, nan)
+    shape = np.shape(traj.density)[1:]
+
+    def ground(value):
+        return np.full(shape, nan) if value is None else np.asarray(value, dtype=np.float64)
+
     values.update(
         rho=np.asarray(traj.density).astype(rho_dtype, copy=False),
+        fock=None if traj.fock is None else np.asarray(traj.fock).astype(rho_dtype, copy=False),
+        rho_ground=ground(traj.ground_state_density),
+        fock_ground=ground(traj.ground_state_fock),
         dipole=traj.dipole, energy=traj.energy, field=traj.field,
         traj_id=src.traj_id, geometry_id=src.geometry_id,
         kick_strength=float(kick), positions=traj.positions_angstrom,
@@ -388,7 +428,7 @@ def _create_group(root, src: _Source, rho_dtype: np.dtype, chunk_mib: float):
     ct, shard_t = time_chunking(s["n_time"], frame_bytes, chunk_mib)
     coords = [name for name, *_ in _PER_TRAJ + _STATIC if name not in DATA_VARS]
     attrs = {
-        "molecule": src.molecule, **s, "rho_dtype": rho_dtype.name,
+        "molecule": src.molecule, **s, "rho_dtype": rho_dtype.name, "has_fock": src.has_fock,
         "chunk_mib": float(chunk_mib), "n_committed": 0,
         "units": {**UNITS, "note": _hdf5.UNITS_NOTE},
         "dipole_origin_convention": DIPOLE_ORIGIN_CONVENTION,
@@ -398,21 +438,8 @@ def _create_group(root, src: _Source, rho_dtype: np.dtype, chunk_mib: float):
     }
     g = root.create_group(src.molecule, overwrite=True, attributes=attrs)
     comp = _compressors()
-    per_traj_coords = " ".join(n for n, d, *_ in _PER_TRAJ if n not in DATA_VARS)
-    for name, dnames, dtype, units, long_name in _PER_TRAJ:
-        shape = tuple(dims[d] for d in dnames)
-        chunks = (1,) + shape[1:]
-        kwargs: dict[str, Any] = {}
-        if name == "rho":
-            dtype = rho_dtype
-            chunks = (1, ct) + shape[2:]
-            kwargs["shards"] = (1, shard_t) + shape[2:]
-        a_attrs = {"units": units, "long_name": long_name}
-        if name in DATA_VARS:
-            a_attrs["coordinates"] = per_traj_coords
-        g.create_array(name, shape=shape, chunks=chunks, dtype=dtype, fill_value=_fill(dtype),
-                       compressors=comp, dimension_names=list(dnames), attributes=a_attrs,
-                       **kwargs)
+    for spec in _PER_TRAJ + ((_FOCK_VAR,) if src.has_fock else ()):
+        _create_per_traj_array(g, spec, dims, rho_dtype, ct, shard_t)
     static_values = {"time": src.time, "atomic_numbers": src.atomic_numbers,
                      "basis_atom_index": src.basis_labels[0],
                      "basis_angular_momentum": src.basis_labels[1],
@@ -427,6 +454,44 @@ def _create_group(root, src: _Source, rho_dtype: np.dtype, chunk_mib: float):
     return g
 
 
+def _create_per_traj_array(g, spec, dims: dict[str, int], rho_dtype: np.dtype, ct: int,
+                           shard_t: int):
+    """Create one per-trajectory array of group ``g`` (``spec``: a row of _PER_TRAJ)."""
+    name, dnames, dtype, units, long_name = spec
+    shape = tuple(dims[d] for d in dnames)
+    chunks = (1,) + shape[1:]
+    kwargs: dict[str, Any] = {}
+    if name in ("rho", "fock"):
+        dtype = rho_dtype
+        chunks = (1, ct) + shape[2:]
+        kwargs["shards"] = (1, shard_t) + shape[2:]
+    a_attrs = {"units": units, "long_name": long_name}
+    if name in DATA_VARS:
+        a_attrs["coordinates"] = " ".join(n for n, *_ in _PER_TRAJ if n not in DATA_VARS)
+    return g.create_array(name, shape=shape, chunks=chunks, dtype=dtype,
+                          fill_value=_fill(dtype), compressors=_compressors(),
+                          dimension_names=list(dnames), attributes=a_attrs, **kwargs)
+
+
+def _add_missing_arrays(g) -> None:
+    """Give a group written by an older rtml the per-trajectory arrays it lacks
+    (``rho_ground``, ``fock_ground``), filled with NaN for its existing rows."""
+    missing = [spec for spec in _PER_TRAJ if spec[0] not in g]
+    if not missing:
+        return
+    ga = g.attrs.asdict()
+    rho = g["rho"]
+    dims = {"traj": rho.shape[0], "time": ga["n_time"], "spin": ga["n_spin"],
+            "ao_i": ga["n_basis"], "ao_j": ga["n_basis"], "atom": ga["n_atoms"],
+            "ao": ga["n_basis"], "xyz": 3}
+    for spec in missing:
+        _create_per_traj_array(g, spec, dims, rho.dtype, rho.chunks[1], rho.shards[1])
+    coords = [name for name, *_ in _PER_TRAJ + _STATIC if name not in DATA_VARS]
+    g.attrs["coordinates"] = " ".join(c for c in coords if c != "time")
+    log.info("group '%s': added %s (NaN for its %d earlier rows)", ga.get("molecule"),
+             ", ".join(spec[0] for spec in missing), dims["traj"])
+
+
 def _group_ref(g) -> _GroupRef:
     attrs = g.attrs.asdict()
     return _GroupRef(
@@ -435,6 +500,7 @@ def _group_ref(g) -> _GroupRef:
         atomic_numbers=np.asarray(g["atomic_numbers"][...]),
         basis_labels=tuple(np.asarray(g[n][...]) for n in (
             "basis_atom_index", "basis_angular_momentum", "basis_magnetic_quantum")),
+        has_fock="fock" in g,
     )
 
 
@@ -612,8 +678,8 @@ def _assemble_into(path: Path, sources: list[_Source], dtype: str | None, chunk_
     for src in sources:
         mol = src.molecule
         if mol not in refs:
-            refs[mol] = (_GroupRef(src.scalars, src.time, src.atomic_numbers, src.basis_labels),
-                         f"from {src.path}")
+            refs[mol] = (_GroupRef(src.scalars, src.time, src.atomic_numbers, src.basis_labels,
+                                   src.has_fock), f"from {src.path}")
         _check_against(src, *refs[mol])
         if src.traj_id in known:
             if known[src.traj_id] != src.inputs_sha256:
@@ -650,7 +716,9 @@ def _assemble_into(path: Path, sources: list[_Source], dtype: str | None, chunk_
                 molecules.append(mol)
                 root.attrs["molecules"] = molecules  # listed once its arrays exist
             g = groups[mol]
-            arrays = {var: g[var] for var, *_ in _PER_TRAJ}
+            _add_missing_arrays(g)
+            names = [var for var, *_ in _PER_TRAJ] + (["fock"] if "fock" in g else [])
+            arrays = {var: g[var] for var in names}
             row = committed[mol]
             target = row + len(srcs)
             # grow (or trim leftovers of an interrupted append); only zarr.json changes
@@ -839,6 +907,8 @@ def store_info(store_path: str | os.PathLike) -> dict[str, Any]:
             "n_electrons": ga["n_electrons"], "n_time": ga["n_time"], "dt": ga["dt"],
             "save_every": ga["save_every"], "xc": ga["xc"], "basis": ga["basis"],
             "propagator": ga["propagator"], "rho_dtype": ga["rho_dtype"],
+            "has_fock": "fock" in g,
+            "has_ground_state": "rho_ground" in g,
             "rho_chunk_shape": list(rho.chunks), "rho_shard_shape": list(rho.shards or ()),
             "rho_chunk_mib": float(np.prod(rho.chunks) * rho.dtype.itemsize / 2 ** 20),
             "size_bytes": _dir_size(path / mol),
@@ -887,8 +957,8 @@ def dataset_card(name: str, root) -> str:
         "## Contents",
         "",
         "| molecule | trajectories | geometries | nbf | n_spin | atoms | electrons | frames "
-        "| dt (a.u.) | save every | xc | basis | rho chunk | rho shard |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| dt (a.u.) | save every | xc | basis | rho chunk | rho shard | fock |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for mol in attrs.get("molecules", []):
         g = root[mol]
@@ -899,7 +969,8 @@ def dataset_card(name: str, root) -> str:
         lines.append(
             f"| {mol} | {n} | {n_geo} | {ga['n_basis']} | {ga['n_spin']} | {ga['n_atoms']} | "
             f"{ga['n_electrons']} | {ga['n_time']} | {ga['dt']:g} | {ga['save_every']} | "
-            f"{ga['xc']} | {ga['basis']} | {tuple(rho.chunks)} | {tuple(rho.shards or ())} |")
+            f"{ga['xc']} | {ga['basis']} | {tuple(rho.chunks)} | {tuple(rho.shards or ())} | "
+            f"{'yes' if 'fock' in g else 'no'} |")
     lines += [
         "",
         "## Units and conventions",
@@ -919,19 +990,30 @@ def dataset_card(name: str, root) -> str:
         "| array | dims | dtype | units | description |",
         "|---|---|---|---|---|",
     ]
-    for var, dims, dtype, units, long_name in _PER_TRAJ + _STATIC:
-        dt = attrs.get("rho_dtype") if var == "rho" else ("string" if dtype is str else dtype)
+    schema = _PER_TRAJ[:1] + (_FOCK_VAR,) + _PER_TRAJ[1:] + _STATIC
+    for var, dims, dtype, units, long_name in schema:
+        dt = (attrs.get("rho_dtype") if var in ("rho", "fock")
+              else ("string" if dtype is str else dtype))
         role = "data" if var in DATA_VARS else "coord"
         lines.append(f"| `{var}` ({role}) | ({', '.join(dims)}) | {dt} | {units or '-'} "
                      f"| {long_name} |")
     lines += [
         "",
         "Group attributes: molecule, n_basis, n_spin, n_atoms, n_time, n_electrons, charge, "
-        "multiplicity, xc, basis, dt, save_every, propagator, rho_dtype, units, conventions, "
+        "multiplicity, xc, basis, dt, save_every, propagator, rho_dtype, has_fock, units, "
+        "conventions, "
         "and **`n_committed`**: only rows `< n_committed` along `traj` are valid (an "
         "interrupted append leaves rows beyond it, overwritten by the next append).",
         "",
-        "`rho` is sharded one trajectory per shard (one file per trajectory), with inner "
+        "`fock` (optional) is present only in groups whose trajectories all recorded their "
+        "frames' Fock matrix (group attribute `has_fock`; files imported from NWChem have "
+        "none): F[P(t)] without the field term, as accepted by the propagator. "
+        "`rho_ground`/`fock_ground` are the geometry's SCF ground state P0 and F0 = F[P0] "
+        "(same Fock build), NaN where not recorded; `fock - fock_ground` is the "
+        "two-electron change of each frame.",
+        "",
+        "`rho` (and `fock`) is sharded one trajectory per shard (one file per trajectory), "
+        "with inner "
         "chunks along time of at most the chunk size given at assembly; every other "
         "per-trajectory array is chunked one trajectory per chunk.",
         "",

@@ -56,6 +56,19 @@ class Trajectory:
     extra_attrs : dict
         Further scalar or small-array attributes (ground-state energy and dipole, grid
         level, convergence settings, ...). Written as root attributes.
+    fock : (n_steps, n_spin, nbf, nbf) complex array or None, Hartree
+        AO Fock matrix F[P(t)] of each saved frame (core Hamiltonian + two-electron part,
+        no field term E(t)·r), Hermitian: exact exchange of Im P gives it an imaginary
+        antisymmetric part. n_spin=2: alpha and beta Fock matrices. The rtml engine
+        records the matrix its step accepted for that time point (a full build, or the
+        linear-response corrector's accepted prediction, within its tolerance of a fresh
+        build). Optional: None for imported NWChem files.
+    ground_state_density : (n_spin, nbf, nbf) float array or None, electrons
+        SCF ground-state density P0 of this geometry, from the converged orbitals
+        (idempotent; n_spin=1: total density). Optional: None for imported NWChem files.
+    ground_state_fock : (n_spin, nbf, nbf) float array or None, Hartree
+        F0 = F[P0] built with the same Fock build as the dynamics (so ``fock - F0`` is
+        the two-electron change of the frames). Optional: None for imported NWChem files.
     """
 
     molecule: str
@@ -83,6 +96,9 @@ class Trajectory:
     dipole_origin_bohr: np.ndarray
     provenance: dict
     extra_attrs: dict[str, Any] = dc_field(default_factory=dict)
+    fock: np.ndarray | None = None
+    ground_state_density: np.ndarray | None = None
+    ground_state_fock: np.ndarray | None = None
 
     @property
     def n_steps(self) -> int:

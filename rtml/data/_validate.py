@@ -20,7 +20,20 @@ name                        what passes
 ``time_grid``               :math:`t` strictly increasing, :math:`t_{k+1} - t_k =
                             \Delta t \cdot \mathrm{save\_every}`
 ``energy_conservation``     field-free: :math:`\max_t|E(t) - E(0)|` < ``atol_energy``
+``fock_hermiticity``        only when ``dynamics/fock_*`` are present:
+                            :math:`\max_{t\sigma}|F_\sigma(t) - F_\sigma(t)^\dagger| \le`
+                            ``rtol_fock_hermitian`` :math:`\cdot\max|F|`
+``ground_state_density``    only when ``ground_state/density`` is present: P0 symmetric
+                            (``atol_hermitian``), :math:`|\mathrm{Tr}(P_{0\sigma} S) -
+                            N_\sigma|` <= ``atol_trace``, idempotent (``atol_idempotency``)
+``ground_state_fock``       only when ``ground_state/fock`` is present: F0 symmetric,
+                            :math:`\max|F_0 - F_0^T| \le` ``rtol_fock_hermitian``
+                            :math:`\cdot\max|F_0|`
 ==========================  ================================================================
+
+The optional datasets (:data:`rtml.data._hdf5.OPTIONAL_DATASETS`) are checked by
+``schema`` (dtype, shape, the Fock real/imaginary pair) and ``finite`` when present; a file
+without them (an imported NWChem file) gets none of the last three checks.
 
 A schema problem does not stop the run: a check whose datasets or attributes are missing or
 malformed is reported as failed with "skipped: ..." naming what it lacked, and the others
@@ -42,7 +55,7 @@ import numpy as np
 from rtml.observables import hermiticity_error, idempotency_error, overlap_sqrt, trace_error
 
 from rtml.data._hdf5 import (
-    DATASETS, FORMAT_NAME, FORMAT_VERSION, INTEGER_DATASETS, ROOT_ATTRS,
+    DATASETS, FORMAT_NAME, FORMAT_VERSION, INTEGER_DATASETS, OPTIONAL_DATASETS, ROOT_ATTRS,
     _INT_ATTRS, _STR_ATTRS, dataset_shape, open_trajectory_file,
 )
 
@@ -50,6 +63,7 @@ from rtml.data._hdf5 import (
 _BLOCK_FRAMES = 256
 
 _DENSITY = ("dynamics/density_real", "dynamics/density_imag")
+_FOCK = ("dynamics/fock_real", "dynamics/fock_imag")
 _DIMS = ("n_atoms", "n_basis", "n_steps", "n_spin")
 
 
@@ -109,6 +123,7 @@ class _Context:
     bad: set[str]                 # datasets that are missing or unusable (wrong shape/type)
     attrs: dict[str, Any]         # root attributes that are present and well-typed
     overlap_positive: bool = False
+    optional: set[str] = dc_field(default_factory=set)  # optional datasets present
 
 
 def validate_trajectory(
@@ -118,6 +133,7 @@ def validate_trajectory(
     atol_hermitian: float = 1e-10,
     atol_idempotency: float = 1e-6,
     atol_energy: float = 1e-5,
+    rtol_fock_hermitian: float = 1e-12,
 ) -> ValidationReport:
     r"""Check an rtml trajectory file against its schema and basic physics.
 
@@ -127,6 +143,8 @@ def validate_trajectory(
         atol_hermitian: bound on :math:`\max|P - P^\dagger|` and on :math:`\max|S - S^T|`.
         atol_idempotency: bound on :math:`\max|P'P' - P'|` in the Löwdin basis.
         atol_energy: bound on :math:`\max_t|E(t) - E(0)|` (Hartree), field-free runs only.
+        rtol_fock_hermitian: bound on :math:`\max|F - F^\dagger| / \max|F|` of the
+            optional Fock matrices (the engine's are Hermitian to ~1e-15 of max|F|).
 
     Returns:
         :class:`ValidationReport` with one :class:`Check` per row of the module table.
@@ -144,6 +162,9 @@ def validate_trajectory(
                                 atol_idempotency=atol_idempotency)
         checks.append(check_time_grid(f, ctx))
         checks.append(check_energy(f, ctx, atol_energy=atol_energy))
+        checks += check_optional(f, ctx, atol_trace=atol_trace, atol_hermitian=atol_hermitian,
+                                 atol_idempotency=atol_idempotency,
+                                 rtol_fock_hermitian=rtol_fock_hermitian)
     return ValidationReport(path=path, checks=checks)
 
 
@@ -204,18 +225,45 @@ def check_schema(f: h5py.File) -> tuple[Check, _Context]:
             if dim in attrs and attrs[dim] != dims[dim]:
                 problems.append(f"root attribute {dim}={attrs[dim]} but the datasets "
                                 f"have {dim}={dims[dim]}")
+    present = set()
+    for name, _, shape, _, _ in OPTIONAL_DATASETS:
+        obj = f.get(name)
+        if obj is None:
+            continue
+        present.add(name)
+        if not isinstance(obj, h5py.Dataset):
+            problems.append(f"{name!r} is not a dataset")
+            bad.add(name)
+            continue
+        if obj.dtype != np.float64:
+            problems.append(f"{name!r} has dtype {obj.dtype}, expected float64")
+            if obj.dtype.kind not in "fiu":
+                bad.add(name)
+        if not all(d in dims for d in _DIMS):
+            bad.add(name)
+        elif name not in bad:
+            expected = dataset_shape(shape, dims)
+            if obj.shape != expected:
+                problems.append(f"{name!r} has shape {obj.shape}, expected {expected}")
+                bad.add(name)
+    if len(present & set(_FOCK)) == 1:
+        problems.append(f"{_FOCK[0]!r} and {_FOCK[1]!r} must come together (only "
+                        f"{sorted(present & set(_FOCK))[0]!r} present)")
+        bad.update(_FOCK)
     for name in sorted(INTEGER_DATASETS - bad):
         data = dsets[name][()]
         if np.all(np.isfinite(data)) and not np.array_equal(np.rint(data), data):
             problems.append(f"{name!r} must hold integer values")
 
-    ctx = _Context(dims=dims, bad=bad, attrs=attrs)
+    ctx = _Context(dims=dims, bad=bad, attrs=attrs, optional=present)
     if problems:
         msg = f"{len(problems)} problem(s): " + "; ".join(problems)
         return Check("schema", False, float(len(problems)), 0.0, msg), ctx
     msg = ("all {} datasets and {} root attributes present; n_atoms={n_atoms} "
            "n_basis={n_basis} n_steps={n_steps} n_spin={n_spin}").format(
                len(DATASETS), len(ROOT_ATTRS), **dims)
+    if present:
+        msg += "; optional: " + ", ".join(n for n, *_ in OPTIONAL_DATASETS if n in present)
     return Check("schema", True, 0.0, 0.0, msg), ctx
 
 
@@ -284,7 +332,7 @@ def check_finite(f: h5py.File) -> Check:
     """No NaN or inf in any numeric dataset of the schema (streamed along axis 0)."""
     count = 0
     first: list[str] = []
-    for name, *_ in DATASETS:
+    for name, *_ in DATASETS + OPTIONAL_DATASETS:
         dset = f.get(name)
         if not isinstance(dset, h5py.Dataset) or dset.dtype.kind not in "fiu":
             continue
@@ -490,3 +538,98 @@ def check_energy(f: h5py.File, ctx: _Context, *, atol_energy: float) -> Check:
     return Check("energy_conservation", drift < atol_energy, drift, atol_energy,
                  f"field-free: max|E(t) - E(0)| = {drift:.3e} Eh "
                  f"(tolerance {atol_energy:.1e})")
+
+
+# --------------------------------------------------------------------------- optional
+
+
+def check_optional(f: h5py.File, ctx: _Context, *, atol_trace: float, atol_hermitian: float,
+                   atol_idempotency: float, rtol_fock_hermitian: float) -> list[Check]:
+    r"""Checks of the optional Fock and ground-state datasets that the file has.
+
+    .. math::
+
+        h_F = \frac{\max_{t\sigma\mu\nu}|F_\sigma(t) - F_\sigma(t)^\dagger|_{\mu\nu}}
+                   {\max_{t\sigma\mu\nu}|F_\sigma(t)|_{\mu\nu}}
+
+    (frames streamed ``_BLOCK_FRAMES`` at a time); the ground state as in
+    :func:`check_density` for one real frame P0, and :math:`\max|F_0 - F_0^T| / \max|F_0|`.
+    Returns an empty list for a file without optional datasets.
+    """
+    checks = []
+    if ctx.optional & set(_FOCK):
+        checks.append(_skip("fock_hermiticity", ctx, _FOCK)
+                      or _fock_hermiticity(f, ctx, rtol_fock_hermitian))
+    if "ground_state/density" in ctx.optional:
+        spin_attrs = ("multiplicity",) if ctx.dims.get("n_spin") == 2 else ()
+        checks.append(_skip("ground_state_density", ctx,
+                            ("ground_state/density", "matrices/overlap"),
+                            ("n_electrons",) + spin_attrs)
+                      or _ground_density(f, ctx, atol_trace, atol_hermitian, atol_idempotency))
+    if "ground_state/fock" in ctx.optional:
+        checks.append(_skip("ground_state_fock", ctx, ("ground_state/fock",))
+                      or _relative_asymmetry("ground_state_fock", f["ground_state/fock"][()],
+                                             rtol_fock_hermitian, "max|F0 - F0^T| / max|F0|"))
+    return checks
+
+
+def _fock_hermiticity(f: h5py.File, ctx: _Context, rtol: float) -> Check:
+    worst, scale, where = -1.0, 0.0, (0, 0)
+    re_ds, im_ds = f[_FOCK[0]], f[_FOCK[1]]
+    for sl in _blocks(ctx.dims["n_steps"]):
+        F = re_ds[sl] + 1j * im_ds[sl]
+        if not np.all(np.isfinite(F)):
+            return Check("fock_hermiticity", False, None, rtol,
+                         "non-finite Fock values (see finite)")
+        per_frame = hermiticity_error(F)
+        k = int(np.argmax(per_frame))
+        t, s = np.unravel_index(k, per_frame.shape)
+        if per_frame[t, s] > worst:
+            worst, where = float(per_frame[t, s]), (int(t) + sl.start, int(s))
+        scale = max(scale, float(np.abs(F).max()) if F.size else 0.0)
+    if worst < 0:
+        return Check("fock_hermiticity", True, None, rtol, "no frames")
+    value = worst / scale if scale > 0 else worst
+    return Check("fock_hermiticity", value <= rtol, value, rtol,
+                 f"max|F - F^H| / max|F| = {value:.3e} (tolerance {rtol:.1e}; worst frame "
+                 f"{where[0]}, spin {where[1]}; max|F| = {scale:.3e} Eh)")
+
+
+def _relative_asymmetry(name: str, mat: np.ndarray, rtol: float, what: str) -> Check:
+    if not np.all(np.isfinite(mat)):
+        return Check(name, False, None, rtol, "non-finite values (see finite)")
+    scale = float(np.abs(mat).max()) if mat.size else 0.0
+    asym = float(np.abs(mat - mat.swapaxes(-1, -2)).max()) if mat.size else 0.0
+    value = asym / scale if scale > 0 else asym
+    return Check(name, value <= rtol, value, rtol, f"{what} = {value:.3e} (tolerance {rtol:.1e})")
+
+
+def _ground_density(f: h5py.File, ctx: _Context, atol_trace: float, atol_hermitian: float,
+                    atol_idempotency: float) -> Check:
+    name = "ground_state_density"
+    P0 = f["ground_state/density"][()]
+    S = f["matrices/overlap"][()]
+    if not (np.all(np.isfinite(P0)) and np.all(np.isfinite(S))):
+        return Check(name, False, None, None, "non-finite values (see finite)")
+    problems = []
+    asym = float(np.abs(P0 - P0.swapaxes(-1, -2)).max())
+    if asym > atol_hermitian:
+        problems.append(f"max|P0 - P0^T| = {asym:.3e} > {atol_hermitian:.1e}")
+    targets, target_msg = _spin_targets(ctx)
+    trace = None
+    if targets is None:
+        problems.append(target_msg)
+    else:
+        trace = float(trace_error(P0[None], S, targets).max())
+        if trace > atol_trace:
+            problems.append(f"max|Tr(P0 S) - N| = {trace:.3e} > {atol_trace:.1e} ({target_msg})")
+    idem = None
+    if ctx.overlap_positive:
+        idem = float(idempotency_error(P0[None], overlap_sqrt(S)).max())
+        if idem > atol_idempotency:
+            problems.append(f"max|P0'P0' - P0'| = {idem:.3e} > {atol_idempotency:.1e}")
+    if problems:
+        return Check(name, False, trace, atol_trace, "; ".join(problems))
+    return Check(name, True, trace, atol_trace,
+                 f"P0 symmetric ({asym:.1e}), max|Tr(P0 S) - N| = {trace:.3e} ({target_msg}), "
+                 f"idempotency {'n/a' if idem is None else f'{idem:.1e}'}")

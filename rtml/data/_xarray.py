@@ -2,9 +2,13 @@
 
 Every molecule group becomes one lazy, dask-backed :class:`xarray.Dataset` trimmed to its
 committed trajectories (group attribute ``n_committed``), with dims ``traj, time, spin,
-ao_i, ao_j, atom, ao, xyz``. Data variables are ``rho``, ``dipole``, ``energy`` and
-``field``; everything else (``time``, ``traj_id``, field parameters, ``positions``,
-``overlap``, ``core_hamiltonian``, AO labels, ...) is a coordinate.
+ao_i, ao_j, atom, ao, xyz``. Data variables are ``rho``, ``dipole``, ``energy``,
+``field`` and, in groups whose trajectories all recorded it, ``fock`` (traj, time, spin,
+ao_i, ao_j; F[P(t)] without the field term, dtype of ``rho``); everything else (``time``,
+``traj_id``, field parameters, ``positions``, ``overlap``, ``core_hamiltonian``,
+``rho_ground`` and ``fock_ground`` (traj, spin, ao_i, ao_j; the SCF ground state P0 and
+F0 = F[P0], NaN where not recorded), AO labels, ...) is a coordinate.
+:func:`rtml.data.trajectory_data` turns one row into the numpy record models use.
 
 Without a molecule, :func:`open_dataset` returns a plain ``dict`` of these Datasets rather
 than an :class:`xarray.DataTree`: the groups have unrelated dimension sizes (nbf, n_time),

@@ -1,10 +1,20 @@
-"""Evaluation of trained models against RT-TDDFT references and baselines (``rtml evaluate``)."""
+"""Evaluation of trained models against RT-TDDFT references and baselines (``rtml evaluate``).
 
-from rtml.evaluate._metrics import (dipole_from_density, mean_squared_error, peak_shifts,
-                                    physics_compliance, relative_error_curve, spectrum_overlap,
-                                    valid_horizon)
-from rtml.evaluate._run import evaluate, evaluate_models, evaluate_trajectory
+Metric definitions: :mod:`rtml.evaluate._metrics`; aggregation, files and plots:
+:mod:`rtml.evaluate._run`.
+"""
 
-__all__ = ["evaluate", "evaluate_models", "evaluate_trajectory", "mean_squared_error",
-           "relative_error_curve", "valid_horizon", "physics_compliance", "dipole_from_density",
-           "spectrum_overlap", "peak_shifts"]
+from rtml.evaluate._metrics import (SCALED_L2_WINDOWS, STATIC_RTOL, VALID_HORIZON_THRESHOLD,
+                                    dipole_from_density, dipole_nrmse, dynamics_scale,
+                                    is_static, mean_squared_error, peak_shifts,
+                                    physics_compliance, relative_error_curve, rollout_errors_at,
+                                    scaled_l2, spectrum_nrmse, spectrum_overlap, valid_horizon)
+from rtml.evaluate._run import (HORIZONS, TSV_COLUMNS, aggregate, evaluate, evaluate_models,
+                                evaluate_trajectory, median_error_curve, tsv_columns)
+
+__all__ = ["evaluate", "evaluate_models", "evaluate_trajectory", "aggregate", "tsv_columns",
+           "median_error_curve", "HORIZONS", "TSV_COLUMNS", "mean_squared_error",
+           "relative_error_curve", "dynamics_scale", "is_static", "valid_horizon",
+           "rollout_errors_at", "scaled_l2", "dipole_nrmse", "spectrum_nrmse",
+           "physics_compliance", "dipole_from_density", "spectrum_overlap", "peak_shifts",
+           "SCALED_L2_WINDOWS", "STATIC_RTOL", "VALID_HORIZON_THRESHOLD"]

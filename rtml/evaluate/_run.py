@@ -1,10 +1,22 @@
-"""``rtml evaluate``: a trained model and the baselines on the same test trajectories.
+"""``rtml evaluate``: trained models and the baselines on the same test trajectories.
 
-Every model is evaluated by the same code on the same split (see
-:func:`rtml.train._baselines.trajectory_splits`): teacher-forced one-step error, free
-rollouts from the first frame under the true field, induced-dipole error, spectra of kick
-trajectories, and physics compliance of the rolled-out densities. Results go to
-``metrics.json`` and ``metrics.tsv`` (one row per model and molecule) and plots.
+Every model is evaluated by the same code on the **test split only** (see
+:func:`rtml.data.trajectory_splits`; a molecule without test trajectories is skipped, never
+scored on its training data); the baselines are fitted here on the training trajectories
+(validation only selects the ridge penalty). Per trajectory (metric definitions:
+:mod:`rtml.evaluate._metrics`): teacher-forced one-step MSE, free rollouts from the first
+frame under the true field with the relative error e(t), its value at the steps reached
+(``rollout_error_at_<k>``), the valid horizon, OrbEvo's ``scaled_l2_<k>``, the induced-dipole
+nRMSE, spectra of kick trajectories (nRMSE below 20 eV, overlap, peak shifts) and physics
+compliance of the rolled-out densities.
+
+Aggregation over a molecule's test trajectories (one row per model and molecule):
+``rollout_error_at_<k>`` and ``median_valid_horizon`` are medians (``..._mean`` /
+``mean_valid_horizon`` the means); ``scaled_l2_<k>``, ``one_step_mse``, the dipole and
+spectrum errors and ``spectrum_overlap`` are means; ``max_peak_shift_ev`` and the physics
+columns are the worst case. Static references (nothing moves) are counted in
+``static_reference`` and left out of every e-based metric. Results go to ``metrics.json``
+and ``metrics.tsv`` and to plots drawn from the same numbers.
 """
 
 from __future__ import annotations
@@ -18,18 +30,31 @@ import numpy as np
 
 from rtml._atomic import atomic_write, atomic_write_text
 from rtml._errors import InputError
-from rtml.evaluate._metrics import (dipole_from_density, mean_squared_error, peak_shifts,
-                                    physics_compliance, relative_error_curve, spectrum_overlap,
-                                    valid_horizon)
+from rtml.evaluate._metrics import (SCALED_L2_WINDOWS, VALID_HORIZON_THRESHOLD,
+                                    dipole_from_density, dipole_nrmse, mean_squared_error,
+                                    peak_shifts, physics_compliance, relative_error_curve,
+                                    rollout_errors_at, scaled_l2, spectrum_nrmse,
+                                    spectrum_overlap, valid_horizon)
 from rtml.observables import electrons_per_spin
 from rtml.units import HARTREE_EV
 
+from rtml.data import open_store_groups, trajectory_data, trajectory_splits
+
 log = logging.getLogger("rtml.evaluate")
 
-HORIZONS = (100, 1000)
-TSV_COLUMNS = ("model", "molecule", "held_out", "n_test", "one_step_mse", "rollout_mse_100",
-               "rollout_mse_1000", "valid_horizon", "dipole_rmse", "spectrum_overlap",
-               "max_peak_shift_ev", "trace_error", "hermiticity_error", "min_eigenvalue")
+#: Requested rollout horizons (steps); the last step is always reported too.
+HORIZONS = (100,)
+#: metrics.tsv columns; the ``rollout_error_at_<k>`` columns of the steps actually reached
+#: are inserted where ``rollout_error_at_<k>`` stands (see :func:`tsv_columns`).
+TSV_COLUMNS = ("model", "molecule", "held_out", "n_test", "static_reference", "one_step_mse",
+               "rollout_error_at_<k>", "median_valid_horizon", "mean_valid_horizon",
+               *(f"scaled_l2_{k}" for k in SCALED_L2_WINDOWS), "dipole_nrmse",
+               "spectrum_nrmse_20ev", "spectrum_overlap", "max_peak_shift_ev", "trace_error",
+               "hermiticity_error", "min_eigenvalue", "max_eigenvalue", "occupation_violation")
+_WORST = {"trace_error": max, "hermiticity_error": max, "min_eigenvalue": min,
+          "max_eigenvalue": max, "occupation_violation": max, "max_peak_shift_ev": max}
+_MEAN = ("one_step_mse", *(f"scaled_l2_{k}" for k in SCALED_L2_WINDOWS), "dipole_nrmse",
+         "dipole_rmse_au", "spectrum_nrmse_20ev", "spectrum_overlap")
 
 
 def dipole_operator(ds, row: int):
@@ -53,19 +78,6 @@ def _kick_spectrum(time, dipole, kick, polarization):
     spec = absorption_spectrum(time, dipole, kick, polarization, omega_max=1.5)
     omega, _ = find_peaks(spec, min_relative_height=0.05)
     return spec, omega
-
-
-def trajectory_data(ds, row: int, molecule: str):
-    """The reference trajectory ``row`` of a store group as a :class:`TrajectoryData`."""
-    from rtml.model import TrajectoryData
-
-    return TrajectoryData(
-        molecule=molecule, rho=ds.rho[row].values, field=ds.field[row].values,
-        positions_angstrom=ds.positions[row].values, atomic_numbers=ds.atomic_numbers.values,
-        basis_atom_index=ds.basis_atom_index.values,
-        basis_angular_momentum=ds.basis_angular_momentum.values,
-        basis_magnetic_quantum=ds.basis_magnetic_quantum.values, overlap=ds.overlap[row].values,
-        n_electrons=int(ds.attrs["n_electrons"]), multiplicity=int(ds.attrs["multiplicity"]))
 
 
 class Reference(NamedTuple):
@@ -96,54 +108,88 @@ def reference(ds, row: int, molecule: str) -> Reference:
 
 
 def evaluate_trajectory(model, ref: Reference, horizons=HORIZONS) -> dict:
-    """All metrics of one model on one reference trajectory (see module docstring)."""
+    """All metrics of one model on one reference trajectory (see :mod:`rtml.evaluate._metrics`).
+
+    Returns the scalar metrics plus ``error_curve`` (T,), ``static_reference`` (bool),
+    ``dipole_pred``/``dipole_ref`` (T, 3) and, for a kick, ``spectra`` (reference, predicted).
+    """
     rho = ref.traj.rho
     one_step = model.one_step(ref.traj)
     rollout = model.rollout_trajectory(ref.traj)
     curve = relative_error_curve(rollout, rho)
+    static = bool(np.isnan(curve).all())
     out = {"one_step_mse": mean_squared_error(one_step, rho[1:]), "error_curve": curve,
-           "valid_horizon": valid_horizon(curve)}
-    for h in horizons:
-        k = min(h, len(rho) - 1)
-        out[f"rollout_mse_{h}"] = mean_squared_error(rollout[k], rho[k])
-        out[f"rollout_horizon_{h}"] = k
+           "static_reference": static, "valid_horizon": valid_horizon(curve),
+           **rollout_errors_at(curve, horizons), **scaled_l2(curve)}
     dip_pred = dipole_from_density(rollout, ref.dipole_ints, ref.nuclear_dipole)
-    out["dipole_rmse"] = float(np.sqrt(np.mean((dip_pred - ref.dipole) ** 2)))
+    out["dipole_nrmse"] = dipole_nrmse(dip_pred, ref.dipole)
+    out["dipole_rmse_au"] = float(np.sqrt(np.mean(((dip_pred - dip_pred[0])
+                                                    - (ref.dipole - ref.dipole[0])) ** 2)))
     out["dipole_pred"], out["dipole_ref"] = dip_pred, ref.dipole
     out.update(physics_compliance(rollout, ref.traj.overlap, ref.n_per_spin))
     if ref.kick is not None:
         s_ref, peaks_ref = ref.spectrum
         s_pred, peaks_pred = _kick_spectrum(ref.time, dip_pred, *ref.kick)
         out["spectrum_overlap"] = spectrum_overlap(s_pred.strength, s_ref.strength)
+        out["spectrum_nrmse_20ev"] = spectrum_nrmse(s_ref.omega_ev, s_pred.strength, s_ref.strength)
         shifts = peak_shifts(peaks_pred, peaks_ref) * HARTREE_EV
         out["max_peak_shift_ev"] = float(shifts.max()) if len(shifts) else float("nan")
         out["spectra"] = (s_ref, s_pred)
     return out
 
 
-def _mean(values):
-    values = [v for v in values if v is not None and np.isfinite(v)]
-    return float(np.mean(values)) if values else float("nan")
+def _defined(values) -> list[float]:
+    """Values other than None/NaN (inf is kept: a missing peak is an infinite shift)."""
+    return [float(v) for v in values if v is not None and not np.isnan(v)]
+
+
+def _agg(func, values) -> float:
+    values = _defined(values)
+    return float(func(values)) if values else float("nan")
+
+
+def aggregate(results: list[dict]) -> dict:
+    """One row of the summary from the per-trajectory results of one model and molecule.
+
+    Medians for ``rollout_error_at_<k>`` and the valid horizon (means as ``..._mean`` and
+    ``mean_valid_horizon``), means for the other errors, worst case for the physics columns
+    and ``max_peak_shift_ev``; NaN where no trajectory defines a metric (static references).
+    """
+    at_keys = sorted({k for r in results for k in r if k.startswith("rollout_error_at_")},
+                     key=lambda k: int(k.rsplit("_", 1)[1]))
+    row = {"n_test": len(results),
+           "static_reference": sum(bool(r["static_reference"]) for r in results),
+           "n_kick": sum("spectra" in r for r in results),
+           "median_valid_horizon": _agg(np.median, [r["valid_horizon"] for r in results]),
+           "mean_valid_horizon": _agg(np.mean, [r["valid_horizon"] for r in results])}
+    for key in at_keys:
+        row[key] = _agg(np.median, [r.get(key) for r in results])
+        row[f"{key}_mean"] = _agg(np.mean, [r.get(key) for r in results])
+    for key in _MEAN:
+        row[key] = _agg(np.mean, [r.get(key) for r in results])
+    for key, worst in _WORST.items():
+        row[key] = _agg(worst, [r.get(key) for r in results])
+    return row
 
 
 def evaluate_models(models: dict, groups: dict, splits: dict,
                     held_out_molecules=()) -> tuple[dict, dict]:
-    """Metrics per model and molecule, and per-trajectory details for the plots.
+    """Metrics per model and molecule on the test split, and per-trajectory details for plots.
 
     ``held_out`` in each row says what the test trajectories are new to the model:
-    ``geometry`` (held-out geometries of a trained molecule), ``molecule`` (a molecule kept
-    out of training: zero-shot) or ``none`` (one geometry only: training trajectories).
+    ``geometry`` (held-out geometries of a trained molecule) or ``molecule`` (a molecule kept
+    out of training: zero-shot). Molecules without test trajectories are skipped.
     """
     summary, details = {}, {}
     references: dict = {}  # loaded and prepared once, shared by every model
+    for mol in groups:
+        if not splits[mol]["test"]:
+            log.warning("%s has no test trajectories (too few geometries for a test split): "
+                        "not evaluated", mol)
     for name, model in models.items():
         summary[name], details[name] = {}, {}
         for mol, ds in groups.items():
-            split = "test" if splits[mol]["test"] else "val" if splits[mol]["val"] else "train"
-            rows = splits[mol][split]
-            if split == "train":
-                log.warning("%s has no held-out geometry (one geometry only): evaluating on "
-                            "its training trajectories", mol)
+            rows = splits[mol]["test"]
             if not rows:
                 continue
             if hasattr(model, "fits") and mol not in model.fits:
@@ -155,41 +201,61 @@ def evaluate_models(models: dict, groups: dict, splits: dict,
             results = [evaluate_trajectory(model, references[(mol, row)]) for row in rows]
             details[name][mol] = [(row, r) for row, r in zip(rows, results)]
             summary[name][mol] = {
-                "held_out": ("molecule" if mol in held_out_molecules
-                             else "geometry" if split != "train" else "none"),
-                "n_test": len(rows),
-                "test_split": split,
-                **{key: _mean([r.get(key) for r in results])
-                   for key in TSV_COLUMNS[4:] if key not in ("trace_error", "hermiticity_error",
-                                                            "min_eigenvalue")},
-                "trace_error": max(r["trace_error"] for r in results),
-                "hermiticity_error": max(r["hermiticity_error"] for r in results),
-                "min_eigenvalue": min(r["min_eigenvalue"] for r in results),
-                "rollout_horizon_100": min(r["rollout_horizon_100"] for r in results),
-                "rollout_horizon_1000": min(r["rollout_horizon_1000"] for r in results),
-            }
-            log.info("%s on %s (%d trajectories): one-step MSE %.3e, valid horizon %.0f", name,
-                     mol, len(rows), summary[name][mol]["one_step_mse"],
-                     summary[name][mol]["valid_horizon"])
+                "held_out": "molecule" if mol in held_out_molecules else "geometry",
+                "test_split": "test", **aggregate(results)}
+            m = summary[name][mol]
+            log.info("%s on %s (%d test trajectories, %d static): one-step MSE %.3e, median "
+                     "valid horizon %.0f", name, mol, len(rows), m["static_reference"],
+                     m["one_step_mse"], m["median_valid_horizon"])
+    if not any(summary[name] for name in summary):
+        raise InputError("no test trajectories to evaluate (every molecule's test split is empty "
+                         "or no model was fitted for it)")
     return summary, details
+
+
+def tsv_columns(summary: dict) -> list[str]:
+    """:data:`TSV_COLUMNS` with the ``rollout_error_at_<k>`` columns present in ``summary``."""
+    at = sorted({k for per_mol in summary.values() for m in per_mol.values() for k in m
+                 if k.startswith("rollout_error_at_") and not k.endswith("_mean")},
+                key=lambda k: int(k.rsplit("_", 1)[1]))
+    i = TSV_COLUMNS.index("rollout_error_at_<k>")
+    return [*TSV_COLUMNS[:i], *at, *TSV_COLUMNS[i + 1:]]
 
 
 def write_metrics(summary: dict, output_dir: Path, settings: dict) -> None:
     """``metrics.json`` (everything) and ``metrics.tsv`` (one row per model and molecule)."""
-    lines = ["\t".join(TSV_COLUMNS)]
+    columns = tsv_columns(summary)
+    lines = ["\t".join(columns)]
     for name, per_mol in summary.items():
         for mol, m in per_mol.items():
-            cells = [name, mol] + [f"{m[c]:.6g}" if isinstance(m[c], float) else str(m[c])
-                                   for c in TSV_COLUMNS[2:]]
+            values = [m.get(c, float("nan")) for c in columns[2:]]
+            cells = [name, mol] + [f"{v:.6g}" if isinstance(v, float) else str(v) for v in values]
             lines.append("\t".join(cells))
     atomic_write_text(output_dir / "metrics.tsv", "\n".join(lines) + "\n")
     atomic_write_text(output_dir / "metrics.json",
-                 json.dumps({"settings": settings, "models": summary}, indent=2, sort_keys=True,
-                            default=float))
+                      json.dumps({"settings": settings, "models": summary}, indent=2,
+                                 sort_keys=True, default=float))
+
+
+def median_error_curve(curves) -> np.ndarray:
+    """Median over trajectories of e(t) at each step (ragged lengths: those that reach it),
+    ignoring static references (all-NaN curves); shape (max T,)."""
+    curves = [c for c in curves if not np.isnan(c).all()]
+    if not curves:
+        return np.zeros(0)
+    length = max(len(c) for c in curves)
+    table = np.full((len(curves), length), np.nan)
+    for i, c in enumerate(curves):
+        table[i, :len(c)] = c
+    return np.nanmedian(table, axis=0)
 
 
 def plot_results(details: dict, groups: dict, output_dir: Path) -> list[Path]:
-    """dipole.png, error_vs_horizon.png and (with a kick trajectory) spectrum.png."""
+    """dipole.png, error_vs_horizon.png and (with a kick trajectory) spectrum.png.
+
+    error_vs_horizon.png shows the median over the test trajectories of the same e(t) as
+    the metrics (:func:`median_error_curve`), with the valid-horizon threshold.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -197,7 +263,8 @@ def plot_results(details: dict, groups: dict, output_dir: Path) -> list[Path]:
 
     written = []
     names = list(details)
-    first = next(((mol, rows[0]) for mol, rows in details[names[0]].items() if rows), None) if names else None
+    first = next(((mol, rows[0]) for name in names for mol, rows in details[name].items()
+                  if rows), None)
     if first is None:
         raise InputError("no test trajectories to evaluate")
     mol, (row, ref_result) = first
@@ -212,7 +279,7 @@ def plot_results(details: dict, groups: dict, output_dir: Path) -> list[Path]:
             ax.plot(time, rows[0][1]["dipole_pred"] @ pol, lw=1.2, ls="--", label=name)
     ax.set_xlabel("time (a.u.)")
     ax.set_ylabel("dipole along the field (e·bohr)")
-    ax.set_title(f"{mol} {ds.traj_id[row].values}: rollout from t=0")
+    ax.set_title(f"{mol} {ds.traj_id[row].values}: rollout from t=0 (test)")
     ax.legend()
     fig.tight_layout()
     written.append(_save(fig, output_dir / "dipole.png"))
@@ -220,14 +287,16 @@ def plot_results(details: dict, groups: dict, output_dir: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(7.5, 4))
     for name in names:
         curves = [r["error_curve"] for rows in details[name].values() for _, r in rows]
-        if curves:
-            length = min(len(c) for c in curves)
-            mean = np.mean([c[:length] for c in curves], axis=0)
-            ax.semilogy(np.arange(1, length), np.maximum(mean[1:], 1e-16), label=name)
-    ax.axhline(0.1, color="grey", ls=":", lw=1, label="valid-horizon threshold")
+        median = median_error_curve(curves)
+        n_moving = sum(not np.isnan(c).all() for c in curves)
+        if len(median) > 1:
+            ax.semilogy(np.arange(1, len(median)), np.maximum(median[1:], 1e-16),
+                        label=f"{name} (median of {n_moving})")
+    ax.axhline(VALID_HORIZON_THRESHOLD, color="grey", ls=":", lw=1,
+               label=f"valid-horizon threshold e = {VALID_HORIZON_THRESHOLD}")
     ax.set_xlabel("rollout step")
-    ax.set_ylabel("relative error ‖P̂−P‖ / max‖P(t)−P(0)‖")
-    ax.set_title("error vs horizon (test trajectories)")
+    ax.set_ylabel("e(t) = ‖P̂(t)−P(t)‖ / max‖P(t')−P(0)‖")
+    ax.set_title("relative rollout error, median over test trajectories")
     ax.legend()
     fig.tight_layout()
     written.append(_save(fig, output_dir / "error_vs_horizon.png"))
@@ -269,7 +338,7 @@ def evaluate(store, model_dir, output_dir, baselines=("persistence", "linear"),
              molecules=None, compare=()) -> dict:
     """Evaluate the model in ``model_dir``, further trained models (``compare``) and the
     baselines on the test split of ``store`` (the split the first model was trained with)."""
-    from rtml.train._baselines import fit_linear, load_model, open_store_groups, trajectory_splits
+    from rtml.model import load_model
 
     model, state = load_model(model_dir)
     split_cfg = state.get("split", {})
@@ -286,6 +355,8 @@ def evaluate(store, model_dir, output_dir, baselines=("persistence", "linear"),
 
             models["persistence"] = PersistenceModel()
         elif name == "linear":
+            from rtml.model._baselines import fit_linear
+
             models["linear"] = fit_linear(groups, splits)
         else:
             raise InputError(f"unknown baseline '{name}' (known: persistence, linear)")
@@ -295,6 +366,8 @@ def evaluate(store, model_dir, output_dir, baselines=("persistence", "linear"),
                                        split_cfg.get("held_out_molecules", ()))
     write_metrics(summary, out, {"store": str(Path(store).resolve()), "model_dir": str(model_dir),
                                  "baselines": list(baselines), "split": split_cfg,
-                                 "horizons": list(HORIZONS)})
+                                 "evaluated_split": "test", "horizons": list(HORIZONS),
+                                 "scaled_l2_windows": list(SCALED_L2_WINDOWS),
+                                 "valid_horizon_threshold": VALID_HORIZON_THRESHOLD})
     plot_results(details, groups, out)
     return summary

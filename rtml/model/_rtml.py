@@ -1,139 +1,430 @@
-r"""The rtml model: geometry encoder + variable-basis density codec + Mamba dynamics + physics.
+r"""The rtml model: exact unitary propagation with a learned, equivariant two-electron response.
 
-For one molecule geometry (atoms with positions R and numbers Z, an AO basis) and a density
-trajectory :math:`P(t_k)` under a field :math:`\mathbf E(t_k)`:
+For one molecule geometry the model propagates the Löwdin-basis density exactly as the
+RT-TDDFT engine does (:mod:`rtml.model._physics`),
 
-1. :class:`~rtml.model.GeometryEncoder` (e3nn) gives per-atom equivariant features
-   :math:`g_A` (``irreps_geometry``) and an invariant embedding :math:`c` of the molecule.
-2. :class:`~rtml.model.DensityEncoder` maps :math:`P(t_k)` to latent irreps on every atom
-   (same-atom blocks) and atom pair (off-diagonal blocks): tokens
-   :math:`z_{k,T}` (``irreps_latent``), spin treated like batch. Its parameters do not
-   depend on nbf.
-3. :class:`~rtml.model.FieldEncoder` couples :math:`\mathbf E` (an l=1 vector) to
-   :math:`g_A` by a tensor product; edges take the mean of their two atoms.
-4. Per token, a Mamba stack with FiLM conditioning on [c, token invariants] runs along
-   time: input :math:`x_k = W_\text{in}[(z_k - z_\text{ref})/s_z, f(\mathbf E_k),
-   f(\mathbf E_{k+1}), (z_k - z_{k-1})/s_v]` with :math:`z_\text{ref}` the latent of
-   :math:`\mathrm{Re}\,P(t_0)`.
-   The reference is the real part because a ground-state density is real: a kick
-   :math:`P(0^+) = e^{i\kappa r}P_0e^{-i\kappa r}` changes Im P at first order in
-   :math:`\kappa` and Re P only at second, so :math:`z_0 - z_\text{ref}` tells the dynamics
-   which way the kicked density will move before anything has moved. The velocity
-   :math:`z_k - z_{k-1}` (zero at k = 0) makes the trivial extrapolation a linear map.
-   Self-attention across the tokens of a frame (:class:`TokenMixing`) couples the blocks,
-   then the Mamba stack runs along time
-   output the residual update :math:`z_{k+j} = z_k + s_\Delta\,\Delta_{k,j}` for
-   :math:`j = 1..\text{bundle}` (temporal bundling), where :math:`\Delta` is the Mamba
-   head plus a linear skip from the inputs (a per-token linear propagator). Training uses the parallel scan,
-   rollout the recurrent step with carried state; the head starts at zero, so an untrained
-   model is persistence.
-5. :class:`~rtml.model.DensityDecoder` maps latents back to Hermitian AO matrices. It is
-   linear, so the update is decoded on its own and added to the known density,
-   :math:`\hat P(t_{k+j}) = P(t_k) + D(s_\Delta\Delta_{k,j})`: the static part of P never
-   passes through the (compressing) latent, only the change does. Then
-   :func:`~rtml.model.project_density` makes it physical (Hermitian, Tr(PS)=N, McWeeny,
-   trace again) in float64.
+.. math::
 
-The dynamics acts on flattened latent channels, so only stages 1-3 and 5 are equivariant
-(tested); the scales :math:`s_z, s_\Delta` are set from training data
-(:meth:`RTMLModel.set_scales`).
+    P'_{k+1} = U P'_k U^\dagger,\quad U = e^{-i\Delta\tilde F'},\quad
+    \tilde F' = \bar F_0' + \Delta G' + \mathbf E(t_k + \tfrac\Delta2)\cdot\mathbf D',
+
+with a second-order predictor-corrector (the trapezoidal Magnus-2 of the engine):
+:math:`\Delta G'_k` at :math:`P'_k`, a predictor :math:`P^*` with it, :math:`\Delta G'^*`
+at :math:`P^*`, then the step with :math:`\tfrac12(\Delta G'_k + \Delta G'^*)`. What is
+learned is :math:`\Delta G' = \Delta G'[\Delta P'; \text{geometry}, \text{history}]`, the
+change of the Fock matrix with the density (:math:`\Delta P' = P' - P_0'`):
+
+- ``learned="xc"`` (default): the Coulomb and exact-exchange parts are computed exactly
+  (dense in-core maps, :func:`~rtml.model._physics.coulomb_exchange_operators`) and the
+  network predicts only the exchange-correlation change, a real symmetric matrix that
+  depends on Re ΔP' only (semi-local XC sees only the real density);
+- ``learned="two-electron"``: the network predicts all of ΔG' (complex Hermitian), from
+  Re and Im ΔP'.
+
+The network (:class:`FockResponse`) is O(3)-equivariant and its parameters do not depend on
+nbf:
+
+1. the exact Clebsch-Gordan irreps of every shell-pair block of ΔP' are mapped to channels
+   of ``irreps_hidden`` on atoms (same-atom blocks) and atom pairs (:class:`DensityEncoder`,
+   weights from invariant shell-pair descriptors); for open shells the other spin's ΔP' is
+   added through a second encoder;
+2. ``n_interactions`` equivariant message-passing layers between those tokens
+   (:class:`TokenInteraction`: atom-pair -> atom, atom -> atom-pair, atom -> atom, tensor
+   products with spherical harmonics of the bond, radial weights from distance and
+   elements), all linear in the features;
+3. the only nonlinearity: a gate per channel, :math:`h \leftarrow (1 + \gamma)\odot h`,
+   with :math:`\gamma` from a Mamba stack (FiLM-conditioned on the e3nn geometry embedding)
+   running along time over the channel norms (invariants) of each token; the ``mlp``
+   ablation computes :math:`\gamma` from the current frame only (no memory). Invariant
+   gates on equivariant channels keep the whole step equivariant;
+4. :class:`DensityDecoder` maps the channels back to shell-pair blocks (the inverse CG).
+
+Every map before the gate is linear in ΔP' and the gate multiplies, so ΔG'[0] = 0 exactly:
+with :math:`[\bar F_0', P_0'] = 0` the ground state at zero field is a fixed point. U is
+unitary, so the trace, Hermiticity and every occupation are conserved; no projection is
+needed. The density itself never passes through a learned map.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
 import numpy as np
 import torch
 from e3nn import o3
+from e3nn.nn import FullyConnectedNet
 from torch import nn
 
 from rtml._errors import InputError
 from rtml.model._basis_layout import BasisLayout
 from rtml.model._density_codec import DensityDecoder, DensityEncoder, DensityLatent
 from rtml.model._dynamics import make_dynamics
-from rtml.model._field import FieldEncoder
-from rtml.model._geometry import GeometryEncoder
-from rtml.model._projection import project_density
+from rtml.model._geometry import GeometryEncoder, RadialBasis
+from rtml.model._physics import (apply_coulomb_exchange, coulomb_exchange_operators,
+                                 exponential_step, lowdin_transforms, stationary_fock)
+from rtml.units import ANGSTROM_BOHR
+
+LEARNED = ("xc", "two-electron")
+N_MESSAGE_KINDS = 5
 
 
 @dataclass
 class ModelConfig:
     """Hyper-parameters of :class:`RTMLModel` (stored in checkpoints)."""
 
-    irreps_geometry: str = "32x0e+16x1o+8x2e"
-    irreps_latent: str = "16x0e+8x1o+8x1e+4x2e"
-    irreps_field: str = "8x0e+4x1o"
-    d_model: int = 64
-    n_layers: int = 2
-    d_state: int = 16
+    irreps_hidden: str | None = None
+    irreps_geometry: str = "16x0e+8x1o+4x2e"
+    n_interactions: int = 2
+    learned: str = "xc"
     dynamics: str = "mamba"
-    bundle: int = 1
+    d_model: int = 32
+    n_layers: int = 2
+    d_state: int = 8
     lmax_basis: int = 1
-    mcweeny_iterations: int = 3
-    field_scale: float = 0.01
-    token_mixing: int = 1
-    mixing_heads: int = 4
+    n_elements: int = 20
+    n_radial: int = 8
+    r_cut_bohr: float = 12.0
+    radial_hidden: int = 32
 
     def __post_init__(self):
         if self.dynamics not in ("mamba", "mlp"):
             raise InputError(f"dynamics must be 'mamba' or 'mlp', got '{self.dynamics}'")
-        if self.bundle < 1:
-            raise InputError(f"bundle must be >= 1, got {self.bundle}")
-        if self.token_mixing < 0 or self.d_model % max(self.mixing_heads, 1):
-            raise InputError(f"token_mixing must be >= 0 and d_model ({self.d_model}) a multiple "
-                             f"of mixing_heads ({self.mixing_heads})")
+        if self.learned not in LEARNED:
+            raise InputError(f"learned must be one of {', '.join(LEARNED)}, got '{self.learned}'")
+        if self.irreps_hidden is None:
+            # enough channels per irrep for every atom and atom pair of the 6-31G ladder
+            # (C-C pairs: 13 real 0e, 12 real 1o; twice that for complex ΔP), so the codec is
+            # injective on what the network reads (checked per molecule in forward)
+            self.irreps_hidden = ("16x0e+12x1o+4x1e+4x2e" if self.learned == "xc"
+                                  else "32x0e+24x1o+8x1e+8x2e")
+        if self.n_interactions < 0:
+            raise InputError(f"n_interactions must be >= 0, got {self.n_interactions}")
 
 
-class TokenMixing(nn.Module):
-    r"""Pre-norm self-attention across the tokens (atoms and atom pairs) of one frame.
+class MoleculeSystem(NamedTuple):
+    """B geometries of one molecule (one basis layout), everything the exact step needs.
 
-    The per-token Mamba sees only its own token's history; the coupling of blocks through
-    :math:`-i[F, P]` (every block of P moves with every other) needs tokens to exchange
-    information. Attention mixes them with weights that do not depend on the number of
-    tokens, so the model stays independent of nbf. It acts within one time step, so the
-    parallel scan and the recurrent rollout stay identical.
-    """
-
-    def __init__(self, d_model: int, n_heads: int):
-        super().__init__()
-        self.norm = nn.LayerNorm(d_model)
-        self.attention = nn.MultiheadAttention(d_model, n_heads, batch_first=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(G, T, d_model) -> (G, T, d_model), G independent groups of T tokens."""
-        h = self.norm(x)
-        return x + self.attention(h, h, h, need_weights=False)[0]
-
-
-class MoleculeBatch(NamedTuple):
-    """One molecule (one basis layout) at B geometries.
+    Matrices are in the Löwdin basis, float64, atomic units.
 
     Attributes
     ----------
     layout : BasisLayout
     positions_angstrom : (B, n_atoms, 3)
-    atomic_numbers : (n_atoms,) int
-    overlap : (B, nbf, nbf)
-    n_per_spin : (B, n_spin) electrons per spin channel
+    n_spin : int
+    orth : (B, n, n) S^-1/2;  orth_inv : (B, n, n) S^1/2
+    rho0 : (B, S, n, n) ground-state P0' (idempotent per spin up to the occupation)
+    fock0 : (B, S, n, n) its Fock matrix made to commute with P0' (:func:`stationary_fock`)
+    fock0_raw : (B, S, n, n) the ground-state Fock matrix as built (supervision reference)
+    dipole : (B, 3, n, n) D' about the stored origin
+    w_same, w_total : exact Coulomb/exchange maps, (real (B, m, m), imaginary (B, m', m'))
+        on Hermitian coordinates (:func:`~rtml.model._physics.coulomb_exchange_operators`;
+        w_total None: closed shell)
     """
 
     layout: BasisLayout
     positions_angstrom: torch.Tensor
-    atomic_numbers: torch.Tensor
-    overlap: torch.Tensor
-    n_per_spin: torch.Tensor
+    n_spin: int
+    orth: torch.Tensor
+    orth_inv: torch.Tensor
+    rho0: torch.Tensor
+    fock0: torch.Tensor
+    fock0_raw: torch.Tensor
+    dipole: torch.Tensor
+    w_same: tuple
+    w_total: tuple | None
+
+    @property
+    def batch(self) -> int:
+        return int(self.positions_angstrom.shape[0])
+
+    def select(self, index) -> "MoleculeSystem":
+        """The geometries ``index`` (a list or slice) of the batch."""
+        pick = (lambda x: None if x is None else tuple(t[index] for t in x) if isinstance(x, tuple)
+                else x[index])
+        return MoleculeSystem(self.layout, self.positions_angstrom[index], self.n_spin,
+                              *(pick(getattr(self, f)) for f in self._fields[3:]))
+
+    def to_orthonormal_density(self, rho_ao: torch.Tensor) -> torch.Tensor:
+        """P' = S^1/2 P S^1/2 for (B, ..., n, n)."""
+        s = self.orth_inv.reshape(self.batch, *([1] * (rho_ao.dim() - 3)), *self.orth_inv.shape[-2:])
+        return s.to(rho_ao.dtype) @ rho_ao @ s.to(rho_ao.dtype)
+
+    def to_ao_density(self, rho: torch.Tensor) -> torch.Tensor:
+        """P = S^-1/2 P' S^-1/2 for (B, ..., n, n)."""
+        x = self.orth.reshape(self.batch, *([1] * (rho.dim() - 3)), *self.orth.shape[-2:])
+        return x.to(rho.dtype) @ rho @ x.to(rho.dtype)
+
+    def to_orthonormal_operator(self, op_ao: torch.Tensor) -> torch.Tensor:
+        """F' = S^-1/2 F S^-1/2 for (B, ..., n, n)."""
+        return self.to_ao_density(op_ao)
 
 
-def n_per_spin_tensor(n_electrons, multiplicity, n_spin: int, batch: int) -> torch.Tensor:
-    """(B, n_spin) electrons per channel: [N] closed shell, [N_alpha, N_beta] open shell."""
-    if n_spin == 1:
-        row = [float(n_electrons)]
-    else:
-        n_alpha = (int(n_electrons) + int(multiplicity) - 1) // 2
-        row = [float(n_alpha), float(int(n_electrons) - n_alpha)]
-    return torch.tensor(row, dtype=torch.float64).expand(batch, n_spin).clone()
+def stack_systems(systems: list[MoleculeSystem]) -> MoleculeSystem:
+    """One :class:`MoleculeSystem` of the geometries of several (same molecule and basis)."""
+    first = systems[0]
+    if len(systems) == 1:
+        return first
+    if all(s is first for s in systems):
+        # one geometry repeated (a batch of fields): views, no copies of the maps
+        rep = len(systems)
+        grow = (lambda x: x.expand(rep * x.shape[0], *x.shape[1:]))
+
+        def same(name):
+            x = getattr(first, name)
+            if x is None:
+                return None
+            return tuple(grow(t) for t in x) if isinstance(x, tuple) else grow(x)
+        return MoleculeSystem(first.layout, same("positions_angstrom"), first.n_spin,
+                              *(same(f) for f in MoleculeSystem._fields[3:]))
+
+    def cat(name):
+        x = getattr(first, name)
+        if x is None:
+            return None
+        if isinstance(x, tuple):
+            return tuple(torch.cat([getattr(s, name)[k] for s in systems]) for k in range(len(x)))
+        return torch.cat([getattr(s, name) for s in systems])
+    return MoleculeSystem(first.layout, cat("positions_angstrom"), first.n_spin,
+                          *(cat(f) for f in MoleculeSystem._fields[3:]))
+
+
+def occupation(n_spin: int) -> float:
+    """Largest occupation of a Löwdin orbital: 2 for a total density, 1 per spin."""
+    return 2.0 if n_spin == 1 else 1.0
+
+
+def build_system(mols, xc: str, n_spin: int, layout: BasisLayout, positions_angstrom,
+                 overlap, rho0_ao, fock0_ao, dipole_origin_bohr) -> MoleculeSystem:
+    """A :class:`MoleculeSystem` from PySCF molecules and the ground states of B geometries.
+
+    Args:
+        mols: B built ``pyscf.gto.Mole`` (same basis, the geometries' positions).
+        overlap: (B, n, n) AO overlaps; rho0_ao, fock0_ao: (B, S, n, n) real AO ground-state
+            density and Fock matrix (no field term); dipole_origin_bohr: (B, 3).
+    """
+    f64 = torch.float64
+    s = torch.as_tensor(np.asarray(overlap), dtype=f64)
+    orth, orth_inv = lowdin_transforms(s)
+    rho0 = orth_inv[:, None] @ torch.as_tensor(np.asarray(rho0_ao), dtype=f64) @ orth_inv[:, None]
+    fock_raw = orth[:, None] @ torch.as_tensor(np.asarray(fock0_ao), dtype=f64) @ orth[:, None]
+    fock0 = stationary_fock(fock_raw, 0.5 * (rho0 + rho0.transpose(-1, -2)), occupation(n_spin))
+    dips, w_same, w_total = [], [], []
+    for b, mol in enumerate(mols):
+        with mol.with_common_origin(np.asarray(dipole_origin_bohr[b], dtype=float)):
+            d = torch.as_tensor(mol.intor_symmetric("int1e_r", comp=3), dtype=f64)
+        dips.append(orth[b] @ d @ orth[b])
+        same, total = coulomb_exchange_operators(mol, xc, n_spin, orth[b].numpy())
+        w_same.append(same)
+        if total is not None:
+            w_total.append(total)
+    stack = (lambda ws: tuple(torch.stack([torch.from_numpy(w[k]) for w in ws]) for k in range(2)))
+    return MoleculeSystem(layout, torch.as_tensor(np.asarray(positions_angstrom), dtype=f64), n_spin,
+                          orth, orth_inv, rho0, fock0, fock_raw, torch.stack(dips),
+                          stack(w_same), stack(w_total) if w_total else None)
+
+
+def required_channels(layout: BasisLayout, complex_input: bool) -> dict:
+    """Largest number of shell-pair irreps (L, parity) on one atom or atom pair of a layout.
+
+    A same-shell block contributes its symmetric irreps (even L) through Re ΔP and its
+    antisymmetric ones (odd L) through Im ΔP; other blocks contribute every irrep through
+    both. The codec can only be injective when the model has at least this many channels of
+    each irrep.
+    """
+    shells = layout.shells
+    need: dict = {}
+    for kind, pairs in (("node", layout.node_pairs), ("edge", layout.edge_pairs)):
+        counts: dict = {}
+        for pr in pairs:
+            la, lb = shells[pr.a].l, shells[pr.b].l
+            same = kind == "node" and pr.a == pr.b
+            for L in range(abs(la - lb), la + lb + 1):
+                key = (getattr(pr, "target", None), L, (-1) ** (la + lb))
+                n = (1 if L % 2 == 0 else 0) if same else 1
+                if complex_input:
+                    n += (1 if L % 2 == 1 else 0) if same else 1
+                counts[key] = counts.get(key, 0) + n
+        for (_, L, p), n in counts.items():
+            need[(L, p)] = max(need.get((L, p), 0), n)
+    return need
+
+
+class LinearMaps(NamedTuple):
+    """The network's linear stages of one geometry as matrices (:meth:`RTMLModel.linear_maps`).
+
+    ``a_same``/``a_other`` are float32: they carry the learned correction only (ΔG'[0] = 0
+    stays exact), and a rollout reads them twice per step, so halving their size halves
+    the dominant memory traffic.
+    """
+
+    a_same: torch.Tensor            # (T*d, m_in) float32: ΔP' coordinates of a spin -> channels
+    a_other: torch.Tensor | None    # (T*d, m_in) float32: the other spin's part (open shell)
+    b: torch.Tensor                 # (m_out, d): channels of its token -> ΔG' coordinate
+    token: torch.Tensor             # (m_out,) the token of each ΔG' coordinate
+    n_tokens: int
+    dim: int
+
+
+def output_tokens(layout: BasisLayout, n: int, imaginary: bool) -> torch.Tensor:
+    """Token (atom, then atom pair) of every Hermitian coordinate (:func:`hermitian_coordinates`)."""
+    atom = _ao_atoms(layout)
+    edge_of = {}
+    for e, (a, b) in enumerate(np.asarray(layout.edge_index).T):
+        edge_of[(int(a), int(b))] = layout.n_atoms + e
+
+    def tok(i, j):
+        a, b = int(atom[i]), int(atom[j])
+        if a == b:
+            return a
+        return edge_of[(min(a, b), max(a, b))]
+    iu = torch.triu_indices(n, n)
+    out = [tok(i, j) for i, j in iu.T.tolist()]
+    if imaginary:
+        su = torch.triu_indices(n, n, offset=1)
+        out += [tok(i, j) for i, j in su.T.tolist()]
+    return torch.as_tensor(out, dtype=torch.long)
+
+
+def _ao_atoms(layout: BasisLayout) -> np.ndarray:
+    """Atom of every AO of a layout."""
+    atoms = np.zeros(layout.nbf, dtype=int)
+    for sh in layout.shells:
+        atoms[sh.slice] = sh.atom
+    return atoms
+
+
+def hermitian_basis(n: int, imaginary: bool) -> torch.Tensor:
+    """(m, n, n) complex basis of real symmetric matrices (upper triangle order), followed by
+    i x the antisymmetric ones (strict upper triangle) when ``imaginary``."""
+    iu = torch.triu_indices(n, n)
+    m = iu.shape[1]
+    out = torch.zeros(m, n, n, dtype=torch.complex128)
+    out[torch.arange(m), iu[0], iu[1]] = 1.0
+    out[torch.arange(m), iu[1], iu[0]] = 1.0
+    if imaginary:
+        su = torch.triu_indices(n, n, offset=1)
+        k = su.shape[1]
+        im = torch.zeros(k, n, n, dtype=torch.complex128)
+        im[torch.arange(k), su[0], su[1]] = 1j
+        im[torch.arange(k), su[1], su[0]] = -1j
+        out = torch.cat([out, im])
+    return out
+
+
+def hermitian_coordinates(mat: torch.Tensor, imaginary: bool) -> torch.Tensor:
+    """Coordinates of (..., n, n) Hermitian matrices in :func:`hermitian_basis`."""
+    n = mat.shape[-1]
+    iu = torch.triu_indices(n, n)
+    x = mat.real[..., iu[0], iu[1]].to(torch.float64)
+    if imaginary:
+        su = torch.triu_indices(n, n, offset=1)
+        x = torch.cat([x, mat.imag[..., su[0], su[1]].to(torch.float64)], dim=-1)
+    return x
+
+
+def from_hermitian_coordinates(x: torch.Tensor, n: int, imaginary: bool) -> torch.Tensor:
+    """Inverse of :func:`hermitian_coordinates`: (..., m) -> (..., n, n) complex128."""
+    iu = torch.triu_indices(n, n)
+    m = iu.shape[1]
+    re = torch.zeros(*x.shape[:-1], n, n, dtype=torch.float64)
+    re[..., iu[0], iu[1]] = x[..., :m]
+    re = re + re.transpose(-1, -2) - torch.diag_embed(torch.diagonal(re, dim1=-2, dim2=-1))
+    im = torch.zeros_like(re)
+    if imaginary:
+        su = torch.triu_indices(n, n, offset=1)
+        im[..., su[0], su[1]] = x[..., m:]
+        im = im - im.transpose(-1, -2)
+    return torch.complex(re, im)
+
+
+# ------------------------------------------------------------------------------ network
+class _Messages(NamedTuple):
+    """Directed messages between the tokens (atoms, then atom pairs) of one layout."""
+
+    src: torch.Tensor        # (M,) token index
+    dst: torch.Tensor        # (M,)
+    atom_p: torch.Tensor     # (M,) the bond vector runs from atom p to atom q
+    atom_q: torch.Tensor
+    kind: torch.Tensor       # (M,) 0 pair->atom, 1 atom->pair, 2 atom->atom, 3 atom->itself
+    #                          along one of its bonds, 4 pair->itself along its bond
+    count: torch.Tensor      # (T,) messages received per token
+
+
+def _messages(layout: BasisLayout) -> _Messages:
+    key = "token_messages"
+    if key not in layout._cache:
+        n_atoms = layout.n_atoms
+        src, dst, p, q, kind = [], [], [], [], []
+        for e, (a, b) in enumerate(np.asarray(layout.edge_index).T):
+            a, b, tok = int(a), int(b), n_atoms + e
+            for s_, d_, p_, q_, k_ in ((tok, a, a, b, 0), (tok, b, b, a, 0),
+                                       (a, tok, a, b, 1), (b, tok, b, a, 1),
+                                       (b, a, a, b, 2), (a, b, b, a, 2),
+                                       (a, a, a, b, 3), (b, b, b, a, 3), (tok, tok, a, b, 4)):
+                src.append(s_); dst.append(d_); p.append(p_); q.append(q_); kind.append(k_)
+        t = lambda x: torch.as_tensor(x, dtype=torch.long)
+        count = torch.bincount(t(dst), minlength=n_atoms + layout.n_edges).clamp_min(1)
+        layout._cache[key] = _Messages(t(src), t(dst), t(p), t(q), t(kind), count)
+    return layout._cache[key]
+
+
+class TokenInteraction(nn.Module):
+    r"""One linear, equivariant message-passing layer between atom and atom-pair tokens.
+
+    .. math::
+
+        h'_T = W_\text{self}^{(\kappa_T)} h_T + \frac{1}{\sqrt{n_T}}\, W_\text{out}^{(\kappa_T)}
+               \sum_{m \to T} \big(h_{s(m)} \otimes Y(\hat r_{pq})\big)_{w(r_{pq}, Z_p, Z_q, k_m)}
+
+    with :math:`\kappa_T` the token kind (atom or pair), Y the spherical harmonics of the bond
+    vector of the message (from atom p to q), and tensor-product weights from an MLP of
+    invariants (Bessel basis of the distance, one-hot elements, message kind). Messages run
+    pair -> its two atoms, atom -> its pairs, atom -> atom, and from a token to itself along
+    each of its bonds (so an atom's environment can mix the irreps of its own blocks, e.g. an
+    on-site s-s change driving an s-p response along the bond, in one layer).
+    """
+
+    def __init__(self, irreps: str, irreps_sh: str, n_radial: int, n_elements: int, hidden: int):
+        super().__init__()
+        self.irreps_in = self.irreps_out = o3.Irreps(irreps)
+        self.irreps_sh = o3.Irreps(irreps_sh)
+        self.self_node = o3.Linear(self.irreps_in, self.irreps_out)
+        self.self_edge = o3.Linear(self.irreps_in, self.irreps_out)
+        mid, instructions = [], []
+        for i, (mul, ir_in) in enumerate(self.irreps_in):
+            for j, (_, ir_sh) in enumerate(self.irreps_sh):
+                for ir_out in ir_in * ir_sh:
+                    if ir_out in self.irreps_out:
+                        instructions.append((i, j, len(mid), "uvu", True))
+                        mid.append((mul, ir_out))
+        mid, perm, _ = o3.Irreps(mid).sort()
+        instructions = [(a, b, perm[k], mode, train) for a, b, k, mode, train in instructions]
+        self.tp = o3.TensorProduct(self.irreps_in, self.irreps_sh, mid, instructions,
+                                   internal_weights=False, shared_weights=False)
+        self.radial = FullyConnectedNet([n_radial + 2 * n_elements + N_MESSAGE_KINDS, hidden,
+                                         self.tp.weight_numel],
+                                        torch.nn.functional.silu)
+        self.out_node = o3.Linear(mid.simplify(), self.irreps_out)
+        self.out_edge = o3.Linear(mid.simplify(), self.irreps_out)
+
+    def __repr__(self) -> str:
+        return f"TokenInteraction({self.irreps_in} x {self.irreps_sh} -> {self.irreps_out})"
+
+    def forward(self, h: torch.Tensor, n_atoms: int, msg: _Messages, sh: torch.Tensor,
+                desc: torch.Tensor) -> torch.Tensor:
+        """h (B, R, T, d) tokens (R frames x spins per geometry); sh (B, M, sh.dim) and desc
+        (B, M, d_desc) per geometry -> (B, R, T, d)."""
+        b, r = h.shape[:2]
+        w = self.radial(desc)                                               # (B, M, nw)
+        m = self.tp(h[:, :, msg.src], sh[:, None].expand(b, r, -1, -1),
+                    w[:, None].expand(b, r, -1, -1))
+        agg = torch.zeros(b, r, h.shape[2], m.shape[-1], dtype=m.dtype, device=m.device)
+        agg = agg.index_add(2, msg.dst, m) / msg.count.to(m.dtype).sqrt()[:, None]
+        node = self.self_node(h[:, :, :n_atoms]) + self.out_node(agg[:, :, :n_atoms])
+        edge = self.self_edge(h[:, :, n_atoms:]) + self.out_edge(agg[:, :, n_atoms:])
+        return torch.cat([node, edge], dim=2)
 
 
 class RTMLModel(nn.Module):
@@ -141,265 +432,408 @@ class RTMLModel(nn.Module):
 
     def __init__(self, config: ModelConfig | None = None):
         super().__init__()
-        self.config = config or ModelConfig()
-        c = self.config
-        self.geometry = GeometryEncoder(irreps_out=c.irreps_geometry)
-        self.encoder = DensityEncoder(irreps_latent=c.irreps_latent, lmax_basis=c.lmax_basis)
-        self.decoder = DensityDecoder(irreps_latent=c.irreps_latent, lmax_basis=c.lmax_basis)
-        self.field = FieldEncoder(irreps_node=c.irreps_geometry, irreps_out=c.irreps_field,
-                                  field_scale=c.field_scale)
-        self.d_latent = o3.Irreps(c.irreps_latent).dim
-        n_scalars = o3.Irreps(c.irreps_geometry).count("0e")
-        self.n_geometry_scalars = n_scalars
-        self.d_cond = self.geometry.d_invariant + n_scalars + self.geometry.radial_basis.n_radial + 2
-        d_field = o3.Irreps(c.irreps_field).dim
-        self.d_input = 2 * self.d_latent + 2 * d_field
-        self.input = nn.Linear(self.d_input, c.d_model)
-        self.mixing = nn.ModuleList(TokenMixing(c.d_model, c.mixing_heads)
-                                    for _ in range(c.token_mixing))
-        # linear path from the inputs to the update, beside the Mamba stack
-        self.skip = nn.Linear(self.d_input, self.d_latent * c.bundle)
-        kwargs = {"n_layers": c.n_layers, "out_dim": self.d_latent, "bundle": c.bundle}
+        self.config = c = config or ModelConfig()
+        self.irreps_hidden = o3.Irreps(c.irreps_hidden)
+        codec = dict(irreps_latent=c.irreps_hidden, lmax_basis=c.lmax_basis,
+                     n_elements=c.n_elements, r_cut_bohr=c.r_cut_bohr, n_radial=c.n_radial)
+        self.encoder = DensityEncoder(**codec)
+        self.encoder_other_spin = DensityEncoder(**codec)
+        self.decoder = DensityDecoder(**codec)
+        self.irreps_sh = o3.Irreps.spherical_harmonics(2)
+        self.interactions = nn.ModuleList(
+            TokenInteraction(c.irreps_hidden, str(self.irreps_sh), c.n_radial, c.n_elements,
+                             c.radial_hidden) for _ in range(c.n_interactions))
+        self.radial_basis = RadialBasis(c.n_radial, c.r_cut_bohr)
+        self.geometry = GeometryEncoder(irreps_out=c.irreps_geometry, n_elements=c.n_elements)
+        # channel index of every component of irreps_hidden (gates act per channel)
+        chan, n_chan = [], 0
+        for mul, ir in self.irreps_hidden:
+            chan += [n_chan + u for u in range(mul) for _ in range(ir.dim)]
+            n_chan += mul
+        self.register_buffer("channel_of_component", torch.as_tensor(chan, dtype=torch.long),
+                             persistent=False)
+        self.n_channels = n_chan
+        self.d_cond = self.geometry.d_invariant + 2 + c.n_radial + c.n_elements
+        self.gate_input = nn.Linear(n_chan, c.d_model)
+        kwargs = {"n_layers": c.n_layers, "out_dim": n_chan}
         if c.dynamics == "mamba":
             kwargs["d_state"] = c.d_state
         self.dynamics = make_dynamics(c.dynamics, c.d_model, self.d_cond, **kwargs)
-        # zero output layer: an untrained model predicts no change (persistence)
         head = self.dynamics.head if hasattr(self.dynamics, "head") else self.dynamics.mlp[-1]
-        for layer in (head, self.skip):
-            nn.init.zeros_(layer.weight)
-            nn.init.zeros_(layer.bias)
-        self.register_buffer("latent_scale", torch.ones(()))
-        self.register_buffer("velocity_scale", torch.ones(()))
-        self.register_buffer("delta_scale", torch.ones(()))
+        nn.init.zeros_(head.weight)   # gates start at 1: an untrained network is linear
+        nn.init.zeros_(head.bias)
+        self.register_buffer("input_scale", torch.ones((), dtype=torch.float64))
+        self.register_buffer("output_scale", torch.ones((), dtype=torch.float64))
 
     def __repr__(self) -> str:
         c = self.config
         n = sum(p.numel() for p in self.parameters())
-        return (f"RTMLModel(geometry {self.geometry.irreps_in} -> {c.irreps_geometry}, density -> "
-                f"{c.irreps_latent}, field 1x1o -> {c.irreps_field}, {c.dynamics} d_model={c.d_model}"
-                f" x {c.n_layers}, bundle={c.bundle}; {n} parameters)")
+        return (f"RTMLModel(learned ΔG: {c.learned}; ΔP' shell-pair irreps -> {c.irreps_hidden} "
+                f"x {c.n_interactions} interactions -> ΔG'; gates: {c.dynamics} d_model={c.d_model}"
+                f" x {c.n_layers}; {n} parameters)")
 
-    # -- pieces ------------------------------------------------------------------------
-    def _token_features(self, batch: MoleculeBatch):
-        """Geometry node features and per-token conditioning (B, T, d_cond)."""
-        geo = self.geometry(batch.positions_angstrom, batch.atomic_numbers)
-        scalars = geo.node[..., :self.n_geometry_scalars]                 # (B, A, s)
-        src, dst = (torch.as_tensor(x, dtype=torch.long) for x in batch.layout.edge_index)
-        n_atoms, n_edges = scalars.shape[1], len(src)
-        node_cond = torch.cat([scalars, torch.zeros_like(geo.edge_radial[:, 0, :, :]),
-                               scalars.new_tensor([1.0, 0.0]).expand(*scalars.shape[:2], 2)], -1)
-        edge_cond = torch.cat([0.5 * (scalars[:, src] + scalars[:, dst]),
-                               geo.edge_radial[:, src, dst],
-                               scalars.new_tensor([0.0, 1.0]).expand(scalars.shape[0], n_edges, 2)], -1)
-        tokens = torch.cat([node_cond, edge_cond], dim=1)                  # (B, T, .)
-        glob = geo.invariant[:, None, :].expand(-1, n_atoms + n_edges, -1)
-        return geo.node, torch.cat([glob, tokens], dim=-1)
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.gate_input.weight.dtype
 
-    def _field_tokens(self, field: torch.Tensor, node_feats: torch.Tensor, layout) -> torch.Tensor:
-        """(B, L, 3) field -> (B, L, T, d_field) per token."""
-        per_atom = self.field(field, node_feats)                           # (B, L, A, f)
+    def check_layout(self, layout: BasisLayout) -> None:
+        """Fail with one clear line when a molecule has more shell-pair irreps of some kind on
+        one atom or atom pair than the model has channels (the codec would lose them)."""
+        key = ("rtml_channels", str(self.irreps_hidden), self.config.learned)
+        if key in layout._cache:
+            return
+        have = {(ir.l, ir.p): mul for mul, ir in self.irreps_hidden}
+        need = required_channels(layout, self.config.learned != "xc")
+        short = [f"{n}x{L}{'e' if p == 1 else 'o'}" for (L, p), n in sorted(need.items())
+                 if have.get((L, p), 0) < n]
+        if short:
+            raise InputError(f"{layout!r} needs at least {', '.join(short)} in irreps_hidden "
+                             f"(model has {self.irreps_hidden}); retrain with more channels")
+        layout._cache[key] = True
+
+    # -- geometry-dependent pieces, computed once per call ------------------------------------
+    def _geometry_terms(self, system: MoleculeSystem):
+        """Spherical harmonics and descriptors of every message, codec weights, gate
+        conditioning (B*S*T, d_cond)."""
+        c, layout = self.config, system.layout
+        self.check_layout(layout)
+        dt = self.dtype
+        msg = _messages(layout)
+        pos = system.positions_angstrom.to(dt) * ANGSTROM_BOHR               # (B, A, 3)
+        vec = pos[:, msg.atom_q] - pos[:, msg.atom_p]                        # (B, M, 3)
+        sh = o3.spherical_harmonics(self.irreps_sh, vec, normalize=True, normalization="component")
+        z = torch.as_tensor(layout.atomic_numbers, dtype=torch.long)
+        oh = torch.nn.functional.one_hot(z - 1, c.n_elements).to(dt)         # (A, n_el)
+        kind = torch.nn.functional.one_hot(msg.kind, N_MESSAGE_KINDS).to(dt)
+        b = pos.shape[0]
+        desc = torch.cat([self.radial_basis(vec.norm(dim=-1)),
+                          torch.cat([oh[msg.atom_p], oh[msg.atom_q], kind], -1).expand(b, -1, -1)], -1)
+        weights = {name: getattr(self, name).group_weights(layout, system.positions_angstrom.to(dt))
+                   for name in ("encoder", "encoder_other_spin", "decoder")}
+        geo = self.geometry(system.positions_angstrom.to(dt), z)
         src, dst = (torch.as_tensor(x, dtype=torch.long) for x in layout.edge_index)
-        per_edge = 0.5 * (per_atom[:, :, src] + per_atom[:, :, dst])
-        return torch.cat([per_atom, per_edge], dim=2)
+        n_atoms, n_edges = layout.n_atoms, layout.n_edges
+        r_edge = (pos[:, dst] - pos[:, src]).norm(dim=-1)
+        tok = torch.cat([
+            torch.cat([torch.tensor([1.0, 0.0], dtype=dt).expand(b, n_atoms, 2),
+                       torch.zeros(b, n_atoms, c.n_radial, dtype=dt), oh.expand(b, -1, -1)], -1),
+            torch.cat([torch.tensor([0.0, 1.0], dtype=dt).expand(b, n_edges, 2),
+                       self.radial_basis(r_edge), (oh[src] + oh[dst]).expand(b, -1, -1)], -1)], 1)
+        cond = torch.cat([geo.invariant[:, None].expand(-1, tok.shape[1], -1), tok], -1)  # (B,T,.)
+        return msg, sh, desc, weights, cond
 
-    def encode(self, rho: torch.Tensor, batch: MoleculeBatch, weights=None) -> torch.Tensor:
-        """(B, L, n_spin, n, n) complex -> latent tokens (B, L, n_spin, T, d_latent).
+    # -- the learned response ---------------------------------------------------------------
+    def _features(self, dp: torch.Tensor, system: MoleculeSystem, geo) -> torch.Tensor:
+        """ΔP' (B, R, S, n, n) complex -> token channels (B, R, S, T, d) after the interactions."""
+        msg, sh, desc, weights, _ = geo
+        b, r, s, n = dp.shape[0], dp.shape[1], dp.shape[2], dp.shape[-1]
+        x = dp / self.input_scale
+        x = x.real.to(self.dtype) if self.config.learned == "xc" else x.to(
+            torch.complex128 if self.dtype == torch.float64 else torch.complex64)
+        flat = x.reshape(b * r, s, n, n)
+        pos = system.positions_angstrom.to(self.dtype).repeat_interleave(r, 0)
+        rep = lambda ws: [w.repeat_interleave(r, 0) for w in ws]
+        lat = self.encoder(flat, system.layout, pos, rep(weights["encoder"]))
+        node, edge = lat.node, lat.edge
+        if s == 2:
+            other = self.encoder_other_spin(flat.flip(1), system.layout, pos,
+                                            rep(weights["encoder_other_spin"]))
+            node, edge = node + other.node, edge + other.edge
+        h = torch.cat([node, edge], dim=2).reshape(b, r * s, -1, node.shape[-1])
+        for layer in self.interactions:
+            h = layer(h, system.layout.n_atoms, msg, sh, desc)
+        return h.reshape(b, r, s, h.shape[2], h.shape[3])
 
-        ``weights``: the encoder's ``group_weights`` for L = 1 (a rollout reuses them)."""
-        b, length = rho.shape[:2]
-        pos = batch.positions_angstrom.repeat_interleave(length, dim=0)
-        lat = self.encoder(rho.reshape(b * length, *rho.shape[2:]), batch.layout, pos, weights)
-        z = torch.cat([lat.node, lat.edge], dim=2)                          # (B*L, S, T, d)
-        return z.reshape(b, length, *z.shape[1:])
+    def _invariants(self, h: torch.Tensor) -> torch.Tensor:
+        """Channel norms (..., d) -> (..., n_channels), compressed with asinh."""
+        sq = torch.zeros(*h.shape[:-1], self.n_channels, dtype=h.dtype, device=h.device)
+        sq = sq.index_add(-1, self.channel_of_component, h * h)
+        return torch.asinh(sq.clamp_min(0).sqrt())
 
-    def decode(self, z: torch.Tensor, batch: MoleculeBatch, weights=None) -> torch.Tensor:
-        """Latent tokens (B, L, n_spin, T, d) -> Hermitian AO densities (B, L, n_spin, n, n).
+    def _decode(self, h: torch.Tensor, gates: torch.Tensor, system: MoleculeSystem, geo) -> torch.Tensor:
+        """Gated channels (B, R, S, T, d) -> learned ΔG' (B, R, S, n, n) complex128."""
+        b, r, s, t, d = h.shape
+        h = h * (1.0 + gates[..., self.channel_of_component])
+        n_atoms = system.layout.n_atoms
+        flat = h.reshape(b * r, s, t, d)
+        pos = system.positions_angstrom.to(self.dtype).repeat_interleave(r, 0)
+        w = [x.repeat_interleave(r, 0) for x in geo[3]["decoder"]]
+        g = self.decoder(DensityLatent(flat[:, :, :n_atoms], flat[:, :, n_atoms:]), system.layout, pos, w)
+        g = g.to(torch.complex128).reshape(b, r, s, *g.shape[-2:])
+        if self.config.learned == "xc":
+            g = torch.complex(g.real, torch.zeros_like(g.real))
+        return self.output_scale * g
 
-        ``weights``: the decoder's ``group_weights`` for L = 1 (a rollout reuses them)."""
-        b, length = z.shape[:2]
-        n_atoms = batch.layout.n_atoms
-        flat = z.reshape(b * length, *z.shape[2:])
-        pos = batch.positions_angstrom.repeat_interleave(length, dim=0)
-        rho = self.decoder(DensityLatent(flat[:, :, :n_atoms], flat[:, :, n_atoms:]), batch.layout, pos,
-                           weights)
-        return rho.reshape(b, length, *rho.shape[1:])
+    def delta_fock(self, dp: torch.Tensor, gates: torch.Tensor, h: torch.Tensor | None,
+                   system: MoleculeSystem, geo) -> torch.Tensor:
+        """ΔG' (B, R, S, n, n): learned part plus, for ``learned="xc"``, exact J/K."""
+        if h is None:
+            h = self._features(dp, system, geo)
+        g = self._decode(h, gates, system, geo)
+        if self.config.learned == "xc":
+            g = g + apply_coulomb_exchange(dp.to(torch.complex128), system.w_same, system.w_total)
+        return g
 
-    def project(self, rho: torch.Tensor, batch: MoleculeBatch) -> torch.Tensor:
-        """Physics projection of (B, L, n_spin, n, n) densities, in float64."""
-        length = rho.shape[1]
-        s = batch.overlap[:, None].expand(-1, length, -1, -1)
-        n = batch.n_per_spin[:, None].expand(-1, length, -1)
-        return project_density(rho, s, n, mcweeny_iterations=self.config.mcweeny_iterations)
+    def delta_fock_ungated(self, rho: torch.Tensor, system: MoleculeSystem) -> torch.Tensor:
+        """ΔG' (B, R, S, n, n) of independent frames (B, R, S, n, n) with all gates at 1:
+        the linear part of the network alone (fitted first, on random frames)."""
+        geo = self._geometry_terms(system)
+        dp = rho - system.rho0[:, None].to(rho.dtype)
+        h = self._features(dp, system, geo)
+        return self.delta_fock(dp, torch.zeros(*h.shape[:-1], self.n_channels, dtype=h.dtype), h,
+                               system, geo)
 
-    # -- training: parallel over time ----------------------------------------------------
-    def reference_latent(self, rho_initial: torch.Tensor, batch: MoleculeBatch) -> torch.Tensor:
-        """Latent (B, n_spin, T, d) of Re P(t_0), the real ground-state-like reference."""
-        real = rho_initial.real.to(rho_initial.dtype) if rho_initial.is_complex() else rho_initial
-        return self.encode(real[:, None], batch)[:, 0]
-
-    def _inputs(self, z, z_prev, z_ref, f_now, f_next):
-        """Dynamics inputs from latents (B, L, S, T, d), the latents one frame earlier and the
-        field tokens (B, L, T, f): features (N, L, d_input) for the skip path and embedded,
-        token-mixed inputs (N, L, d_model) for the Mamba stack, N = B*S*T."""
-        b, length, n_spin, n_tok, d = z.shape
-        dz = (z - z_ref[:, None]) / self.latent_scale
-        velocity = (z - z_prev) / self.velocity_scale
-        f_now = f_now[:, :, None].expand(-1, -1, n_spin, -1, -1)
-        f_next = f_next[:, :, None].expand(-1, -1, n_spin, -1, -1)
-        feats = torch.cat([dz, f_now.to(dz.dtype), f_next.to(dz.dtype), velocity], dim=-1)
-        x = self.input(feats)                                               # (B, L, S, T, m)
-        if len(self.mixing):
-            groups = x.permute(0, 2, 1, 3, 4).reshape(b * n_spin * length, n_tok, -1)
-            for layer in self.mixing:
-                groups = layer(groups)
-            x = groups.reshape(b, n_spin, length, n_tok, -1).permute(0, 2, 1, 3, 4)
-        def per_token(t):
-            return t.permute(0, 2, 3, 1, 4).reshape(b * n_spin * n_tok, length, -1)
-        return per_token(feats), per_token(x)
-
-    def _skip(self, feats: torch.Tensor) -> torch.Tensor:
-        """Linear update (N, L, [bundle,] d) from the input features (N, L, d_input)."""
-        out = self.skip(feats)
-        if self.config.bundle > 1:
-            out = out.reshape(*out.shape[:-1], self.config.bundle, self.d_latent)
-        return out
-
-    def predict_latents(self, z: torch.Tensor, field: torch.Tensor, batch: MoleculeBatch,
-                        z_ref: torch.Tensor, z_prev: torch.Tensor | None = None) -> torch.Tensor:
-        """Teacher-forced predictions of z(t_{k+j}) for all k in parallel.
-
-        Args:
-            z: (B, L, n_spin, T, d) latents of the input frames k = 0..L-1.
-            field: (B, L + bundle, 3) field at t_0 .. t_{L-1+bundle}.
-            z_ref: (B, n_spin, T, d) reference latent (:meth:`reference_latent`).
-            z_prev: (B, L, n_spin, T, d) latents one frame earlier (default: ``z`` shifted by
-                one frame, with zero velocity at the first frame).
-
-        Returns:
-            (B, L, bundle, n_spin, T, d) predicted updates z(t_{k+j}) - z(t_k), j = 1..bundle.
-        """
-        c = self.config
-        b, length, n_spin, n_tok, d = z.shape
-        node_feats, cond = self._token_features(batch)
-        ftok = self._field_tokens(field, node_feats, batch.layout)         # (B, L+k, T, f)
-        if z_prev is None:
-            z_prev = torch.cat([z[:, :1], z[:, :-1]], dim=1)
-        feats, x = self._inputs(z, z_prev, z_ref, ftok[:, :length], ftok[:, 1:length + 1])
-        cond = cond[:, None].expand(-1, n_spin, -1, -1).reshape(b * n_spin * n_tok, -1)
-        delta = self.dynamics(x, cond.to(x.dtype)) + self._skip(feats)     # (N, L[, k], d)
-        if c.bundle == 1:
-            delta = delta[:, :, None]
-        delta = delta.reshape(b, n_spin, n_tok, length, c.bundle, d).permute(0, 3, 4, 1, 2, 5)
-        return self.delta_scale * delta
-
-    def forward(self, rho: torch.Tensor, field: torch.Tensor, batch: MoleculeBatch,
-                rho_initial: torch.Tensor | None = None, rho_previous: torch.Tensor | None = None):
-        """One-step-ahead predictions of a window, in parallel (teacher forcing).
-
-        Args:
-            rho: (B, L+bundle, n_spin, n, n) densities of the window.
-            field: (B, L+bundle, 3).
-            rho_initial: (B, n_spin, n, n) the trajectory's first density (default rho[:, 0]).
-            rho_previous: (B, n_spin, n, n) the density one frame before the window (default
-                rho[:, 0]: zero velocity, as at the start of a trajectory).
-
-        Returns:
-            raw: (B, L, bundle, n_spin, n, n) decoded predictions of P(t_{k+j}) before
-                projection; projected: the same after the physics projection.
-        """
-        k = self.config.bundle
-        length = rho.shape[1] - k
-        if length < 1:
-            raise InputError(f"a window needs more than bundle={k} frames")
-        z = self.encode(rho[:, :length], batch)
-        z_ref = self.reference_latent(rho[:, 0] if rho_initial is None else rho_initial, batch)
-        first = z[:, :1] if rho_previous is None else self.encode(rho_previous[:, None], batch)
-        dz = self.predict_latents(z, field, batch, z_ref, torch.cat([first, z[:, :-1]], dim=1))                      # (B, L, k, S, T, d)
-        b = dz.shape[0]
-        change = self.decode(dz.reshape(b, length * k, *dz.shape[3:]), batch)
-        shape = (b, length, k, *change.shape[2:])
-        raw = rho[:, :length, None].to(torch.complex128) + change.reshape(shape).to(torch.complex128)
-        projected = self.project(raw.reshape(b, length * k, *raw.shape[3:]), batch)
-        return raw, projected.reshape(shape)
-
-    # -- rollout: recurrent ----------------------------------------------------------------
+    # -- the network as two matrices, for rollouts without gradients -----------------------
     @torch.no_grad()
-    def rollout(self, rho0: torch.Tensor, field: torch.Tensor, batch: MoleculeBatch) -> torch.Tensor:
-        """Free rollout from P(t_0) under a field sequence, recurrent mode.
+    def linear_maps(self, system: MoleculeSystem, chunk: int = 128) -> "LinearMaps":
+        r"""The network's linear stages as matrices for one geometry (``system.batch == 1``).
+
+        Everything but the gate is linear in ΔP', so for a fixed geometry
+        :math:`h = A\,x(\Delta P')` (encoder and interactions) and
+        :math:`\Delta G'_\text{learned} = B\,[(1+\gamma)\odot h]` (decoder), with x the
+        real coordinates of ΔP' (upper triangle of Re ΔP', and of Im ΔP' for
+        ``learned="two-electron"``). A rollout then costs two matrix products per network
+        call instead of the e3nn graph; the result is the same to rounding (tested).
+        """
+        if system.batch != 1:
+            raise ValueError("linear_maps takes one geometry")
+        n, s_spin = system.layout.nbf, system.n_spin
+        geo = self._geometry_terms(system)
+        basis = hermitian_basis(n, imaginary=self.config.learned != "xc")        # (m, n, n)
+        cols_same, cols_other = [], []
+        for k in range(0, len(basis), chunk):
+            e = basis[k:k + chunk]
+            dp = torch.zeros(1, len(e), s_spin, n, n, dtype=torch.complex128)
+            dp[0, :, 0] = e
+            h = self._features(dp, system, geo)[0]                                # (R, S, T, d)
+            cols_same.append(h[:, 0].reshape(len(e), -1))
+            if s_spin == 2:
+                cols_other.append(h[:, 1].reshape(len(e), -1))
+        a_same = torch.cat(cols_same).T.contiguous()                              # (T*d, m)
+        a_other = torch.cat(cols_other).T.contiguous() if s_spin == 2 else None
+        n_tok = system.layout.n_atoms + system.layout.n_edges
+        d = self.irreps_hidden.dim
+        # the decoder is block diagonal (a token's channels make only its own shell-pair
+        # blocks): channel c of every token at once gives row c of every token's block
+        unit = torch.eye(d, dtype=self.dtype)[:, None, None, :].expand(d, 1, n_tok, d)
+        g = self._decode(unit[None], torch.zeros(1, d, 1, n_tok, self.n_channels, dtype=self.dtype),
+                         system, geo)
+        rows = hermitian_coordinates(g[0, :, 0], imaginary=self.config.learned != "xc")  # (d, m_out)
+        token = output_tokens(system.layout, n, self.config.learned != "xc")            # (m_out,)
+        return LinearMaps(a_same.to(torch.float32),
+                          None if a_other is None else a_other.to(torch.float32),
+                          rows.T.contiguous().to(torch.float64), token, n_tok, d)
+
+    @torch.no_grad()
+    def delta_fock_linear(self, dp: torch.Tensor, maps: "LinearMaps", system: MoleculeSystem) -> torch.Tensor:
+        """Ungated ΔG' (B, ..., S, n, n) of ΔP' (B, ..., S, n, n) through :meth:`linear_maps`
+        (same value as :meth:`delta_fock_ungated`, without the e3nn graph)."""
+        imaginary = self.config.learned != "xc"
+        x = hermitian_coordinates(dp, imaginary).to(torch.float32)
+        h = x @ maps.a_same.T
+        if maps.a_other is not None:
+            h = h + x.flip(-2) @ maps.a_other.T
+        h = h.to(torch.float64).reshape(*h.shape[:-1], maps.n_tokens, maps.dim)
+        y = (h[..., maps.token, :] * maps.b).sum(-1)
+        g = from_hermitian_coordinates(y, dp.shape[-1], imaginary)
+        if self.config.learned == "xc":
+            g = g + apply_coulomb_exchange(dp, system.w_same, system.w_total)
+        return g
+
+    def _shared_maps(self, system: MoleculeSystem) -> "LinearMaps | None":
+        """:meth:`linear_maps` when every member of the batch is the same geometry (a batch of
+        fields, as the engine runs them), else None (the e3nn graph is used)."""
+        pos = system.positions_angstrom
+        if not bool((pos == pos[:1]).all()):
+            return None
+        return self.linear_maps(system.select([0]))
+
+    def _fast_response(self, dp: torch.Tensor, maps: "LinearMaps", system: MoleculeSystem, cond, cache):
+        """ΔG' (B, S, n, n) of ΔP' (B, S, n, n) through :meth:`linear_maps` and one gate step."""
+        imaginary = self.config.learned != "xc"
+        x = hermitian_coordinates(dp, imaginary).to(torch.float32)               # (B, S, m)
+        h = x @ maps.a_same.T
+        if maps.a_other is not None:
+            h = h + x.flip(1) @ maps.a_other.T
+        b, s = h.shape[:2]
+        h = h.to(torch.float64).reshape(b, s, maps.n_tokens, maps.dim)
+        gates, cache = self._gate_step(self._invariants(h.to(self.dtype)), cond, cache)
+        hg = h * (1.0 + gates[..., self.channel_of_component].to(h.dtype))
+        #: y[b, s, k] = sum_c hg[b, s, token(k), c] B[k, c]
+        y = (hg[:, :, maps.token] * maps.b).sum(-1)
+        g = from_hermitian_coordinates(y, dp.shape[-1], imaginary)
+        if self.config.learned == "xc":
+            g = g + apply_coulomb_exchange(dp[:, None], system.w_same, system.w_total)[:, 0]
+        return g, cache
+
+    # -- gates along time -------------------------------------------------------------------
+    def _gate_sequence(self, inv: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Parallel scan: invariants (B, L, S, T, C), cond (B, T, d_cond) -> gates (B, L, S, T, C)."""
+        b, length, s, t, ch = inv.shape
+        x = self.gate_input(inv.permute(0, 2, 3, 1, 4).reshape(b * s * t, length, ch))
+        cnd = cond[:, None].expand(b, s, t, -1).reshape(b * s * t, -1)
+        out = self.dynamics(x, cnd)
+        return out.reshape(b, s, t, length, ch).permute(0, 3, 1, 2, 4)
+
+    def _gate_step(self, inv: torch.Tensor, cond: torch.Tensor, cache):
+        """Recurrent step: invariants (B, S, T, C) -> gates (B, S, T, C), new cache."""
+        b, s, t, ch = inv.shape
+        x = self.gate_input(inv.reshape(b * s * t, ch))
+        cnd = cond[:, None].expand(b, s, t, -1).reshape(b * s * t, -1)
+        out, cache = self.dynamics.step(x, cnd, cache)
+        return out.reshape(b, s, t, ch), cache
+
+    def init_cache(self, system: MoleculeSystem):
+        n_tok = system.layout.n_atoms + system.layout.n_edges
+        return self.dynamics.init_cache(system.batch * system.n_spin * n_tok, dtype=self.dtype)
+
+    # -- the exact step -------------------------------------------------------------------
+    @staticmethod
+    def hamiltonian(delta_g: torch.Tensor, system: MoleculeSystem, field_mid: torch.Tensor) -> torch.Tensor:
+        r""":math:`\bar F_0' + \Delta G' + \mathbf E\cdot\mathbf D'`; delta_g (B, ..., S, n, n),
+        field_mid (B, ..., 3)."""
+        lead = delta_g.dim() - 4
+        f0 = system.fock0.reshape(system.batch, *([1] * lead), *system.fock0.shape[1:])
+        dip = system.dipole.reshape(system.batch, *([1] * lead), 3, *system.dipole.shape[-2:])
+        field = torch.einsum("...k,...kij->...ij", field_mid.to(torch.float64), dip)[..., None, :, :]
+        return f0 + delta_g + field
+
+    def teacher_forced(self, rho: torch.Tensor, field_mid: torch.Tensor, system: MoleculeSystem,
+                       dt: float):
+        """Parallel, teacher-forced pass over reference frames.
 
         Args:
-            rho0: (B, n_spin, n, n) initial densities.
-            field: (B, T, 3) field at t_0 .. t_{T-1}.
+            rho: (B, L, S, n, n) complex Löwdin densities of frames 0..L-1.
+            field_mid: (B, L-1, 3) the field at the midpoints of steps k -> k+1.
 
         Returns:
-            (B, T, n_spin, n, n) complex128 projected densities; element 0 is ``rho0``.
+            ``(delta_g, rho_next)``: ΔG' at every frame (B, L, S, n, n) and the one-step
+            predictions of frames 1..L-1 (B, L-1, S, n, n). The corrector's network call
+            uses the gates of the true next frame (a parallel scan cannot branch).
         """
-        b, n_steps = field.shape[:2]
-        node_feats, cond = self._token_features(batch)
-        ftok = self._field_tokens(field, node_feats, batch.layout)
-        # the codec's weights depend on the geometry only: computed once for all steps
-        enc_w = self.encoder.group_weights(batch.layout, batch.positions_angstrom)
-        dec_w = self.decoder.group_weights(batch.layout, batch.positions_angstrom)
-        z = self.encode(rho0[:, None], batch, enc_w)[:, 0]                  # (B, S, T, d)
-        n_spin, n_tok, d = z.shape[1:]
-        z_ref = self.reference_latent(rho0, batch)
-        cond = cond[:, None].expand(-1, n_spin, -1, -1).reshape(b * n_spin * n_tok, -1)
-        cache = self.dynamics.init_cache(b * n_spin * n_tok, dtype=self.input.weight.dtype)
-        out = [rho0.to(torch.complex128)]
-        z_prev = z
-        for k in range(n_steps - 1):
-            feats, x = self._inputs(z[:, None], z_prev[:, None], z_ref, ftok[:, k:k + 1],
-                                    ftok[:, k + 1:k + 2])
-            delta, cache = self.dynamics.step(x[:, 0], cond.to(x.dtype), cache)
-            delta = delta + self._skip(feats)[:, 0]
-            if self.config.bundle > 1:
-                delta = delta[:, 0]
-            change = self.decode((self.delta_scale * delta.reshape(b, n_spin, n_tok, d))[:, None], batch,
-                                 dec_w)
-            rho_next = self.project(out[-1][:, None] + change.to(torch.complex128), batch)[:, 0]
-            out.append(rho_next.to(torch.complex128))
-            # re-encode the physical (projected) density
-            z_prev, z = z, self.encode(rho_next[:, None], batch, enc_w)[:, 0]
+        geo = self._geometry_terms(system)
+        dp = rho - system.rho0[:, None].to(rho.dtype)
+        h = self._features(dp, system, geo)
+        gates = self._gate_sequence(self._invariants(h), geo[4])
+        g = self.delta_fock(dp, gates, h, system, geo)
+        p = rho[:, :-1]
+        pred = exponential_step(p, self.hamiltonian(g[:, :-1], system, field_mid), dt)
+        g_pred = self.delta_fock(pred - system.rho0[:, None].to(pred.dtype), gates[:, 1:], None, system, geo)
+        nxt = exponential_step(p, self.hamiltonian(0.5 * (g[:, :-1] + g_pred), system, field_mid), dt)
+        return g, nxt
+
+    def rollout(self, rho0: torch.Tensor, field_mid: torch.Tensor, system: MoleculeSystem,
+                dt: float, save_every: int = 1, callback=None, maps: "LinearMaps | None" = None) -> torch.Tensor:
+        """Free rollout from P'(t_0), recurrent (constant cost per step).
+
+        Args:
+            rho0: (B, S, n, n) complex Löwdin densities at t_0.
+            field_mid: (B, N, 3) the field at t_0 + (k + 1/2) dt, k = 0..N-1.
+            save_every: keep every ``save_every``-th density (N a multiple of it).
+            callback: optional callable(k) after every step (progress).
+            maps: :meth:`linear_maps` of the (single) geometry of the batch, when the caller
+                has them (computed here when gradients are off and every member has the
+                same geometry).
+
+        Returns:
+            (B, N // save_every + 1, S, n, n) complex128 Löwdin densities; element 0 is
+            ``rho0``.
+        """
+        geo = self._geometry_terms(system)
+        cond = geo[4]
+        cache = self.init_cache(system)
+        p = rho0.to(torch.complex128)
+        out = [p]
+        ref = system.rho0.to(torch.complex128)
+        if maps is None and not torch.is_grad_enabled():
+            maps = self._shared_maps(system)
+
+        def response(p_now, cache_now):
+            if maps is not None:
+                return self._fast_response(p_now - ref, maps, system, cond, cache_now)
+            dp = (p_now - ref)[:, None]
+            h = self._features(dp, system, geo)
+            gates, cache_next = self._gate_step(self._invariants(h[:, 0]), cond, cache_now)
+            return self.delta_fock(dp, gates[:, None], h, system, geo)[:, 0], cache_next
+
+        for k in range(field_mid.shape[1]):
+            e = field_mid[:, k]
+            g, cache_next = response(p, cache)
+            pred = exponential_step(p, self.hamiltonian(g, system, e), dt)
+            g_pred, _ = response(pred, cache_next)
+            p = exponential_step(p, self.hamiltonian(0.5 * (g + g_pred), system, e), dt)
+            cache = cache_next
+            if (k + 1) % save_every == 0:
+                out.append(p)
+            if callback is not None:
+                callback(k + 1)
         return torch.stack(out, dim=1)
 
     @torch.no_grad()
-    def set_scales(self, rho: torch.Tensor, batch: MoleculeBatch,
-                   rho_initial: torch.Tensor | None = None) -> None:
-        r"""Set the input and output scales from a batch of training windows (B, L, S, n, n).
-
-        :math:`s_z` is the standard deviation of :math:`z_k - z_\text{ref}` (so Mamba sees O(1)
-        inputs); :math:`s_\Delta` makes a unit-variance latent update decode to the typical
-        one-step density change, :math:`s_\Delta = \mathrm{std}(P_{k+1} - P_k) /
-        \mathrm{std}(D(\xi))`, :math:`\xi \sim N(0, 1)`.
-        """
-        z = self.encode(rho, batch)
-        z_ref = self.reference_latent(rho[:, 0] if rho_initial is None else rho_initial, batch)
-        self.latent_scale.fill_(float((z - z_ref[:, None]).std().clamp_min(1e-12)))
-        self.velocity_scale.fill_(float((z[:, 1:] - z[:, :-1]).std().clamp_min(1e-12)))
-        step = (rho[:, 1:] - rho[:, :-1]).abs().std()
-        generator = torch.Generator().manual_seed(0)
-        unit = torch.randn(z[:, :1].shape, generator=generator, dtype=z.dtype)
-        gain = self.decode(unit, batch).abs().std()
-        self.delta_scale.fill_(float(step / gain.clamp_min(1e-30)) if step > 0 else 1.0)
+    def set_scales(self, delta_rho: torch.Tensor, delta_g: torch.Tensor | None) -> None:
+        """Input scale: RMS of ΔP' elements; output scale: RMS of the learned target ΔG'
+        (the input scale when no target is known)."""
+        s_in = float(delta_rho.abs().pow(2).mean().sqrt())
+        self.input_scale.fill_(s_in if s_in > 0 else 1.0)
+        s_out = float(delta_g.abs().pow(2).mean().sqrt()) if delta_g is not None else s_in
+        self.output_scale.fill_(s_out if s_out > 0 else 1.0)
 
     def state_dict_for_checkpoint(self) -> dict:
         return {"model": "rtml", "config": asdict(self.config), "state_dict": self.state_dict()}
 
 
-class TrajectoryData(NamedTuple):
-    """One reference trajectory with everything a model needs (numpy, atomic units; Å)."""
+# ------------------------------------------------------------------------------ data glue
+def midpoint_fields(traj) -> np.ndarray:
+    """(T-1, 3) field at the midpoints of the saved steps of a trajectory (a.u.).
 
-    molecule: str
-    rho: np.ndarray                 # (T, n_spin, n, n) complex
-    field: np.ndarray               # (T, 3)
-    positions_angstrom: np.ndarray  # (n_atoms, 3)
-    atomic_numbers: np.ndarray      # (n_atoms,)
-    basis_atom_index: np.ndarray
-    basis_angular_momentum: np.ndarray
-    basis_magnetic_quantum: np.ndarray
-    overlap: np.ndarray             # (n, n)
-    n_electrons: int
-    multiplicity: int
+    From the stored field description (exact, as the engine applies it) when the record has
+    one, else the mean of the stored end-point values.
+    """
+    time = np.asarray(traj.time, dtype=float) if getattr(traj, "time", None) is not None else None
+    spec = getattr(traj, "field_spec", None)
+    if spec and time is not None:
+        from rtml.fields import field_from_json
+
+        field = field_from_json(spec)
+        if field.is_resolved or field.is_kick or field.kind == "none":
+            mid = 0.5 * (time[1:] + time[:-1])
+            return np.asarray(field.values(mid), dtype=float).reshape(len(mid), 3)
+    f = np.asarray(traj.field, dtype=float)
+    return 0.5 * (f[1:] + f[:-1])
+
+
+def frame_spacing(traj) -> float:
+    """Time between saved frames (a.u.)."""
+    if getattr(traj, "time", None) is not None and len(traj.time) > 1:
+        return float(traj.time[1] - traj.time[0])
+    raise InputError(f"trajectory of {traj.molecule!r} has no time axis; cannot infer the step")
+
+
+def _mole(traj):
+    """The PySCF molecule of a trajectory record (Å, spherical AOs, as the engines build it)."""
+    from pyscf import gto
+
+    atoms = [(int(z), tuple(map(float, p))) for z, p in zip(traj.atomic_numbers, traj.positions_angstrom)]
+    return gto.M(atom=atoms, basis=str(traj.basis), charge=int(traj.charge),
+                 spin=int(traj.multiplicity) - 1, unit="Angstrom", cart=False, symmetry=False,
+                 verbose=0)
+
+
+def system_from_trajectories(trajs) -> MoleculeSystem:
+    """:class:`MoleculeSystem` of the geometries of trajectories of one molecule."""
+    first = trajs[0]
+    missing = [t.traj_id or t.molecule for t in trajs if t.rho_ground is None or t.fock_ground is None]
+    if missing:
+        raise InputError(f"trajectory {missing[0]} has no stored ground-state density/Fock matrix "
+                         "(regenerate it with this rtml version: the model needs them)")
+    layout = BasisLayout.from_metadata(first.basis_atom_index, first.basis_angular_momentum,
+                                       first.basis_magnetic_quantum, first.atomic_numbers)
+    mols = [_mole(t) for t in trajs]
+    n_spin = first.rho.shape[1]
+    return build_system(mols, first.xc, n_spin, layout, np.stack([t.positions_angstrom for t in trajs]),
+                        np.stack([t.overlap for t in trajs]), np.stack([t.rho_ground for t in trajs]),
+                        np.stack([t.fock_ground for t in trajs]),
+                        np.stack([t.dipole_origin_bohr for t in trajs]))
 
 
 class RTMLPropagator:
@@ -409,36 +843,38 @@ class RTMLPropagator:
 
     def __init__(self, model: RTMLModel):
         self.model = model.eval()
+        self._systems: dict = {}
 
-    def _batch(self, traj: TrajectoryData) -> MoleculeBatch:
-        layout = BasisLayout.from_metadata(traj.basis_atom_index, traj.basis_angular_momentum,
-                                           traj.basis_magnetic_quantum, traj.atomic_numbers)
-        return MoleculeBatch(layout, torch.as_tensor(traj.positions_angstrom, dtype=torch.float32)[None],
-                             torch.as_tensor(traj.atomic_numbers), torch.as_tensor(traj.overlap)[None],
-                             n_per_spin_tensor(traj.n_electrons, traj.multiplicity, traj.rho.shape[1], 1))
-
-    @torch.no_grad()
-    def one_step(self, traj: TrajectoryData) -> np.ndarray:
-        """Teacher-forced one-step predictions of frames 1..T-1 (parallel scan)."""
-        k = self.model.config.bundle
-        rho = torch.as_tensor(traj.rho)[None]
-        field = torch.as_tensor(traj.field)[None]
-        if k > 1:  # the last frames have no bundle targets: pad with the last field value
-            rho = torch.cat([rho, rho[:, -1:].expand(-1, k - 1, -1, -1, -1)], dim=1)
-            field = torch.cat([field, field[:, -1:].expand(-1, k - 1, -1)], dim=1)
-        _, projected = self.model(rho, field, self._batch(traj))
-        return projected[0, :len(traj.rho) - 1, 0].numpy()
+    def system(self, traj) -> MoleculeSystem:
+        key = (traj.molecule, np.asarray(traj.positions_angstrom).tobytes(), traj.basis)
+        if key not in self._systems:
+            self._systems = {key: system_from_trajectories([traj])}   # keep one geometry
+        return self._systems[key]
 
     @torch.no_grad()
-    def rollout_trajectory(self, traj: TrajectoryData) -> np.ndarray:
-        """Free recurrent rollout from the first frame under the reference field."""
-        out = self.model.rollout(torch.as_tensor(traj.rho[:1]), torch.as_tensor(traj.field)[None],
-                                 self._batch(traj))
-        return out[0].numpy()
+    def one_step(self, traj) -> np.ndarray:
+        """Teacher-forced one-step predictions of frames 1..T-1 (AO, complex)."""
+        system = self.system(traj)
+        rho = system.to_orthonormal_density(torch.as_tensor(traj.rho)[None].to(torch.complex128))
+        field = torch.as_tensor(midpoint_fields(traj))[None]
+        _, nxt = self.model.teacher_forced(rho, field, system, frame_spacing(traj))
+        return system.to_ao_density(nxt)[0].numpy()
+
+    @torch.no_grad()
+    def rollout_trajectory(self, traj) -> np.ndarray:
+        """Free recurrent rollout from the first frame under the reference field (AO)."""
+        system = self.system(traj)
+        rho0 = system.to_orthonormal_density(torch.as_tensor(traj.rho[:1]).to(torch.complex128))
+        field = torch.as_tensor(midpoint_fields(traj))[None]
+        out = self.model.rollout(rho0, field, system, frame_spacing(traj))
+        return system.to_ao_density(out)[0].numpy()
 
 
 def load_rtml(state: dict) -> RTMLPropagator:
     """Rebuild a trained model from its checkpoint dict."""
-    model = RTMLModel(ModelConfig(**state["config"]))
+    if "learned" not in state.get("config", {}):
+        raise InputError("this model.pt was written by an earlier rtml model design "
+                         "(latent codec); retrain it with `rtml train`")
+    model = RTMLModel(ModelConfig(**state["config"])).to(torch.float64)
     model.load_state_dict(state["state_dict"])
     return RTMLPropagator(model)

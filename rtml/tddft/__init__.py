@@ -20,6 +20,7 @@ from rtml.tddft._ground_state import (
     GroundState,
     electronic_dipole,
     excitation_energies,
+    ground_state_fock,
     run_ground_state,
 )
 from rtml.tddft._propagators import PROPAGATORS, exp_hermitian, step_etrs, step_magnus2
@@ -29,6 +30,7 @@ from rtml.tddft._spectrum import Spectrum, absorption_spectrum, find_peaks
 __all__ = [
     "FockContext", "build_fock_context", "fock_and_energy",
     "GroundState", "Excitations", "run_ground_state", "excitation_energies", "electronic_dipole",
+    "ground_state_fock",
     "PROPAGATORS", "exp_hermitian", "step_magnus2", "step_etrs",
     "PropagationSettings", "propagate", "apply_kicks", "fock_response", "Checkpoint", "PropagationState",
     "SimulationInputs", "simulate", "prepare_ground_state", "basis_metadata",

@@ -2,16 +2,18 @@
 
 A checkpoint is a directory holding
 
-- ``chunk-NNNNNN.density.npy`` and ``chunk-NNNNNN.frames.npz``: the frames saved since the
-  previous checkpoint (density (nsaved, nb, nspin, n, n) complex; time, field, energy,
-  dipole), each written to a temporary name and renamed;
+- ``chunk-NNNNNN.density.npy``, ``chunk-NNNNNN.fock.npy`` and ``chunk-NNNNNN.frames.npz``:
+  the frames saved since the previous checkpoint (density and AO Fock matrix, each
+  (nsaved, nb, nspin, n, n) complex; time, field, energy, dipole), each written to a
+  temporary name and renamed;
 - ``state.npz``: the full propagator state at the last checkpoint (step index, P' and the
   Fock history used for extrapolation, counters) and the number of valid chunks, written
   last, also atomically.
 
 A run killed between the chunk and the state writes leaves an extra chunk that the state
 does not count; it is ignored and overwritten on resume. The inputs' hash is stored so that
-a checkpoint is never resumed with different inputs.
+a checkpoint is never resumed with different inputs. A checkpoint written before frames
+carried their Fock matrix (no ``fock.npy`` chunks) is not resumed: the run starts over.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import numpy as np
 from rtml._atomic import atomic_write
 
 _FRAME_KEYS = ("time", "field", "energy", "dipole")
+#: Per-frame matrices, one ``.npy`` file per chunk each (memory-mapped when read).
+_MATRIX_KEYS = ("density", "fock")
 _MODEL_KEYS = ("model_error", "build_density", "build_fock")
 
 
@@ -86,8 +90,9 @@ class Checkpoint:
         """Append the frames saved since the last call, then record the state."""
         self.path.mkdir(parents=True, exist_ok=True)
         if frames and len(frames["time"]):
-            _atomic_save(self._chunk(self.n_chunks, "density.npy"),
-                         lambda fh: np.save(fh, frames["density"]))
+            for key in _MATRIX_KEYS:
+                _atomic_save(self._chunk(self.n_chunks, f"{key}.npy"),
+                             lambda fh, key=key: np.save(fh, frames[key]))
             _atomic_save(self._chunk(self.n_chunks, "frames.npz"),
                          lambda fh: np.savez(fh, **{k: frames[k] for k in _FRAME_KEYS}))
             self.n_chunks += 1
@@ -104,7 +109,11 @@ class Checkpoint:
         with np.load(self.path / "state.npz") as data:
             if str(data["input_hash"]) != self.input_hash:
                 return None
-            self.n_chunks = int(data["n_chunks"])
+            n_chunks = int(data["n_chunks"])
+            if not all(self._chunk(i, f"{key}.npy").is_file()
+                       for i in range(n_chunks) for key in _MATRIX_KEYS):
+                return None  # an older checkpoint without the frames' Fock matrices
+            self.n_chunks = n_chunks
             model = {k: data[k] for k in _MODEL_KEYS if k in data}
             return PropagationState(step=int(data["step"]), p_orth=data["p_orth"],
                                     fock_history=data["fock_history"], energy=data["energy"],
@@ -113,10 +122,11 @@ class Checkpoint:
     def read_frames(self, member: int | None = None) -> dict:
         """All checkpointed frames, concatenated in time; one batch member if given."""
         sel = slice(None) if member is None else member
-        parts = {k: [] for k in ("density",) + _FRAME_KEYS}
+        parts = {k: [] for k in _MATRIX_KEYS + _FRAME_KEYS}
         for i in range(self.n_chunks):
-            density = np.load(self._chunk(i, "density.npy"), mmap_mode="r")
-            parts["density"].append(np.array(density[:, sel]))
+            for key in _MATRIX_KEYS:
+                matrices = np.load(self._chunk(i, f"{key}.npy"), mmap_mode="r")
+                parts[key].append(np.array(matrices[:, sel]))
             with np.load(self._chunk(i, "frames.npz")) as data:
                 for k in _FRAME_KEYS:
                     parts[k].append(data[k] if k == "time" else data[k][:, sel])

@@ -27,6 +27,14 @@ the same trajectories as separate runs. The accepted :math:`F'(t+\Delta t)` is
 :math:`F'[P'(t+\Delta t)]` (within ``pc_tol`` when it comes from the linear model, whose
 energy is expanded to second order around the build), so the stored energy is that of the
 stored density.
+
+Every saved frame also records its Fock matrix, converted to the AO basis
+(:func:`fock_to_ao`): the electronic :math:`F[P(t)]` (core Hamiltonian + two-electron
+part, no field term), complex Hermitian. It is the matrix the step accepted for that time
+point: a full build at :math:`P(t)` (always for the first frame), or the linear-response
+corrector's fixed point :math:`F'_b + \mathcal L'[P' - P'_b]` when that was accepted without
+another build; either way it equals a fresh exact build at the frame's density to within
+the corrector's tolerance (measured in ``tests/tddft/test_fock_frames.py``).
 """
 
 from __future__ import annotations
@@ -121,6 +129,11 @@ def to_orthonormal(ctx: FockContext, mat_ao: np.ndarray, density: bool) -> np.nd
 def density_to_ao(ctx: FockContext, p_orth: np.ndarray) -> np.ndarray:
     """P = S^-1/2 P' S^-1/2."""
     return ctx.orth @ p_orth @ ctx.orth
+
+
+def fock_to_ao(ctx: FockContext, f_orth: np.ndarray) -> np.ndarray:
+    """F = S^1/2 F' S^1/2 (inverse of ``to_orthonormal(ctx, F, density=False)``)."""
+    return ctx.orth_inv @ f_orth @ ctx.orth_inv
 
 
 def build_orthonormal(ctx: FockContext, p_orth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -232,7 +245,8 @@ class _FrameBuffer:
         self.clear()
 
     def clear(self):
-        self.rows = {"density": [], "time": [], "field": [], "energy": [], "dipole": []}
+        self.rows = {"density": [], "fock": [], "time": [], "field": [], "energy": [],
+                     "dipole": []}
 
     def append(self, **row):
         for k, v in row.items():
@@ -258,7 +272,9 @@ def propagate(ground_state: GroundState, fields: list[Field], settings: Propagat
 
     Returns:
         frames: dict with ``density`` (n_frames, nb, nspin, nao, nao) complex AO densities,
-            ``time`` (n_frames,), ``field`` (n_frames, nb, 3), ``energy`` (n_frames, nb),
+            ``fock`` (n_frames, nb, nspin, nao, nao) complex AO Fock matrices F[P(t)]
+            without the field term (the matrix the step accepted, see the module
+            docstring), ``time`` (n_frames,), ``field`` (n_frames, nb, 3), ``energy`` (n_frames, nb),
             ``dipole`` (n_frames, nb, 3).
         stats: dict with ``n_builds``, ``builds_per_step``, ``wall_time_s`` (the time loop)
             and ``response_setup_s`` (building the linear-response model, once per ground
@@ -278,11 +294,11 @@ def propagate(ground_state: GroundState, fields: list[Field], settings: Propagat
 
     buffer = _FrameBuffer()
 
-    def record(step, p_orth, energy):
+    def record(step, p_orth, energy, fock_orth):
         p_ao = density_to_ao(ctx, p_orth)
         t = step * dt
-        buffer.append(density=p_ao, time=t, field=field_vectors(t), energy=energy,
-                      dipole=electronic_dipole(p_ao, ctx))
+        buffer.append(density=p_ao, fock=fock_to_ao(ctx, fock_orth), time=t,
+                      field=field_vectors(t), energy=energy, dipole=electronic_dipole(p_ao, ctx))
 
     state = checkpoint.load() if checkpoint is not None else None
     if state is not None:
@@ -293,7 +309,7 @@ def propagate(ground_state: GroundState, fields: list[Field], settings: Propagat
         fock0, energy0 = build_orthonormal(ctx, p0)
         state = PropagationState(step=0, p_orth=p0, fock_history=fock0[None], energy=energy0,
                                  n_builds=len(fields))
-        record(0, p0, energy0)
+        record(0, p0, energy0, fock0)
         if checkpoint is not None:
             checkpoint.save(state, buffer.arrays())
             buffer.clear()
@@ -493,7 +509,7 @@ def _propagate_steps(ctx, fields, settings, state, step_fn, coupling, buffer, re
             state.model_error = model.error
             state.build_density, state.build_fock = model.build_density, model.build_fock
         if state.step % settings.save_every == 0:
-            record(state.step, p_next, energy_next)
+            record(state.step, p_next, energy_next, fock_next)
         if checkpoint is not None and (state.step % settings.checkpoint_every == 0
                                        or state.step == settings.n_steps):
             checkpoint.save(state, buffer.arrays())

@@ -32,11 +32,18 @@ class GroundState:
     ----------
     mf : PySCF SCF object (converged)
     context : FockContext
-    density : (nspin, nao, nao) real AO density (total density when nspin=1)
+    density : (nspin, nao, nao) real AO density (total density when nspin=1), built from
+        the converged ``mo_coeff``/``mo_occ`` (idempotent: P'P' = P' per spin, P' = S^1/2 P
+        S^1/2, halved for nspin=1)
     energy : float, Hartree
     dipole : (3,) float, e*bohr about the centre of nuclear charge
     commutator_norm : float
         max |FPS - SPF| of ``density`` with the engine's Fock matrix.
+    fock : (nspin, nao, nao) real or None
+        F[P0] of ``density`` built by the engine's own Fock build
+        (:func:`rtml.tddft._fock.fock_and_energy`, Hartree, no field term): the reference
+        the propagated frames' Fock matrices are compared with (None: compute it with
+        :func:`ground_state_fock`).
     """
 
     mf: object
@@ -45,6 +52,7 @@ class GroundState:
     energy: float
     dipole: np.ndarray
     commutator_norm: float
+    fock: np.ndarray | None = None
 
     @property
     def nspin(self) -> int:
@@ -131,7 +139,19 @@ def run_ground_state(mol, xc: str, grid_level: int = 3, verbose: int = 0,
         raise ConvergenceError(f"SCF converged only to max|FPS-SPF| = {residual:.1e} "
                                f"(needs < {commutator_tol:g} for a stationary ground state)")
     return GroundState(mf=mf, context=ctx, density=dm, energy=float(energy[0]),
-                       dipole=electronic_dipole(dm, ctx), commutator_norm=residual)
+                       dipole=electronic_dipole(dm, ctx), commutator_norm=residual,
+                       fock=np.ascontiguousarray(fock[0].real))
+
+
+def ground_state_fock(ground_state: GroundState) -> np.ndarray:
+    """F0 = F[P0] (nspin, nao, nao), real, with the engine's Fock build (the same build the
+    dynamics uses; a real density has no imaginary exchange part). Computed once and kept
+    on the ground state."""
+    if ground_state.fock is None:
+        fock, _ = fock_and_energy(ground_state.context,
+                                  ground_state.density[None].astype(complex))
+        ground_state.fock = np.ascontiguousarray(fock[0].real)
+    return ground_state.fock
 
 
 @dataclass

@@ -15,7 +15,8 @@ from rtml.data import Trajectory
 from rtml.fields import Field, resolve_field
 from rtml.tddft._checkpoint import Checkpoint
 from rtml.tddft._engine import PropagationSettings, propagate
-from rtml.tddft._ground_state import GroundState, excitation_energies, run_ground_state
+from rtml.tddft._ground_state import (GroundState, excitation_energies, ground_state_fock,
+                                     run_ground_state)
 
 log = logging.getLogger("rtml.tddft")
 
@@ -179,12 +180,19 @@ def simulate(inputs: SimulationInputs, checkpoint_dir: str | Path | None = None,
              inputs.settings.n_steps, len(fields), stats["builds_per_step"],
              stats["wall_time_per_step_s"])
     basis = basis_metadata(ground_state.context.mol)
-    return [_trajectory(inputs, ground_state, basis, f, b, frames, stats)
+    return [trajectory_record(inputs, ground_state, basis, f, b, frames, stats)
             for b, f in enumerate(fields)]
 
 
-def _trajectory(inputs: SimulationInputs, gs: GroundState, basis, field: Field, member: int,
-                frames: dict, stats: dict) -> Trajectory:
+def trajectory_record(inputs: SimulationInputs, gs: GroundState, basis, field: Field, member: int,
+                      frames: dict, stats: dict, engine: str = ENGINE_NAME,
+                      propagator: str | None = None, engine_provenance: dict | None = None) -> Trajectory:
+    """The :class:`Trajectory` of batch member ``member`` from an engine's frames.
+
+    ``engine``/``propagator`` name what produced the frames (default: this engine and the
+    settings' propagator); ``engine_provenance`` adds to the provenance record (e.g. the
+    model's hash for ``engine="model"``). ``frames["fock"]`` may be None (no Fock matrices).
+    """
     ctx = gs.context
     mol = ctx.mol
     atom_index, ang, mag = basis
@@ -205,18 +213,19 @@ def _trajectory(inputs: SimulationInputs, gs: GroundState, basis, field: Field, 
         overlap=ctx.overlap,
         core_hamiltonian=ctx.hcore,
         density=frames["density"][:, member],
+        fock=None if frames.get("fock") is None else frames["fock"][:, member],
         time=frames["time"],
         field=frames["field"][:, member],
         energy=frames["energy"][:, member],
         dipole=frames["dipole"][:, member],
         dt=settings.dt,
         save_every=settings.save_every,
-        propagator=settings.propagator,
+        propagator=propagator or settings.propagator,
         field_spec=field.to_json_dict(),
         dipole_origin_bohr=ctx.dipole_origin,
-        provenance=provenance(traj_hash, engine=ENGINE_NAME),
+        provenance=provenance(traj_hash, engine=engine, **(engine_provenance or {})),
         extra_attrs={
-            "engine": ENGINE_NAME,
+            "engine": engine,
             "geometry_id": inputs.geometry_id,
             "grid_level": inputs.grid_level,
             "ground_state_energy": gs.energy,
@@ -227,4 +236,6 @@ def _trajectory(inputs: SimulationInputs, gs: GroundState, basis, field: Field, 
             "kick_strength": field.amplitude if field.is_kick else 0.0,
             "batch_size": len(frames["energy"][0]),
         },
+        ground_state_density=np.array(gs.density, dtype=np.float64),
+        ground_state_fock=np.array(ground_state_fock(gs), dtype=np.float64),
     )

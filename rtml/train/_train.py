@@ -1,36 +1,37 @@
 r"""Training loop of :class:`rtml.model.RTMLModel` (``rtml train --model rtml|rtml-mlp``).
 
-Reads only the dataset store (:class:`rtml.data.TrajectoryWindows`, batches of one basis
-size). Per step, for a window of ``horizon + bundle`` frames:
+Reads only the dataset store. Every training trajectory is held in memory in the Löwdin
+basis (:math:`P'_k`), with the field at the step midpoints and, when the store has Fock
+matrices, the supervision target :math:`\Delta G'_k = F'_k - F_0'`. Each epoch has two kinds of
+batches (trajectories of one molecule and one length):
 
-- teacher-forced one-step-ahead predictions of all frames in parallel (Mamba scan);
-- **scheduled sampling**: with probability :math:`p_{ss}` (ramping from 0 to
-  ``ss_max`` over training) an input frame is replaced by the model's own projected
-  prediction from a first, gradient-free pass;
-- **temporal bundling**: each step predicts ``bundle`` future frames;
-- **horizon curriculum**: the window grows 16 → 32 → 48 → 64 frames over training.
+- **ΔG supervision** (teacher forcing, parallel scan over whole trajectories):
 
-Loss (each term averaged over frames, spins and elements):
+  .. math::
 
-.. math::
+      \mathcal L_G = \frac{\langle |\Delta\hat G'_k - \Delta G'_k|^2\rangle_k}
+                          {\langle |\Delta G'^{\,\text{learned}}_k|^2\rangle_k}
 
-    \mathcal L = \underbrace{\langle w_{ij}|\hat P - P|^2_{ij}\rangle / e_0}_{\text{reconstruction}}
-    + \lambda_d\underbrace{\langle w_{ij}|(\hat P - P_k) - (P - P_k)|^2\rangle / e_0}_{\text{time derivative}}
-    + \lambda_h\,\|\tfrac12(\tilde P - \tilde P^\dagger)\|^2 + \lambda_t\,|\mathrm{Tr}\tilde PS - N|^2
-    + \lambda_i\,\|Q^2 - Q\|^2
+  per trajectory, normalised by the size of what the network must learn (the
+  exchange-correlation part for ``learned="xc"``, all of ΔG' otherwise), so weak and
+  strong fields count alike;
+- **rollouts through the exact step** (recurrent, from the first frame) with a horizon
+  curriculum from ``rollout_horizons[0]`` to ``rollout_horizons[-1]`` (≥ 256) steps:
 
-with :math:`\hat P` the projected and :math:`\tilde P` the raw (pre-projection) prediction,
-:math:`e_0 = \langle w_{ij}|P - P_k|^2\rangle` the persistence error of the batch (so a
-loss of 1 means "as good as persistence"),
-and per-element variance weights :math:`w_{ij} \propto 1/(\mathrm{Var}_t P_{ij} + f\,
-\overline{\mathrm{Var}_t P})` (normalised to mean 1 per window), so elements that move
-little count as much as large ones, up to the floor :math:`f` (``variance_floor``). With
-:math:`f = 10^{-3}` the near-static elements dominated and the plain one-step MSE hardly
-improved on persistence; :math:`f = 1` (default) balances the two (measured on LiH: the
-held-out one-step MSE fell from 0.6x to 0.1x persistence's in the same short run). Optimiser AdamW, learning rate a pure function of the step (linear warm-up, cosine
-decay). Every epoch writes ``checkpoint.pt`` (model, optimiser, step, epoch, best
-validation loss, dataset hash, config) and, when validation improves, ``model.pt``;
-metrics go to ``train_metrics.csv`` and TensorBoard.
+  .. math::
+
+      \mathcal L_R = \frac{\langle \|\hat P'_k - P'_k\|_F^2\rangle_{k \le H}}
+                          {\max_k \|P'_k - P'_0\|_F^2}
+
+  the square of the evaluation's e(t), averaged over the horizon.
+
+Validation rolls out the validation trajectories (geometries carved from the training
+geometries by :func:`rtml.data.trajectory_splits`; the test split is never read) for
+``val_horizon`` steps and scores the mean e(t); ``model.pt`` is the best validation model.
+AdamW, learning rate a pure function of the step (warm-up, cosine). Every epoch writes
+``checkpoint.pt`` (model, optimiser, step, every random state, best validation score,
+dataset hash, config); a resumed run continues bit-identically. Metrics go to
+``train_metrics.csv`` and TensorBoard.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ import random
 import time
 from dataclasses import asdict, dataclass, field as dc_field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -49,9 +51,9 @@ import torch
 from rtml._atomic import atomic_write
 from rtml._errors import InputError
 from rtml._progress import Progress
-from rtml.model._basis_layout import BasisLayout
-from rtml.model._projection import hermiticity_penalty, idempotency_penalty, trace_penalty
-from rtml.model._rtml import ModelConfig, MoleculeBatch, RTMLModel, n_per_spin_tensor
+from rtml.model._physics import apply_coulomb_exchange
+from rtml.model._rtml import (ModelConfig, MoleculeSystem, RTMLModel, frame_spacing, midpoint_fields,
+                              stack_systems, system_from_trajectories)
 
 log = logging.getLogger("rtml.train")
 
@@ -60,26 +62,30 @@ log = logging.getLogger("rtml.train")
 class TrainConfig:
     """Settings of a training run (stored in checkpoints)."""
 
-    epochs: int = 8
-    batch_size: int = 8
-    horizons: tuple = (16, 32, 48, 64)
-    stride: int = 8
-    lr: float = 3e-3
-    weight_decay: float = 1e-4
-    warmup_steps: int = 20
-    ss_max: float = 0.3
-    lambda_derivative: float = 1.0
-    lambda_hermitian: float = 1e-2
-    lambda_trace: float = 1e-2
-    lambda_idempotency: float = 1e-2
-    variance_floor: float = 1.0
+    epochs: int = 16
+    batch_size: int = 4
+    frame_batches: int = 60
+    frames_per_trajectory: int = 32
+    sequence_epochs: int = 4
+    lr: float = 5e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 5
+    rollout_horizons: tuple = (16, 32, 64, 128, 256)
+    rollout_batches: int = 2
+    rollout_weight: float = 1.0
+    val_horizon: int = 256
     seed: int = 0
     split_by: str = "geometry"
     held_out_molecules: tuple = ()
     fractions: tuple = (0.8, 0.1, 0.1)
     molecules: tuple | None = None
-    max_batches_per_epoch: int | None = None
     model: dict = dc_field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 1:
+            raise InputError(f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
+        if not self.rollout_horizons or min(self.rollout_horizons) < 1:
+            raise InputError(f"rollout_horizons must be positive step counts, got {self.rollout_horizons}")
 
 
 def learning_rate(step: int, total_steps: int, cfg: TrainConfig) -> float:
@@ -91,14 +97,14 @@ def learning_rate(step: int, total_steps: int, cfg: TrainConfig) -> float:
 
 
 def horizon_at(epoch: int, cfg: TrainConfig) -> int:
-    """Curriculum: equal shares of the epochs at each horizon, shortest first."""
-    stage = min(len(cfg.horizons) - 1, epoch * len(cfg.horizons) // max(cfg.epochs, 1))
-    return int(cfg.horizons[stage])
-
-
-def scheduled_sampling_probability(epoch: int, cfg: TrainConfig) -> float:
-    """0 in the first epoch, rising linearly to ``cfg.ss_max`` in the last."""
-    return cfg.ss_max * epoch / max(cfg.epochs - 1, 1)
+    """Rollout curriculum over the last ``sequence_epochs`` epochs: equal shares at each
+    horizon, shortest first (0 before them)."""
+    first = cfg.epochs - min(cfg.sequence_epochs, cfg.epochs)
+    if epoch < first:
+        return 0
+    h, n_seq = cfg.rollout_horizons, cfg.epochs - first
+    # the last sequence epoch always reaches the longest horizon
+    return int(h[round((epoch - first) * (len(h) - 1) / max(n_seq - 1, 1)) if n_seq > 1 else -1])
 
 
 def seed_everything(seed: int) -> None:
@@ -107,85 +113,130 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _layout_of(item: dict) -> BasisLayout:
-    return BasisLayout.from_metadata(item["basis_atom_index"][0].numpy(),
-                                     item["basis_angular_momentum"][0].numpy(),
-                                     item["basis_magnetic_quantum"][0].numpy(),
-                                     item["atomic_numbers"][0].numpy())
+class TrainingTrajectory(NamedTuple):
+    """One trajectory prepared for training (Löwdin basis, complex128 / float64)."""
+
+    key: tuple                  # (molecule, n_frames, n_spin): batchable together
+    name: str
+    system: MoleculeSystem      # its geometry (batch of 1)
+    rho: torch.Tensor           # (T, S, n, n)
+    field_mid: torch.Tensor     # (T-1, 3)
+    dt: float
+    delta_fock: torch.Tensor | None   # (T, S, n, n) ΔG' = F' - F0' (None: no Fock in the store)
+    fock_scale: float           # mean |learned part of ΔG'|^2
+    motion: float               # max_k ||P'_k - P'_0||_F^2
 
 
-def molecule_batch(batch: dict, n_spin: int, multiplicities: dict, layouts: dict) -> MoleculeBatch:
-    """MoleculeBatch for a collated batch of windows of one molecule."""
-    mol = batch["molecule"][0]
-    if mol not in layouts:
-        layouts[mol] = _layout_of(batch)
-    b = batch["rho"].shape[0]
-    return MoleculeBatch(layouts[mol], batch["positions"].float(), batch["atomic_numbers"][0],
-                         batch["overlap"].double(),
-                         n_per_spin_tensor(int(batch["n_electrons"][0]), multiplicities[mol], n_spin, b))
+def prepare_trajectories(trajs, learned: str) -> list[TrainingTrajectory]:
+    """Löwdin-basis tensors and ΔG' targets of trajectory records (one SCF-free pass)."""
+    systems: dict = {}
+    out = []
+    for t in trajs:
+        gkey = (t.molecule, np.asarray(t.positions_angstrom).tobytes())
+        if gkey not in systems:
+            systems[gkey] = system_from_trajectories([t])
+        system = systems[gkey]
+        rho = system.to_orthonormal_density(torch.as_tensor(t.rho)[None].to(torch.complex128))[0]
+        motion = float(((rho - rho[:1]).abs() ** 2).sum(dim=(-1, -2, -3)).max())
+        delta, scale = None, 0.0
+        if t.fock is not None:
+            fock = system.to_orthonormal_operator(torch.as_tensor(t.fock)[None].to(torch.complex128))[0]
+            delta = fock - system.fock0_raw[0].to(torch.complex128)
+            learned_part = delta
+            if learned == "xc":
+                dp = (rho - system.rho0[0].to(rho.dtype))[None]
+                learned_part = delta - apply_coulomb_exchange(dp, system.w_same, system.w_total)[0]
+            scale = float((learned_part.abs() ** 2).mean())
+        out.append(TrainingTrajectory((t.molecule, len(t.rho), t.rho.shape[1]), str(t.traj_id or t.molecule),
+                                      system, rho, torch.as_tensor(midpoint_fields(t)), frame_spacing(t),
+                                      delta, scale, motion))
+    return out
 
 
-def variance_weights(rho: torch.Tensor, floor: float = 1e-3) -> torch.Tensor:
-    """Per-element weights 1/(Var_t P_ij + floor * mean_ij Var_t P_ij), mean 1, for
-    (B, L, S, n, n) windows. The floor caps how much an element that hardly moves can
-    count: a small floor balances elements, a large one approaches a plain MSE."""
-    var = rho.real.var(dim=1, keepdim=True) + rho.imag.var(dim=1, keepdim=True)
-    w = 1.0 / (var + floor * var.mean(dim=(-1, -2), keepdim=True) + 1e-30)
-    return w / w.mean(dim=(-1, -2), keepdim=True)
+def _batches(items: list[TrainingTrajectory], batch_size: int, generator: torch.Generator) -> list[list[int]]:
+    """Shuffled batches of indices of batchable items (same molecule and length)."""
+    groups: dict = {}
+    for i, it in enumerate(items):
+        groups.setdefault(it.key, []).append(i)
+    batches = []
+    for key in sorted(groups):
+        idx = [groups[key][j] for j in torch.randperm(len(groups[key]), generator=generator).tolist()]
+        batches += [idx[j:j + batch_size] for j in range(0, len(idx), batch_size)]
+    order = torch.randperm(len(batches), generator=generator).tolist()
+    return [batches[j] for j in order]
 
 
-def loss_terms(model: RTMLModel, rho: torch.Tensor, field: torch.Tensor, mb: MoleculeBatch,
-               cfg: TrainConfig, ss_prob: float, generator: torch.Generator,
-               rho_initial: torch.Tensor | None = None, rho_previous: torch.Tensor | None = None) -> dict:
-    """All loss terms of one batch of windows (see the module docstring).
-
-    ``rho_initial`` (the trajectory's first frame) and ``rho_previous`` (the frame before
-    the window) give the model the same reference and velocity as in a full-trajectory
-    rollout; by default the window's first frame stands in for both.
-    """
-    k = model.config.bundle
-    length = rho.shape[1] - k
-    inputs = rho
-    if ss_prob > 0:
-        with torch.no_grad():
-            _, first = model(rho, field, mb, rho_initial, rho_previous)
-        replace = torch.rand(length, generator=generator) < ss_prob
-        replace[0] = False  # the initial density is always the true one
-        if replace.any():
-            inputs = rho.clone()
-            idx = torch.nonzero(replace).flatten()
-            # prediction of frame i made from frame i-1 (one step ahead)
-            inputs[:, idx] = first[:, idx - 1, 0].to(rho.dtype)
-    raw, projected = model(inputs, field, mb, rho_initial, rho_previous)
-    target = torch.stack([rho[:, j:j + length] for j in range(1, k + 1)], dim=2)  # (B, L, k, S, n, n)
-    start = inputs[:, :length, None]
-    weights = variance_weights(rho, cfg.variance_floor)[:, :, None]
-    # normalise by the persistence error, so the loss is O(1) whatever the field strength
-    # (Adam's epsilon would otherwise swamp gradients of ~1e-14)
-    scale = (weights * (target - start).abs() ** 2).mean().detach().clamp_min(1e-30)
-    recon = (weights * (projected - target).abs() ** 2).mean() / scale
-    deriv = (weights * ((projected - start) - (target - start)).abs() ** 2).mean() / scale
-    flat = raw.reshape(-1, *raw.shape[3:])
-    s = mb.overlap[:, None, None].expand(-1, length, k, -1, -1).reshape(-1, *mb.overlap.shape[1:])
-    n = mb.n_per_spin[:, None, None].expand(-1, length, k, -1).reshape(-1, mb.n_per_spin.shape[-1])
-    herm = hermiticity_penalty(flat)
-    trace = trace_penalty(flat, s, n)
-    idem = idempotency_penalty(flat, s)
-    total = (recon + cfg.lambda_derivative * deriv + cfg.lambda_hermitian * herm
-             + cfg.lambda_trace * trace + cfg.lambda_idempotency * idem)
-    mse = ((projected[:, :, 0] - target[:, :, 0]).abs() ** 2).mean()
-    return {"loss": total, "reconstruction": recon, "derivative": deriv, "hermiticity": herm,
-            "trace": trace, "idempotency": idem, "one_step_mse": mse}
+def _stack(items: list[TrainingTrajectory], length: int | None = None):
+    system = stack_systems([it.system for it in items])
+    rho = torch.stack([it.rho[:length] for it in items])
+    field = torch.stack([it.field_mid[:None if length is None else length - 1] for it in items])
+    return system, rho, field
 
 
-def _loader(dataset, batch_size: int, seed: int):
-    from torch.utils.data import DataLoader
+def fock_loss(model: RTMLModel, items: list[TrainingTrajectory]) -> dict:
+    """ΔG supervision and the one-step density error of a batch (teacher forcing)."""
+    system, rho, field = _stack(items)
+    g, nxt = model.teacher_forced(rho, field, system, items[0].dt)
+    out = {}
+    have = [i for i, it in enumerate(items) if it.delta_fock is not None]
+    if have:
+        target = torch.stack([items[i].delta_fock for i in have])
+        scale = torch.tensor([items[i].fock_scale for i in have], dtype=torch.float64).clamp_min(1e-30)
+        err = ((g[have] - target).abs() ** 2).mean(dim=(1, 2, 3, 4))
+        out["fock"] = (err / scale).mean()
+    step = ((rho[:, 1:] - rho[:, :-1]).abs() ** 2).mean(dim=(1, 2, 3, 4)).clamp_min(1e-30)
+    out["one_step"] = (((nxt - rho[:, 1:]).abs() ** 2).mean(dim=(1, 2, 3, 4)) / step).mean()
+    return out
 
-    from rtml.data import EqualBasisBatchSampler, collate_windows
 
-    sampler = EqualBasisBatchSampler(dataset, batch_size=batch_size, shuffle=True, seed=seed)
-    return sampler, DataLoader(dataset, batch_sampler=sampler, num_workers=0,
-                               collate_fn=collate_windows)
+def frame_loss(model: RTMLModel, items: list[TrainingTrajectory], n_frames: int,
+               generator: torch.Generator) -> torch.Tensor:
+    """ΔG supervision of the linear network (gates at 1) on ``n_frames`` random frames per
+    trajectory: many cheap steps, where a whole-trajectory pass is one expensive step."""
+    items = [it for it in items if it.delta_fock is not None]
+    if not items:
+        return None
+    system = stack_systems([it.system for it in items])
+    picks = [torch.randint(len(it.rho), (n_frames,), generator=generator) for it in items]
+    rho = torch.stack([it.rho[p] for it, p in zip(items, picks)])
+    target = torch.stack([it.delta_fock[p] for it, p in zip(items, picks)])
+    scale = torch.tensor([it.fock_scale for it in items], dtype=torch.float64).clamp_min(1e-30)
+    g = model.delta_fock_ungated(rho, system)
+    return ((((g - target).abs() ** 2).mean(dim=(1, 2, 3, 4))) / scale).mean()
+
+
+def rollout_loss(model: RTMLModel, items: list[TrainingTrajectory], horizon: int) -> torch.Tensor:
+    """Mean squared e(t) over a free rollout of ``horizon`` steps from the first frame."""
+    horizon = min(horizon, len(items[0].rho) - 1)
+    system, rho, field = _stack(items, horizon + 1)
+    pred = model.rollout(rho[:, 0], field, system, items[0].dt)
+    motion = torch.tensor([it.motion for it in items], dtype=torch.float64).clamp_min(1e-30)
+    err = ((pred[:, 1:] - rho[:, 1:]).abs() ** 2).sum(dim=(2, 3, 4)).mean(dim=1)
+    return (err / motion).mean()
+
+
+@torch.no_grad()
+def validation_error(model: RTMLModel, items: list[TrainingTrajectory], horizon: int,
+                     batch_size: int) -> float:
+    """Mean over validation trajectories of the mean e(t) of a ``horizon``-step rollout."""
+    if not items:
+        return float("nan")
+    scores = []
+    groups: dict = {}
+    for it in items:
+        groups.setdefault(it.key, []).append(it)
+    for key in sorted(groups):
+        group = groups[key]
+        for j in range(0, len(group), batch_size):
+            chunk = group[j:j + batch_size]
+            h = min(horizon, len(chunk[0].rho) - 1)
+            system, rho, field = _stack(chunk, h + 1)
+            pred = model.rollout(rho[:, 0], field, system, chunk[0].dt)
+            err = ((pred - rho).abs() ** 2).sum(dim=(2, 3, 4)).sqrt()     # (B, h+1)
+            for b, it in enumerate(chunk):
+                if it.motion > 0:
+                    scores.append(float((err[b] / math.sqrt(it.motion)).mean()))
+    return float(np.mean(scores)) if scores else float("nan")
 
 
 def _store_hash(store) -> str:
@@ -194,29 +245,26 @@ def _store_hash(store) -> str:
     return str(zarr.open_group(str(store), mode="r", zarr_format=3).attrs.get("dataset_sha256", ""))
 
 
-def _multiplicities(store, molecules) -> dict:
-    from rtml.data import open_dataset
+def load_training_data(store, cfg: TrainConfig):
+    """Training and validation trajectory records of ``store`` (the test split is not read)."""
+    from rtml.data import open_store_groups, trajectory_data, trajectory_splits
 
-    return {m: int(open_dataset(store, m).attrs["multiplicity"]) for m in molecules}
-
-
-@torch.no_grad()
-def validation_mse(model, dataset, cfg, multiplicities, layouts, max_batches=32) -> float:
-    """Mean teacher-forced one-step MSE (projected) over validation windows."""
-    if dataset is None or len(dataset) == 0:
-        return float("nan")
-    model.eval()
-    sampler, loader = _loader(dataset, cfg.batch_size, cfg.seed)
-    errors = []
-    for i, batch in enumerate(loader):
-        if i >= max_batches:
-            break
-        mb = molecule_batch(batch, batch["rho"].shape[2], multiplicities, layouts)
-        _, projected = model(batch["rho"], batch["field"], mb, batch.get("rho_initial"),
-                             batch.get("rho_previous"))
-        errors.append(float(((projected[:, :, 0] - batch["rho"][:, 1:1 + projected.shape[1]]).abs() ** 2).mean()))
-    model.train()
-    return float(np.mean(errors)) if errors else float("nan")
+    groups = open_store_groups(store, cfg.molecules)
+    held = tuple(cfg.held_out_molecules)
+    splits = trajectory_splits(groups, cfg.fractions, cfg.seed, held)
+    train, val = [], []
+    for mol, ds in groups.items():
+        if mol in held:
+            continue
+        train += [trajectory_data(ds, row, mol) for row in splits[mol]["train"]]
+        val += [trajectory_data(ds, row, mol) for row in splits[mol]["val"]]
+    if not train:
+        raise InputError(f"no training trajectories in '{store}' (every geometry is in val/test, "
+                         "or every molecule is held out)")
+    if not val:
+        raise InputError(f"no validation geometries in '{store}': training needs at least two "
+                         "geometries of a trained molecule (validation is never taken from test)")
+    return train, val
 
 
 def train_rtml(store, output_dir, cfg: TrainConfig, resume: bool = True, progress: bool = True) -> Path:
@@ -227,33 +275,26 @@ def train_rtml(store, output_dir, cfg: TrainConfig, resume: bool = True, progres
     """
     from torch.utils.tensorboard import SummaryWriter
 
-    from rtml.data import TrajectoryWindows, open_dataset
-
     seed_everything(cfg.seed)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    molecules = list(cfg.molecules) if cfg.molecules else list(open_dataset(store))
-    window = max(cfg.horizons) + ModelConfig(**cfg.model).bundle
-    common = dict(molecules=molecules, window=window, stride=cfg.stride, split_by=cfg.split_by,
-                  fractions=cfg.fractions, held_out_molecules=tuple(cfg.held_out_molecules),
-                  seed=cfg.seed)
-    train_set = TrajectoryWindows(store, split="train", **common)
-    if len(train_set) == 0:
-        raise InputError(f"no training windows of {window} frames in '{store}' (trajectories "
-                         f"too short for the horizon {max(cfg.horizons)}, or no train split)")
-    val_set = TrajectoryWindows(store, split="val", **common)
-    if len(val_set) == 0:
-        val_set = TrajectoryWindows(store, split="test", **common)
-    multiplicities = _multiplicities(store, molecules)
-    layouts: dict = {}
+    model_cfg = ModelConfig(**cfg.model)
+    t_load = time.perf_counter()
+    train_recs, val_recs = load_training_data(store, cfg)
+    train = prepare_trajectories(train_recs, model_cfg.learned)
+    val = prepare_trajectories(val_recs, model_cfg.learned)
+    log.info("training on %d trajectories, validating on %d (%.1f s to load)", len(train), len(val),
+             time.perf_counter() - t_load)
     dataset_hash = _store_hash(store)
 
-    model = RTMLModel(ModelConfig(**cfg.model))
+    model = RTMLModel(model_cfg).to(torch.float64)
+    _initialise_scales(model, train)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sampler, loader = _loader(train_set, cfg.batch_size, cfg.seed)
-    batches_per_epoch = len(sampler) if cfg.max_batches_per_epoch is None else min(
-        len(sampler), cfg.max_batches_per_epoch)
-    total_steps = cfg.epochs * batches_per_epoch
+    generator = torch.Generator().manual_seed(cfg.seed)
+    n_seq = len(_batches(train, cfg.batch_size, torch.Generator().manual_seed(0)))
+    n_seq_epochs = min(cfg.sequence_epochs, cfg.epochs)
+    total_steps = (cfg.epochs * cfg.frame_batches
+                   + n_seq_epochs * (n_seq + cfg.rollout_batches))
     start_epoch, step, best_val = 0, 0, float("inf")
     ckpt_path = out / "checkpoint.pt"
     if resume and ckpt_path.is_file():
@@ -262,84 +303,111 @@ def train_rtml(store, output_dir, cfg: TrainConfig, resume: bool = True, progres
             model.load_state_dict(ckpt["state_dict"])
             optimizer.load_state_dict(ckpt["optimizer"])
             start_epoch, step, best_val = ckpt["epoch"] + 1, ckpt["step"], ckpt["best_val"]
+            generator.set_state(ckpt["generator"])
             torch.set_rng_state(ckpt["torch_rng"])
+            np.random.set_state(ckpt["numpy_rng"])
+            random.setstate(ckpt["python_rng"])
             log.info("resuming training from epoch %d (step %d)", start_epoch, step)
-    if start_epoch == 0:
-        _initialise_scales(model, loader, multiplicities, layouts)
+    log.info("%r", model)
 
     writer = SummaryWriter(log_dir=str(out / "tensorboard"))
     metrics_path = out / "train_metrics.csv"
-    fields = ["epoch", "step", "lr", "horizon", "ss_prob", "loss", "reconstruction", "derivative",
-              "hermiticity", "trace", "idempotency", "one_step_mse", "val_one_step_mse", "seconds"]
+    fields = ["epoch", "step", "lr", "horizon", "fock_loss", "one_step_loss", "rollout_loss",
+              "val_rollout_error", "seconds"]
     if start_epoch == 0 or not metrics_path.is_file():
         with open(metrics_path, "w", newline="") as fh:
             csv.writer(fh).writerow(fields)
-    generator = torch.Generator().manual_seed(cfg.seed)
     bar = Progress(total_steps, "train", enabled=progress, unit="batches")
     bar(step)
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
-        sampler.set_epoch(epoch)
-        horizon, ss_prob = horizon_at(epoch, cfg), scheduled_sampling_probability(epoch, cfg)
-        sums: dict[str, float] = {}
-        n = 0
-        for i, batch in enumerate(loader):
-            if i >= batches_per_epoch:
-                break
+        horizon = horizon_at(epoch, cfg)
+        sums: dict[str, list] = {"fock": [], "one_step": [], "rollout": []}
+        plan = [("frames", b) for _ in range(cfg.frame_batches // max(1, len(train) // cfg.batch_size) + 1)
+                for b in _batches(train, cfg.batch_size, generator)][:cfg.frame_batches]
+        if horizon:
+            plan += [("fock", b) for b in _batches(train, cfg.batch_size, generator)]
+            roll = _batches(train, cfg.batch_size, generator)[:cfg.rollout_batches]
+            plan += [("rollout", b) for b in roll]
+        model.train()
+        for kind, batch in plan:
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, total_steps, cfg)
-            n_spin = batch["rho"].shape[2]
-            mb = molecule_batch(batch, n_spin, multiplicities, layouts)
-            frames = horizon + model.config.bundle
-            terms = loss_terms(model, batch["rho"][:, :frames], batch["field"][:, :frames], mb,
-                               cfg, ss_prob, generator, batch.get("rho_initial"),
-                               batch.get("rho_previous"))
+            items = [train[i] for i in batch]
+            if kind == "frames":
+                loss = frame_loss(model, items, cfg.frames_per_trajectory, generator)
+                if loss is None:
+                    continue
+                sums["fock"].append(float(loss.detach()))
+            elif kind == "fock":
+                terms = fock_loss(model, items)
+                loss = terms.get("fock", terms["one_step"])
+                sums["one_step"].append(float(terms["one_step"].detach()))
+                if "fock" in terms:
+                    sums["fock"].append(float(terms["fock"].detach()))
+            else:
+                loss = cfg.rollout_weight * rollout_loss(model, items, horizon)
+                sums["rollout"].append(float(loss.detach()))
+            if not torch.isfinite(loss):
+                raise InputError(f"non-finite training loss at epoch {epoch} (step {step}); the "
+                                 "store may hold non-finite data")
             optimizer.zero_grad()
-            terms["loss"].backward()
+            loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             step += 1
-            n += 1
-            for key, value in terms.items():
-                sums[key] = sums.get(key, 0.0) + float(value.detach())
             bar(step)
-        val = validation_mse(model, val_set, cfg, multiplicities, layouts)
+        model.eval()
+        val_err = validation_error(model, val, cfg.val_horizon, cfg.batch_size)
+        mean = lambda xs: float(np.mean(xs)) if xs else float("nan")
         row = {"epoch": epoch, "step": step, "lr": learning_rate(step, total_steps, cfg),
-               "horizon": horizon, "ss_prob": ss_prob, **{k: v / max(n, 1) for k, v in sums.items()},
-               "val_one_step_mse": val, "seconds": time.perf_counter() - t0}
+               "horizon": horizon, "fock_loss": mean(sums["fock"]), "one_step_loss": mean(sums["one_step"]),
+               "rollout_loss": mean(sums["rollout"]), "val_rollout_error": val_err,
+               "seconds": time.perf_counter() - t0}
         with open(metrics_path, "a", newline="") as fh:
-            csv.writer(fh).writerow([row.get(f, "") for f in fields])
-        for key in ("loss", "one_step_mse", "val_one_step_mse", "lr"):
-            writer.add_scalar(key, row[key], step)
-        log.info("epoch %d: loss %.3e, one-step MSE %.3e, val %.3e, horizon %d, ss %.2f (%.1f s)",
-                 epoch, row["loss"], row["one_step_mse"], val, horizon, ss_prob, row["seconds"])
-        improved = np.isfinite(val) and val < best_val
-        if improved or not np.isfinite(val):
-            best_val = val if improved else best_val
-            _save(out / "model.pt", _model_state(model, cfg, dataset_hash, store))
-        _save(ckpt_path, {**_model_state(model, cfg, dataset_hash, store), "optimizer": optimizer.state_dict(),
-                          "epoch": epoch, "step": step, "best_val": best_val,
-                          "torch_rng": torch.get_rng_state()})
+            csv.writer(fh).writerow([row[f] for f in fields])
+        for key in ("fock_loss", "one_step_loss", "rollout_loss", "val_rollout_error", "lr"):
+            if np.isfinite(row[key]):
+                writer.add_scalar(key, row[key], step)
+        log.info("epoch %d: ΔG loss %.3e, one-step %.3e, rollout(%d) %.3e, val e %.3e (%.1f s)",
+                 epoch, row["fock_loss"], row["one_step_loss"], horizon, row["rollout_loss"], val_err,
+                 row["seconds"])
+        if not np.isfinite(val_err):
+            raise InputError(f"validation error is not finite at epoch {epoch}; model.pt left as it was")
+        if val_err < best_val:
+            best_val = val_err
+            _save(out / "model.pt", _model_state(model, cfg, dataset_hash, store, best_val))
+        _save(ckpt_path, {**_model_state(model, cfg, dataset_hash, store, best_val),
+                          "optimizer": optimizer.state_dict(), "epoch": epoch, "step": step,
+                          "best_val": best_val, "generator": generator.get_state(),
+                          "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
+                          "python_rng": random.getstate()})
     bar.close()
     writer.close()
-    if not (out / "model.pt").is_file():
-        _save(out / "model.pt", _model_state(model, cfg, dataset_hash, store))
     return out
 
 
-def _model_state(model: RTMLModel, cfg: TrainConfig, dataset_hash: str, store) -> dict:
+def _model_state(model: RTMLModel, cfg: TrainConfig, dataset_hash: str, store, val: float) -> dict:
     return {**model.state_dict_for_checkpoint(), "train_config": asdict(cfg),
             "dataset_sha256": dataset_hash, "store": str(Path(store).resolve()),
+            "val_rollout_error": val,
             "split": {"fractions": list(cfg.fractions), "seed": cfg.seed,
                       "held_out_molecules": list(cfg.held_out_molecules)}}
 
 
 @torch.no_grad()
-def _initialise_scales(model, loader, multiplicities, layouts) -> None:
-    """Latent input/output scales from the first training batch (RTMLModel.set_scales)."""
-    batch = next(iter(loader))
-    mb = molecule_batch(batch, batch["rho"].shape[2], multiplicities, layouts)
-    model.set_scales(batch["rho"], mb, batch.get("rho_initial"))
+def _initialise_scales(model: RTMLModel, items: list[TrainingTrajectory]) -> None:
+    """Input/output scales from the training data (:meth:`RTMLModel.set_scales`)."""
+    dp = torch.cat([(it.rho - it.system.rho0[0]).reshape(-1) for it in items])
+    targets = []
+    for it in items:
+        if it.delta_fock is not None:
+            part = it.delta_fock
+            if model.config.learned == "xc":
+                part = part - apply_coulomb_exchange((it.rho - it.system.rho0[0])[None],
+                                                     it.system.w_same, it.system.w_total)[0]
+            targets.append(part.reshape(-1))
+    model.set_scales(dp, torch.cat(targets) if targets else None)
 
 
 def _save(path: Path, state: dict) -> None:

@@ -200,3 +200,61 @@ def test_workflow_stages_sample_ground_state_and_reuse(tmp_path):
     proc = rtml("propagate", "lih", "--geometry", "geoms/g02.xyz", *fields, *FAST, "--steps", "3",
                 "--ground-state", "gs.h5", "--output-dir", "wrong", cwd=tmp_path, check=False)
     assert proc.returncode == 2 and "does not match" in proc.stderr
+
+
+def _saved_model(path):
+    """An rtml model directory as ``rtml train`` writes it (untrained weights, gates on)."""
+    import torch
+
+    from rtml.model import ModelConfig, RTMLModel
+
+    torch.manual_seed(0)
+    model = RTMLModel(ModelConfig()).double()
+    with torch.no_grad():
+        model.dynamics.head.weight.normal_(0.0, 0.1)
+        model.input_scale.fill_(1e-3)
+        model.output_scale.fill_(1e-4)
+    path.mkdir()
+    torch.save(model.state_dict_for_checkpoint(), path / "model.pt")
+    return path
+
+
+def test_model_engine_writes_the_engines_schema_and_file_names(tmp_path):
+    """``--engine model`` starts from the SCF ground state, applies the kick as the engine
+    does, and writes the same schema and file names, with the model's hash in the
+    provenance; the file passes validation (trace, Hermiticity, idempotency)."""
+    import hashlib
+
+    model_dir = _saved_model(tmp_path / "net")
+    fields = ["--field", "kick:1e-3:z", "--field", "gaussian:0.01:0.3:4:2:x"]
+    rtml("propagate", "lih", *fields, *FAST, "--steps", "30", "--save-every", "3",
+         "--output-dir", "engine", cwd=tmp_path)
+    proc = rtml("propagate", "lih", *fields, *FAST, "--steps", "30", "--save-every", "3",
+                "--engine", "model", "--model", str(model_dir), "--output-dir", "model", cwd=tmp_path)
+    names = sorted(p.name for p in (tmp_path / "engine").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "model").iterdir())
+    for name in names:
+        ref, got = read_trajectory(tmp_path / "engine" / name), read_trajectory(tmp_path / "model" / name)
+        assert got.density.shape == ref.density.shape and np.allclose(got.time, ref.time)
+        np.testing.assert_allclose(got.density[0], ref.density[0], atol=1e-9)  # same kicked start
+        np.testing.assert_allclose(got.field, ref.field, atol=1e-14)
+        assert got.fock is None and got.ground_state_density is not None
+        assert got.extra_attrs["engine"] == "model" and got.propagator == "model-magnus2-pc"
+        sha = hashlib.sha256((model_dir / "model.pt").read_bytes()).hexdigest()
+        assert got.provenance["model_sha256"] == sha
+        assert float(np.abs(got.density[-1] - got.density[0]).max()) > 1e-5     # it moves
+    assert rtml("validate", *[str(tmp_path / "model" / n) for n in names], cwd=tmp_path).returncode == 0
+    assert "model rollout: 30 steps x 2 fields" in proc.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--engine", "model"], "--engine model needs --model"),
+    (["--model", "somewhere"], "--model is only used with --engine model"),
+    (["--engine", "model", "--model", "nowhere"], "no trained model at"),
+])
+def test_model_engine_bad_input_is_one_line(tmp_path, args, message):
+    proc = rtml("propagate", "h2", "--field", "kick:1e-3:z", *FAST, "--steps", "5", *args,
+                "-o", "out.h5", cwd=tmp_path, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and message in proc.stderr
+    assert not (tmp_path / "out.h5").exists()

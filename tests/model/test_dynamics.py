@@ -8,7 +8,6 @@ from mambapy.mamba import MambaBlock, MambaConfig
 import rtml.model._dynamics as dyn
 from rtml._errors import InputError
 from rtml.model._dynamics import FiLM, MambaDynamics, MLPDynamics, make_dynamics
-from rtml.model._field import FieldEncoder
 
 # float32: parallel scan vs recurrence to 1e-5; float64 to round-off
 TOL = {torch.float32: 1e-5, torch.float64: 1e-12}
@@ -184,65 +183,3 @@ def test_make_dynamics():
     assert isinstance(m, MLPDynamics) and "MLPDynamics" in repr(m)
     with pytest.raises(InputError, match="unknown dynamics kind 'gru'"):
         make_dynamics("gru", 16, 4)
-
-
-# -- FieldEncoder ------------------------------------------------------------------------------
-def _representations(irreps_list, parity):
-    """A random rotation (times -1 for inversion) and its D matrices for each irreps, computed
-    in float64 (e3nn's float32 D matrices are only accurate to ~1e-4) and cast to the
-    default dtype."""
-    dtype = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        r = o3.rand_matrix()
-        r = -r if parity else r
-        ds = [o3.Irreps(irreps).D_from_matrix(r).to(dtype) for irreps in irreps_list]
-    finally:
-        torch.set_default_dtype(dtype)
-    return r.to(dtype), ds
-
-
-@pytest.mark.parametrize("parity", [False, True], ids=["rotation", "rotation+inversion"])
-@pytest.mark.parametrize("irreps_out", ["16x0e", "4x0e+3x1o+2x2e+1x1e"])
-def test_field_encoder_equivariance(dtype, parity, irreps_out):
-    irreps_node = "5x0e+4x1o+3x2e+2x1e"
-    enc = FieldEncoder(irreps_node, irreps_out, field_scale=0.05)
-    b, length, atoms = 2, 6, 4
-    x = enc.irreps_node.randn(b, atoms, -1)
-    field = 0.05 * torch.randn(b, length, 3)
-    r, (d_node, d_out, d_field) = _representations([enc.irreps_node, enc.irreps_out, enc.irreps_field], parity)
-    assert torch.allclose(d_field, r, atol=TOL[dtype])                  # 1o is (x, y, z)
-    out = enc(field, x)
-    assert out.shape == (b, length, atoms, enc.irreps_out.dim)
-    rotated = enc(field @ r.T, x @ d_node.T)
-    assert (rotated - out @ d_out.T).abs().max().item() < TOL[dtype] * max(out.abs().max().item(), 1.0)
-    if enc.invariant:
-        assert (rotated - out).abs().max().item() < TOL[dtype] * max(out.abs().max().item(), 1.0)
-
-
-def test_field_encoder_linear_and_equal_to_the_direct_tensor_product(dtype):
-    enc = FieldEncoder("32x0e+16x1o+8x2e", "8x0e+4x1o+2x2e")
-    x = enc.irreps_node.randn(3, 5, -1)
-    e1, e2 = torch.randn(3, 4, 3), torch.randn(3, 4, 3)
-    a, b = 0.3, -1.7
-    lhs = enc(a * e1 + b * e2, x)
-    rhs = a * enc(e1, x) + b * enc(e2, x)
-    assert (lhs - rhs).abs().max().item() < 10 * TOL[dtype] * rhs.abs().max().item()
-    direct = enc.tp(x[:, None].expand(3, 4, 5, -1), e1[:, :, None].expand(3, 4, 5, 3))
-    assert (enc(e1, x) - direct).abs().max().item() < 10 * TOL[dtype] * direct.abs().max().item()
-    assert torch.equal(enc(torch.zeros_like(e1), x), torch.zeros(3, 4, 5, enc.irreps_out.dim))
-
-
-def test_field_encoder_options_and_errors():
-    enc = FieldEncoder("8x0e+4x1o", "6x0e+2x1o", scalar_only=True)
-    assert enc.irreps_out == o3.Irreps("6x0e") and enc.invariant
-    assert repr(enc).startswith("FieldEncoder(8x0e+4x1o x 1x1o -> 6x0e")
-    assert not FieldEncoder("8x0e+4x1o", "2x1o").invariant
-    with pytest.raises(ValueError, match="0e"):
-        FieldEncoder("8x0e", "4x0e")                    # 0e x 1o gives only 1o
-    with pytest.raises(ValueError, match="no 0e part"):
-        FieldEncoder("8x0e+4x1o", "2x1o", scalar_only=True)
-    with pytest.raises(InputError, match="irreps_node.dim"):
-        enc(torch.zeros(1, 2, 3), torch.zeros(1, 3, 7))
-    out = enc(torch.zeros(1, 2, 3), torch.zeros(1, 3, enc.irreps_node.dim))
-    assert out.shape == (1, 2, 3, 6)

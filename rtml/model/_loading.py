@@ -1,0 +1,31 @@
+"""Loading a trained model directory (``model.pt``), whichever kind of model it holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rtml._errors import InputError
+
+__all__ = ["load_model"]
+
+
+def load_model(model_dir):
+    """Load ``model_dir/model.pt`` into a model object; returns ``(model, state)``.
+
+    Dispatches on ``state["model"]``: ``"rtml"`` -> :func:`rtml.model._rtml.load_rtml`,
+    anything else -> :func:`rtml.model._baselines.load_baseline` (persistence, linear).
+    Every returned model has ``one_step(traj)`` and ``rollout_trajectory(traj)``.
+    """
+    import torch
+
+    path = Path(model_dir) / "model.pt"
+    if not path.is_file():
+        raise InputError(f"no trained model at '{path}'")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("model") == "rtml":
+        from rtml.model._rtml import load_rtml
+
+        return load_rtml(state), state
+    from rtml.model._baselines import load_baseline
+
+    return load_baseline(state), state
