@@ -134,12 +134,17 @@ def _wait_one(procs, dirs) -> None:
 
 def peak_errors(ref_spec, pred_spec, min_height: float = 0.1) -> float:
     """Largest distance (eV) from a reference peak above ``min_height`` of the maximum to the
-    nearest predicted peak (peaks found in the same way on both spectra)."""
+    nearest local maximum of the predicted spectrum.
+
+    The reference's peaks need the usual prominence (1 % of the maximum); any local maximum of
+    the prediction counts (prominence 0.1 %, height half the threshold), so a broad peak that
+    the prediction reproduces but with a flatter top (a 200 au signal resolves ~0.9 eV) is
+    matched where it is, not reported as missing."""
     from rtml.tddft import find_peaks
     from rtml.units import HARTREE_EV
 
     ref, _ = find_peaks(ref_spec, min_relative_height=min_height)
-    pred, _ = find_peaks(pred_spec, min_relative_height=0.5 * min_height)
+    pred, _ = find_peaks(pred_spec, min_relative_height=0.5 * min_height, min_prominence=1e-3)
     if len(ref) == 0:
         return float("nan")
     if len(pred) == 0:

@@ -416,7 +416,7 @@ def _split_fractions(text: str) -> tuple[float, float, float]:
 
 
 NEURAL_MODELS = {"rtml": "mamba", "rtml-mlp": "mlp"}
-TRAIN_EPOCHS_DEFAULT = 16
+TRAIN_EPOCHS_DEFAULT = 24
 
 
 def cmd_train(args) -> int:
@@ -644,7 +644,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sequence-epochs", type=int, default=4,
                    help="last epochs that also train on whole trajectories and rollouts through "
                         "the exact step (horizon curriculum, --horizons)")
-    p.add_argument("--frame-batches", type=int, default=60,
+    p.add_argument("--frame-batches", type=int, default=80,
                    help="ΔG-supervision batches (random frames) per epoch")
     p.add_argument("--batch-size", type=int, default=4, help="trajectories per batch")
     p.add_argument("--horizons", default="16,32,64,128,256",

@@ -46,12 +46,12 @@ from frame 0 under the reference field.
     geometries (at most :data:`CV_FOLDS`), plus the validation trajectories as one more
     fold (fitted on all training data) when there are any; the score is the mean relative
     rollout error :math:`\langle e(t)\rangle_t` (Löwdin norm, clipped at 10) of free
-    rollouts of the held-out trajectories. The final map is refitted on all training
-    trajectories. With a single training geometry and no validation data
+    rollouts of the held-out trajectories. The final map is refitted on all training and
+    validation trajectories (never test). With a single training geometry and no validation data
     :data:`DEFAULT_RIDGE` is used.
-  - Stability: if the spectral radius :math:`\rho(A_x)` exceeds 1, :math:`A_x` is scaled by
-    :math:`1/\rho(A_x)` (so the free dynamics cannot grow exponentially; recorded in
-    :attr:`LinearFit.spectral_radius` and ``.stabilised``). The same rule is applied
+  - Stability: eigenvalues of :math:`A_x` outside the unit circle are pulled onto it, the
+    other modes are left as fitted (so the free dynamics cannot grow exponentially; recorded
+    in :attr:`LinearFit.spectral_radius` and ``.stabilised``). The same rule is applied
     inside the cross-validation, so the selection sees the model that is used.
 """
 
@@ -223,11 +223,22 @@ def _normal_equations(prepared, field_scale):
 
 
 def _stabilise(a: np.ndarray, d: int) -> tuple[np.ndarray, float, bool]:
-    """Scale the state block A[:, :d] down to spectral radius 1 if it exceeds 1."""
-    radius = float(np.abs(np.linalg.eigvals(a[:, :d])).max()) if d else 0.0
+    """Pull the eigenvalues of the state block A[:, :d] that lie outside the unit circle onto
+    it, leaving every other mode as fitted.
+
+    .. math:: A_x \leftarrow A_x + V\,\mathrm{diag}(\lambda/\max(1,|\lambda|) - \lambda)\,V^{-1}
+
+    (real part). Scaling the whole block by :math:`1/\rho` instead would damp every mode and
+    cripple long rollouts of a near-unitary map.
+    """
+    if not d:
+        return a, 0.0, False
+    lam, vec = np.linalg.eig(a[:, :d])
+    radius = float(np.abs(lam).max())
     if radius > 1.0:
         a = a.copy()
-        a[:, :d] /= radius
+        shift = lam / np.maximum(1.0, np.abs(lam)) - lam
+        a[:, :d] += (vec @ np.diag(shift) @ np.linalg.inv(vec)).real
         return a, radius, True
     return a, radius, False
 
@@ -284,7 +295,7 @@ def fit_ridge_map(train, val=(), ridges=RIDGE_GRID, n_folds: int = CV_FOLDS) -> 
         n_folds: most folds built from the training geometries.
 
     Returns:
-        The :class:`LinearFit` refitted on all of ``train`` with the chosen penalty.
+        The :class:`LinearFit` refitted on ``train`` and ``val`` with the chosen penalty.
     """
     train = [t if isinstance(t, _Prepared) else _Prepared(t) for t in train]
     val = [t if isinstance(t, _Prepared) else _Prepared(t) for t in val]
@@ -315,10 +326,12 @@ def fit_ridge_map(train, val=(), ridges=RIDGE_GRID, n_folds: int = CV_FOLDS) -> 
                    for r, s in cv_scores.items()}
     finite = {r: s for r, s in mean_scores.items() if np.isfinite(s)}
     ridge = min(finite, key=finite.get) if finite else DEFAULT_RIDGE
-    ztz, zty, n_pairs = _normal_equations(train, field_scale)
+    # the penalty is chosen; the final map uses every non-test trajectory (full strength)
+    ztz, zty, n_pairs = _normal_equations(train + val, field_scale)
     a, radius, stabilised = _stabilise(_solve(ztz, zty, (ridge,))[ridge], d)
     if stabilised:
-        log.info("ridge map: spectral radius %.6f > 1 of the state block scaled to 1", radius)
+        log.info("ridge map: spectral radius %.6f > 1; the growing modes pulled onto the unit "
+                 "circle", radius)
     return LinearFit(n_spin=n_spin, nbf=nbf, A=a, field_scale=field_scale, ridge=float(ridge),
                      n_pairs=n_pairs, spectral_radius=radius, stabilised=stabilised,
                      cv_scores=mean_scores)
@@ -398,8 +411,9 @@ class LinearPropagator:
 
 def fit_linear(groups: dict, splits: dict) -> LinearPropagator:
     """The ridge baseline of every molecule in ``groups`` (store groups, xarray Datasets),
-    fitted on its ``splits[mol]["train"]`` rows; ``"val"`` rows only select the penalty and
-    ``"test"`` rows are never read. Molecules without training trajectories are skipped."""
+    its penalty chosen by cross-validation on the ``splits[mol]["train"]`` and ``"val"`` rows,
+    then refitted on both; ``"test"`` rows are never read. Molecules without training
+    trajectories are skipped."""
     from rtml.data import trajectory_data
 
     model = LinearPropagator()

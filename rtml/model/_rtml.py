@@ -254,13 +254,12 @@ def required_channels(layout: BasisLayout, complex_input: bool) -> dict:
 class LinearMaps(NamedTuple):
     """The network's linear stages of one geometry as matrices (:meth:`RTMLModel.linear_maps`).
 
-    ``a_same``/``a_other`` are float32: they carry the learned correction only (ΔG'[0] = 0
-    stays exact), and a rollout reads them twice per step, so halving their size halves
-    the dominant memory traffic.
+    ``a_same``/``a_other`` are in the model's dtype (a float32 model halves the memory a
+    rollout step reads; the exact parts of the step stay float64).
     """
 
-    a_same: torch.Tensor            # (T*d, m_in) float32: ΔP' coordinates of a spin -> channels
-    a_other: torch.Tensor | None    # (T*d, m_in) float32: the other spin's part (open shell)
+    a_same: torch.Tensor            # (T*d, m_in): ΔP' coordinates of a spin -> channels
+    a_other: torch.Tensor | None    # (T*d, m_in): the other spin's part (open shell)
     b: torch.Tensor                 # (m_out, d): channels of its token -> ΔG' coordinate
     token: torch.Tensor             # (m_out,) the token of each ΔG' coordinate
     n_tokens: int
@@ -548,7 +547,9 @@ class RTMLModel(nn.Module):
         """Channel norms (..., d) -> (..., n_channels), compressed with asinh."""
         sq = torch.zeros(*h.shape[:-1], self.n_channels, dtype=h.dtype, device=h.device)
         sq = sq.index_add(-1, self.channel_of_component, h * h)
-        return torch.asinh(sq.clamp_min(0).sqrt())
+        # the tiny floor keeps the gradient finite at an exactly zero channel (e.g. the empty
+        # beta spin of H2+): d sqrt(x)/dx is infinite at 0
+        return torch.asinh((sq + 1e-30).sqrt())
 
     def _decode(self, h: torch.Tensor, gates: torch.Tensor, system: MoleculeSystem, geo) -> torch.Tensor:
         """Gated channels (B, R, S, T, d) -> learned ΔG' (B, R, S, n, n) complex128."""
@@ -620,8 +621,7 @@ class RTMLModel(nn.Module):
                          system, geo)
         rows = hermitian_coordinates(g[0, :, 0], imaginary=self.config.learned != "xc")  # (d, m_out)
         token = output_tokens(system.layout, n, self.config.learned != "xc")            # (m_out,)
-        return LinearMaps(a_same.to(torch.float32),
-                          None if a_other is None else a_other.to(torch.float32),
+        return LinearMaps(a_same.to(self.dtype), None if a_other is None else a_other.to(self.dtype),
                           rows.T.contiguous().to(torch.float64), token, n_tok, d)
 
     @torch.no_grad()
@@ -629,7 +629,7 @@ class RTMLModel(nn.Module):
         """Ungated ΔG' (B, ..., S, n, n) of ΔP' (B, ..., S, n, n) through :meth:`linear_maps`
         (same value as :meth:`delta_fock_ungated`, without the e3nn graph)."""
         imaginary = self.config.learned != "xc"
-        x = hermitian_coordinates(dp, imaginary).to(torch.float32)
+        x = hermitian_coordinates(dp, imaginary).to(maps.a_same.dtype)
         h = x @ maps.a_same.T
         if maps.a_other is not None:
             h = h + x.flip(-2) @ maps.a_other.T
@@ -651,7 +651,7 @@ class RTMLModel(nn.Module):
     def _fast_response(self, dp: torch.Tensor, maps: "LinearMaps", system: MoleculeSystem, cond, cache):
         """ΔG' (B, S, n, n) of ΔP' (B, S, n, n) through :meth:`linear_maps` and one gate step."""
         imaginary = self.config.learned != "xc"
-        x = hermitian_coordinates(dp, imaginary).to(torch.float32)               # (B, S, m)
+        x = hermitian_coordinates(dp, imaginary).to(maps.a_same.dtype)           # (B, S, m)
         h = x @ maps.a_same.T
         if maps.a_other is not None:
             h = h + x.flip(1) @ maps.a_other.T

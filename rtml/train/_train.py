@@ -2,10 +2,12 @@ r"""Training loop of :class:`rtml.model.RTMLModel` (``rtml train --model rtml|rt
 
 Reads only the dataset store. Every training trajectory is held in memory in the Löwdin
 basis (:math:`P'_k`), with the field at the step midpoints and, when the store has Fock
-matrices, the supervision target :math:`\Delta G'_k = F'_k - F_0'`. Each epoch has two kinds of
-batches (trajectories of one molecule and one length):
+matrices, the supervision target :math:`\Delta G'_k = F'_k - F_0'`. Batches hold trajectories
+of one molecule and one length. Each epoch has ``frame_batches`` batches of
 
-- **ΔG supervision** (teacher forcing, parallel scan over whole trajectories):
+- **ΔG supervision on random frames** (``frames_per_trajectory`` per trajectory, gates at 1,
+  so only the linear network is fitted: many cheap steps where a whole-trajectory pass is
+  one expensive step):
 
   .. math::
 
@@ -15,8 +17,14 @@ batches (trajectories of one molecule and one length):
   per trajectory, normalised by the size of what the network must learn (the
   exchange-correlation part for ``learned="xc"``, all of ΔG' otherwise), so weak and
   strong fields count alike;
-- **rollouts through the exact step** (recurrent, from the first frame) with a horizon
-  curriculum from ``rollout_horizons[0]`` to ``rollout_horizons[-1]`` (≥ 256) steps:
+
+and the last ``sequence_epochs`` epochs add
+
+- the same loss over whole trajectories (their first ``sequence_frames`` frames) with the
+  gates on (Mamba's parallel scan from frame 0), and
+- ``rollout_batches`` free rollouts through the exact step from the first frame, with a
+  horizon curriculum from ``rollout_horizons[0]`` to ``rollout_horizons[-1]`` (256 by
+  default, reached in the last epoch):
 
   .. math::
 
@@ -25,13 +33,15 @@ batches (trajectories of one molecule and one length):
 
   the square of the evaluation's e(t), averaged over the horizon.
 
+The gate head starts at zero, so the gated model starts as the fitted linear one.
 Validation rolls out the validation trajectories (geometries carved from the training
 geometries by :func:`rtml.data.trajectory_splits`; the test split is never read) for
-``val_horizon`` steps and scores the mean e(t); ``model.pt`` is the best validation model.
-AdamW, learning rate a pure function of the step (warm-up, cosine). Every epoch writes
-``checkpoint.pt`` (model, optimiser, step, every random state, best validation score,
-dataset hash, config); a resumed run continues bit-identically. Metrics go to
-``train_metrics.csv`` and TensorBoard.
+``val_horizon`` steps and scores the mean e(t); ``model.pt`` is the best validation model,
+and a non-finite loss or validation score stops training with an error (``model.pt`` is
+never replaced by a non-finite model). AdamW, learning rate a pure function of the step
+(warm-up, cosine). Every epoch writes ``checkpoint.pt`` (model, optimiser, step, every
+random state, best validation score, dataset hash, config); a resumed run continues from
+it. Metrics go to ``train_metrics.csv`` and TensorBoard.
 """
 
 from __future__ import annotations
@@ -62,11 +72,12 @@ log = logging.getLogger("rtml.train")
 class TrainConfig:
     """Settings of a training run (stored in checkpoints)."""
 
-    epochs: int = 16
+    epochs: int = 24
     batch_size: int = 4
-    frame_batches: int = 60
+    frame_batches: int = 80
     frames_per_trajectory: int = 32
     sequence_epochs: int = 4
+    sequence_frames: int = 1024
     lr: float = 5e-3
     weight_decay: float = 0.0
     warmup_steps: int = 5
@@ -173,14 +184,15 @@ def _stack(items: list[TrainingTrajectory], length: int | None = None):
     return system, rho, field
 
 
-def fock_loss(model: RTMLModel, items: list[TrainingTrajectory]) -> dict:
-    """ΔG supervision and the one-step density error of a batch (teacher forcing)."""
-    system, rho, field = _stack(items)
+def fock_loss(model: RTMLModel, items: list[TrainingTrajectory], max_frames: int | None = None) -> dict:
+    """ΔG supervision and the one-step density error of a batch (teacher forcing over the
+    first ``max_frames`` frames of each trajectory: the gates' scan starts at frame 0)."""
+    system, rho, field = _stack(items, max_frames)
     g, nxt = model.teacher_forced(rho, field, system, items[0].dt)
     out = {}
     have = [i for i, it in enumerate(items) if it.delta_fock is not None]
     if have:
-        target = torch.stack([items[i].delta_fock for i in have])
+        target = torch.stack([items[i].delta_fock[:rho.shape[1]] for i in have])
         scale = torch.tensor([items[i].fock_scale for i in have], dtype=torch.float64).clamp_min(1e-30)
         err = ((g[have] - target).abs() ** 2).mean(dim=(1, 2, 3, 4))
         out["fock"] = (err / scale).mean()
@@ -340,7 +352,7 @@ def train_rtml(store, output_dir, cfg: TrainConfig, resume: bool = True, progres
                     continue
                 sums["fock"].append(float(loss.detach()))
             elif kind == "fock":
-                terms = fock_loss(model, items)
+                terms = fock_loss(model, items, cfg.sequence_frames)
                 loss = terms.get("fock", terms["one_step"])
                 sums["one_step"].append(float(terms["one_step"].detach()))
                 if "fock" in terms:

@@ -89,9 +89,14 @@ def test_codec_is_lossless_for_every_ladder_molecule(name):
                 e = np.zeros((n, n), complex)
                 e[i, j], e[j, i] = 1j, -1j
                 basis.append(e)
-    dec = decompose_density(torch.as_tensor(np.stack(basis))[:, None], layout)
-    jac = torch.cat([dec.node.flatten(1), dec.edge.flatten(1)], dim=1)
-    assert torch.linalg.matrix_rank(jac).item() == n * n
+    stacked = torch.as_tensor(np.stack(basis))[:, None]
+    dec = decompose_density(stacked, layout)
+    # recompose o decompose = identity on a basis of the n^2-dimensional space: the
+    # decomposition's Jacobian has full rank n^2 (checked directly where the SVD is cheap)
+    assert torch.allclose(recompose_density(dec, layout), stacked, atol=1e-12)
+    if n <= 26:
+        jac = torch.cat([dec.node.flatten(1), dec.edge.flatten(1)], dim=1)
+        assert torch.linalg.matrix_rank(jac).item() == n * n
     # the learned codec of the default model has enough channels (and says so otherwise)
     model = RTMLModel()
     model.check_layout(layout)
