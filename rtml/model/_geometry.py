@@ -86,6 +86,23 @@ def _tp_path_exists(irreps_in1, irreps_in2, ir_out) -> bool:
     return any(ir_out in ir1 * ir2 for _, ir1 in irreps_in1 for _, ir2 in irreps_in2)
 
 
+def convolution_tensor_product(irreps_in, irreps_sh, irreps_out) -> o3.TensorProduct:
+    """``irreps_in x irreps_sh`` -> every path landing in ``irreps_out`` ("uvu": one weight per
+    input channel and path, supplied per edge by a radial network; no internal weights)."""
+    irreps_in, irreps_sh, irreps_out = o3.Irreps(irreps_in), o3.Irreps(irreps_sh), o3.Irreps(irreps_out)
+    irreps_mid, instructions = [], []
+    for i, (mul, ir_in) in enumerate(irreps_in):
+        for j, (_, ir_sh) in enumerate(irreps_sh):
+            for ir_out in ir_in * ir_sh:
+                if ir_out in irreps_out:
+                    instructions.append((i, j, len(irreps_mid), "uvu", True))
+                    irreps_mid.append((mul, ir_out))
+    irreps_mid, perm, _ = o3.Irreps(irreps_mid).sort()
+    instructions = [(a, b, perm[k], mode, train) for a, b, k, mode, train in instructions]
+    return o3.TensorProduct(irreps_in, irreps_sh, irreps_mid, instructions,
+                            internal_weights=False, shared_weights=False)
+
+
 class _Interaction(torch.nn.Module):
     """Point convolution ``irreps_in -> irreps_out`` (no nonlinearity), see module docstring."""
 
@@ -98,17 +115,8 @@ class _Interaction(torch.nn.Module):
         self.avg_num_neighbors = float(avg_num_neighbors)
         self.self_interaction = o3.Linear(self.irreps_in, self.irreps_out)
         self.linear_1 = o3.Linear(self.irreps_in, self.irreps_in)
-        irreps_mid, instructions = [], []
-        for i, (mul, ir_in) in enumerate(self.irreps_in):
-            for j, (_, ir_sh) in enumerate(self.irreps_sh):
-                for ir_out in ir_in * ir_sh:
-                    if ir_out in self.irreps_out:
-                        instructions.append((i, j, len(irreps_mid), "uvu", True))
-                        irreps_mid.append((mul, ir_out))
-        irreps_mid, perm, _ = o3.Irreps(irreps_mid).sort()
-        instructions = [(a, b, perm[k], mode, train) for a, b, k, mode, train in instructions]
-        self.tp = o3.TensorProduct(self.irreps_in, self.irreps_sh, irreps_mid, instructions,
-                                   internal_weights=False, shared_weights=False)
+        self.tp = convolution_tensor_product(self.irreps_in, self.irreps_sh, self.irreps_out)
+        irreps_mid = self.tp.irreps_out
         self.radial = FullyConnectedNet([n_radial, radial_hidden, self.tp.weight_numel],
                                         torch.nn.functional.silu)
         self.linear_2 = o3.Linear(irreps_mid.simplify(), self.irreps_out)

@@ -61,7 +61,7 @@ from rtml._errors import InputError
 from rtml.model._basis_layout import BasisLayout
 from rtml.model._density_codec import DensityDecoder, DensityEncoder, DensityLatent
 from rtml.model._dynamics import make_dynamics
-from rtml.model._geometry import GeometryEncoder, RadialBasis
+from rtml.model._geometry import GeometryEncoder, RadialBasis, convolution_tensor_product
 from rtml.model._physics import (apply_coulomb_exchange, coulomb_exchange_operators,
                                  exponential_step, lowdin_transforms, stationary_fock)
 from rtml.units import ANGSTROM_BOHR
@@ -391,17 +391,8 @@ class TokenInteraction(nn.Module):
         self.irreps_sh = o3.Irreps(irreps_sh)
         self.self_node = o3.Linear(self.irreps_in, self.irreps_out)
         self.self_edge = o3.Linear(self.irreps_in, self.irreps_out)
-        mid, instructions = [], []
-        for i, (mul, ir_in) in enumerate(self.irreps_in):
-            for j, (_, ir_sh) in enumerate(self.irreps_sh):
-                for ir_out in ir_in * ir_sh:
-                    if ir_out in self.irreps_out:
-                        instructions.append((i, j, len(mid), "uvu", True))
-                        mid.append((mul, ir_out))
-        mid, perm, _ = o3.Irreps(mid).sort()
-        instructions = [(a, b, perm[k], mode, train) for a, b, k, mode, train in instructions]
-        self.tp = o3.TensorProduct(self.irreps_in, self.irreps_sh, mid, instructions,
-                                   internal_weights=False, shared_weights=False)
+        self.tp = convolution_tensor_product(self.irreps_in, self.irreps_sh, self.irreps_out)
+        mid = self.tp.irreps_out
         self.radial = FullyConnectedNet([n_radial + 2 * n_elements + N_MESSAGE_KINDS, hidden,
                                          self.tp.weight_numel],
                                         torch.nn.functional.silu)
