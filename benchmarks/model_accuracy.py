@@ -187,7 +187,7 @@ def summarise(rows: list[dict]) -> list[dict]:
         for mol in [None] + sorted({r["molecule"] for r in rows}):
             sel = [r for r in rows if r["model"] == name and (mol is None or r["molecule"] == mol)]
             med = lambda k: float(np.nanmedian([r[k] for r in sel]))
-            peaks = [r["peak_shift_ev"] for r in sel if np.isfinite(r["peak_shift_ev"]) or r["peak_shift_ev"] == np.inf]
+            peaks = [r["peak_shift_ev"] for r in sel if not np.isnan(r["peak_shift_ev"])]  # kicks
             out.append({"model": name, "molecule": mol or "all", "n": len(sel),
                         "median_valid_horizon": med("valid_horizon"), "median_e_at_100": med("e_at_100"),
                         "median_dipole_nrmse": med("dipole_nrmse"),

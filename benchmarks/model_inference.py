@@ -28,12 +28,10 @@ linear-response setup is excluded from its time per step.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 
 def engine_time_per_step(name: str, n_steps: int, batch: int, grid_level: int, dt: float):
@@ -59,7 +57,7 @@ def engine_time_per_step(name: str, n_steps: int, batch: int, grid_level: int, d
     return gs, trajs[0], out
 
 
-def model_time_per_step(gs, batch: int, n_steps: int, dt: float, device: str = "cpu"):
+def model_time_per_step(gs, batch: int, n_steps: int, dt: float):
     """(setup seconds, {batch size: s/step/trajectory}) of the model as an engine.
 
     Runs :func:`rtml.model.propagate_model` (what ``rtml propagate --engine model`` runs) from
@@ -74,8 +72,6 @@ def model_time_per_step(gs, batch: int, n_steps: int, dt: float, device: str = "
     from rtml.model import ModelConfig, RTMLModel, RTMLPropagator, propagate_model
     from rtml.tddft import PropagationSettings
 
-    if device != "cpu":
-        raise ValueError("the model engine runs on the CPU (float64 physics)")
     torch.manual_seed(0)
     model = RTMLModel(ModelConfig()).to(torch.float64)
     with torch.no_grad():

@@ -42,7 +42,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from rtml._errors import InputError
-from rtml.data._splits import SPLITS, _check_fractions, _unit_interval, assign_splits  # noqa: F401
+from rtml.data._splits import SPLITS, _check_fractions, assign_splits  # noqa: F401
 
 
 def _torch_dtype(dtype) -> torch.dtype:

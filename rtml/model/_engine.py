@@ -66,16 +66,15 @@ def propagate_model(ground_state, fields, settings, propagator: RTMLPropagator,
     nspin = ground_state.density.shape[0]
     t_setup = time.perf_counter()
     key = ("engine", mol.atom_coords().tobytes(), ctx.xc, str(mol.basis), nspin)
-    cached = propagator._systems.get(key)
-    if cached is None:
+    if key not in propagator.engine_setup:
         layout = BasisLayout.from_mole(mol)
         system = build_system([mol], ctx.xc, nspin, layout, mol.atom_coords(unit="Angstrom")[None],
                               ctx.overlap[None], ground_state.density[None],
                               ground_state_fock(ground_state)[None], ctx.dipole_origin[None])
         with torch.no_grad():
             maps = model.linear_maps(system)
-        propagator._systems = {key: (system, maps)}       # keep one geometry's setup
-    system, maps = propagator._systems[key]
+        propagator.engine_setup = {key: (system, maps)}    # keep one geometry's setup
+    system, maps = propagator.engine_setup[key]
     t_setup = time.perf_counter() - t_setup
     nb = len(fields)
     batch = stack_systems([system] * nb)

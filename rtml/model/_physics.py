@@ -26,6 +26,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from rtml.model._hermitian import from_hermitian_coordinates, hermitian_coordinates
+
 __all__ = ["lowdin_transforms", "stationary_fock", "coulomb_exchange_operators",
            "apply_coulomb_exchange", "exponential_step", "hybrid_coefficients"]
 
@@ -81,7 +83,7 @@ def coulomb_exchange_operators(mol, xc: str, n_spin: int, orth: np.ndarray):
     density and 1 per spin (the engine's convention, :func:`rtml.tddft._fock.fock_and_energy`).
 
     The maps act on the real coordinates of Hermitian matrices
-    (:func:`rtml.model._rtml.hermitian_coordinates`): the upper triangle of Re D maps to the
+    (:func:`rtml.model._hermitian.hermitian_coordinates`): the upper triangle of Re D maps to the
     upper triangle of Re ΔG (J and K), the strict upper triangle of Im D to that of Im ΔG
     (K only: J of an antisymmetric matrix vanishes). Packed this way a map has a quarter of
     the n⁴ entries of the dense one.
@@ -135,28 +137,23 @@ def apply_coulomb_exchange(dp: torch.Tensor, same, total) -> torch.Tensor:
             one matrix product for all members.
     """
     n = dp.shape[-1]
-    iu, su = torch.triu_indices(n, n), torch.triu_indices(n, n, offset=1)
-    xr = dp.real[..., iu[0], iu[1]].to(torch.float64)
-    xi = dp.imag[..., su[0], su[1]].to(torch.float64)
+    x = hermitian_coordinates(dp, imaginary=True)
+    m = n * (n + 1) // 2
+    xr, xi = x[..., :m], x[..., m:]
 
-    def act(w, x):
-        #: y[b, ..., i] = sum_j w[b, i, j] x[b, ..., j]
+    def act(w, v):
+        #: y[b, ..., i] = sum_j w[b, i, j] v[b, ..., j]
         if w.shape[0] == 1 or w.stride(0) == 0:
-            return x @ w[0].T
-        b = x.shape[0]
-        y = torch.einsum("bij,bmj->bmi", w, x.reshape(b, -1, x.shape[-1]))
-        return y.reshape(x.shape[:-1] + (w.shape[1],))
+            return v @ w[0].T
+        b = v.shape[0]
+        y = torch.einsum("bij,bmj->bmi", w, v.reshape(b, -1, v.shape[-1]))
+        return y.reshape(v.shape[:-1] + (w.shape[1],))
 
     yr, yi = act(same[0], xr), act(same[1], xi)
     if total is not None:
         yr = yr + act(total[0], xr.sum(dim=-2, keepdim=True))
         yi = yi + act(total[1], xi.sum(dim=-2, keepdim=True))
-    re = torch.zeros(dp.shape, dtype=torch.float64)
-    re[..., iu[0], iu[1]] = yr
-    re = re + re.transpose(-1, -2) - torch.diag_embed(torch.diagonal(re, dim1=-2, dim2=-1))
-    im = torch.zeros(dp.shape, dtype=torch.float64)
-    im[..., su[0], su[1]] = yi
-    return torch.complex(re, im - im.transpose(-1, -2))
+    return from_hermitian_coordinates(torch.cat([yr, yi], dim=-1), n, imaginary=True)
 
 
 def exponential_step(rho: torch.Tensor, hamiltonian: torch.Tensor, dt: float) -> torch.Tensor:

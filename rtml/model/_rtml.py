@@ -47,7 +47,6 @@ needed. The density itself never passes through a learned map.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
@@ -62,6 +61,7 @@ from rtml.model._basis_layout import BasisLayout
 from rtml.model._density_codec import DensityDecoder, DensityEncoder, DensityLatent
 from rtml.model._dynamics import make_dynamics
 from rtml.model._geometry import GeometryEncoder, RadialBasis, convolution_tensor_product
+from rtml.model._hermitian import from_hermitian_coordinates, hermitian_basis, hermitian_coordinates
 from rtml.model._physics import (apply_coulomb_exchange, coulomb_exchange_operators,
                                  exponential_step, lowdin_transforms, stationary_fock)
 from rtml.units import ANGSTROM_BOHR
@@ -292,50 +292,6 @@ def _ao_atoms(layout: BasisLayout) -> np.ndarray:
     for sh in layout.shells:
         atoms[sh.slice] = sh.atom
     return atoms
-
-
-def hermitian_basis(n: int, imaginary: bool) -> torch.Tensor:
-    """(m, n, n) complex basis of real symmetric matrices (upper triangle order), followed by
-    i x the antisymmetric ones (strict upper triangle) when ``imaginary``."""
-    iu = torch.triu_indices(n, n)
-    m = iu.shape[1]
-    out = torch.zeros(m, n, n, dtype=torch.complex128)
-    out[torch.arange(m), iu[0], iu[1]] = 1.0
-    out[torch.arange(m), iu[1], iu[0]] = 1.0
-    if imaginary:
-        su = torch.triu_indices(n, n, offset=1)
-        k = su.shape[1]
-        im = torch.zeros(k, n, n, dtype=torch.complex128)
-        im[torch.arange(k), su[0], su[1]] = 1j
-        im[torch.arange(k), su[1], su[0]] = -1j
-        out = torch.cat([out, im])
-    return out
-
-
-def hermitian_coordinates(mat: torch.Tensor, imaginary: bool) -> torch.Tensor:
-    """Coordinates of (..., n, n) Hermitian matrices in :func:`hermitian_basis`."""
-    n = mat.shape[-1]
-    iu = torch.triu_indices(n, n)
-    x = mat.real[..., iu[0], iu[1]].to(torch.float64)
-    if imaginary:
-        su = torch.triu_indices(n, n, offset=1)
-        x = torch.cat([x, mat.imag[..., su[0], su[1]].to(torch.float64)], dim=-1)
-    return x
-
-
-def from_hermitian_coordinates(x: torch.Tensor, n: int, imaginary: bool) -> torch.Tensor:
-    """Inverse of :func:`hermitian_coordinates`: (..., m) -> (..., n, n) complex128."""
-    iu = torch.triu_indices(n, n)
-    m = iu.shape[1]
-    re = torch.zeros(*x.shape[:-1], n, n, dtype=torch.float64)
-    re[..., iu[0], iu[1]] = x[..., :m]
-    re = re + re.transpose(-1, -2) - torch.diag_embed(torch.diagonal(re, dim1=-2, dim2=-1))
-    im = torch.zeros_like(re)
-    if imaginary:
-        su = torch.triu_indices(n, n, offset=1)
-        im[..., su[0], su[1]] = x[..., m:]
-        im = im - im.transpose(-1, -2)
-    return torch.complex(re, im)
 
 
 # ------------------------------------------------------------------------------ network
@@ -615,21 +571,29 @@ class RTMLModel(nn.Module):
         return LinearMaps(a_same.to(self.dtype), None if a_other is None else a_other.to(self.dtype),
                           rows.T.contiguous().to(torch.float64), token, n_tok, d)
 
+    def _map_channels(self, dp: torch.Tensor, maps: "LinearMaps") -> torch.Tensor:
+        """Token channels h = A x(ΔP'): (..., S, n, n) -> (..., S, T, d) float64."""
+        x = hermitian_coordinates(dp, self.config.learned != "xc").to(maps.a_same.dtype)
+        h = x @ maps.a_same.T
+        if maps.a_other is not None:
+            h = h + x.flip(-2) @ maps.a_other.T
+        return h.to(torch.float64).reshape(*h.shape[:-1], maps.n_tokens, maps.dim)
+
+    def _map_output(self, h: torch.Tensor, dp: torch.Tensor, maps: "LinearMaps",
+                    system: MoleculeSystem) -> torch.Tensor:
+        """ΔG' from (gated) channels h (..., S, T, d): the block-sparse decoder, plus exact J/K."""
+        #: y[..., k] = sum_c h[..., token(k), c] B[k, c]
+        y = (h[..., maps.token, :] * maps.b).sum(-1)
+        g = from_hermitian_coordinates(y, dp.shape[-1], self.config.learned != "xc")
+        if self.config.learned == "xc":
+            g = g + apply_coulomb_exchange(dp, system.w_same, system.w_total)
+        return g
+
     @torch.no_grad()
     def delta_fock_linear(self, dp: torch.Tensor, maps: "LinearMaps", system: MoleculeSystem) -> torch.Tensor:
         """Ungated ΔG' (B, ..., S, n, n) of ΔP' (B, ..., S, n, n) through :meth:`linear_maps`
         (same value as :meth:`delta_fock_ungated`, without the e3nn graph)."""
-        imaginary = self.config.learned != "xc"
-        x = hermitian_coordinates(dp, imaginary).to(maps.a_same.dtype)
-        h = x @ maps.a_same.T
-        if maps.a_other is not None:
-            h = h + x.flip(-2) @ maps.a_other.T
-        h = h.to(torch.float64).reshape(*h.shape[:-1], maps.n_tokens, maps.dim)
-        y = (h[..., maps.token, :] * maps.b).sum(-1)
-        g = from_hermitian_coordinates(y, dp.shape[-1], imaginary)
-        if self.config.learned == "xc":
-            g = g + apply_coulomb_exchange(dp, system.w_same, system.w_total)
-        return g
+        return self._map_output(self._map_channels(dp, maps), dp, maps, system)
 
     def _shared_maps(self, system: MoleculeSystem) -> "LinearMaps | None":
         """:meth:`linear_maps` when every member of the batch is the same geometry (a batch of
@@ -641,21 +605,10 @@ class RTMLModel(nn.Module):
 
     def _fast_response(self, dp: torch.Tensor, maps: "LinearMaps", system: MoleculeSystem, cond, cache):
         """ΔG' (B, S, n, n) of ΔP' (B, S, n, n) through :meth:`linear_maps` and one gate step."""
-        imaginary = self.config.learned != "xc"
-        x = hermitian_coordinates(dp, imaginary).to(maps.a_same.dtype)           # (B, S, m)
-        h = x @ maps.a_same.T
-        if maps.a_other is not None:
-            h = h + x.flip(1) @ maps.a_other.T
-        b, s = h.shape[:2]
-        h = h.to(torch.float64).reshape(b, s, maps.n_tokens, maps.dim)
+        h = self._map_channels(dp, maps)
         gates, cache = self._gate_step(self._invariants(h.to(self.dtype)), cond, cache)
-        hg = h * (1.0 + gates[..., self.channel_of_component].to(h.dtype))
-        #: y[b, s, k] = sum_c hg[b, s, token(k), c] B[k, c]
-        y = (hg[:, :, maps.token] * maps.b).sum(-1)
-        g = from_hermitian_coordinates(y, dp.shape[-1], imaginary)
-        if self.config.learned == "xc":
-            g = g + apply_coulomb_exchange(dp[:, None], system.w_same, system.w_total)[:, 0]
-        return g, cache
+        h = h * (1.0 + gates[..., self.channel_of_component].to(h.dtype))
+        return self._map_output(h, dp, maps, system), cache
 
     # -- gates along time -------------------------------------------------------------------
     def _gate_sequence(self, inv: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
@@ -761,13 +714,12 @@ class RTMLModel(nn.Module):
         return torch.stack(out, dim=1)
 
     @torch.no_grad()
-    def set_scales(self, delta_rho: torch.Tensor, delta_g: torch.Tensor | None) -> None:
-        """Input scale: RMS of ΔP' elements; output scale: RMS of the learned target ΔG'
-        (the input scale when no target is known)."""
-        s_in = float(delta_rho.abs().pow(2).mean().sqrt())
-        self.input_scale.fill_(s_in if s_in > 0 else 1.0)
-        s_out = float(delta_g.abs().pow(2).mean().sqrt()) if delta_g is not None else s_in
-        self.output_scale.fill_(s_out if s_out > 0 else 1.0)
+    def set_scales(self, input_rms: float, output_rms: float | None) -> None:
+        """Input scale: RMS of the ΔP' elements of the training data; output scale: RMS of the
+        learned target ΔG' (the input scale when no target is known)."""
+        self.input_scale.fill_(input_rms if input_rms > 0 else 1.0)
+        out = input_rms if output_rms is None else output_rms
+        self.output_scale.fill_(out if out > 0 else 1.0)
 
     def state_dict_for_checkpoint(self) -> dict:
         return {"model": "rtml", "config": asdict(self.config), "state_dict": self.state_dict()}
@@ -835,6 +787,8 @@ class RTMLPropagator:
     def __init__(self, model: RTMLModel):
         self.model = model.eval()
         self._systems: dict = {}
+        #: (system, linear maps) of the last geometry :func:`rtml.model.propagate_model` ran
+        self.engine_setup: dict = {}
 
     def system(self, traj) -> MoleculeSystem:
         key = (traj.molecule, np.asarray(traj.positions_angstrom).tobytes(), traj.basis)

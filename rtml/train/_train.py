@@ -409,17 +409,16 @@ def _model_state(model: RTMLModel, cfg: TrainConfig, dataset_hash: str, store, v
 
 @torch.no_grad()
 def _initialise_scales(model: RTMLModel, items: list[TrainingTrajectory]) -> None:
-    """Input/output scales from the training data (:meth:`RTMLModel.set_scales`)."""
-    dp = torch.cat([(it.rho - it.system.rho0[0]).reshape(-1) for it in items])
-    targets = []
-    for it in items:
-        if it.delta_fock is not None:
-            part = it.delta_fock
-            if model.config.learned == "xc":
-                part = part - apply_coulomb_exchange((it.rho - it.system.rho0[0])[None],
-                                                     it.system.w_same, it.system.w_total)[0]
-            targets.append(part.reshape(-1))
-    model.set_scales(dp, torch.cat(targets) if targets else None)
+    """Input/output scales from the training data (:meth:`RTMLModel.set_scales`); the target's
+    RMS comes from each trajectory's ``fock_scale`` (mean |learned ΔG'|², computed once)."""
+    sq = sum(float(((it.rho - it.system.rho0[0]).abs() ** 2).sum()) for it in items)
+    size = sum(it.rho.numel() for it in items)
+    with_fock = [it for it in items if it.delta_fock is not None]
+    out = None
+    if with_fock:
+        out = math.sqrt(sum(it.fock_scale * it.delta_fock.numel() for it in with_fock)
+                        / sum(it.delta_fock.numel() for it in with_fock))
+    model.set_scales(math.sqrt(sq / size), out)
 
 
 def _save(path: Path, state: dict) -> None:

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from e3nn import o3
 from mambapy.mamba import MambaBlock, MambaConfig
 
 import rtml.model._dynamics as dyn
