@@ -42,7 +42,7 @@ def synthetic_trajectory(name: str, index: int, n_time: int, rng: np.random.Gene
     from pyscf import gto, scf
 
     from rtml.data import Trajectory
-    from rtml.tddft import basis_metadata
+    from rtml.chem import basis_metadata, one_electron_matrices
 
     atoms, charge, spin = MOLECULES[name]
     mol = gto.M(atom=atoms, basis="6-31g", charge=charge, spin=spin, verbose=0)
@@ -50,7 +50,8 @@ def synthetic_trajectory(name: str, index: int, n_time: int, rng: np.random.Gene
     mol = gto.M(atom=[(mol.atom_symbol(i), coords[i]) for i in range(mol.natm)],
                 basis="6-31g", charge=charge, spin=spin, verbose=0)
     mf = scf.RHF(mol).run(conv_tol=1e-9)
-    S = mol.intor("int1e_ovlp")
+    matrices = one_electron_matrices(mol)
+    S = matrices.overlap
     lam, vec = np.linalg.eigh(S)
     s_half, s_mhalf = (vec * np.sqrt(lam)) @ vec.T, (vec / np.sqrt(lam)) @ vec.T
     n = S.shape[0]
@@ -62,11 +63,8 @@ def synthetic_trajectory(name: str, index: int, n_time: int, rng: np.random.Gene
     p0 = s_half @ mf.make_rdm1() @ s_half
     density = (s_mhalf @ (U @ p0 @ U.conj().transpose(0, 2, 1)) @ s_mhalf)[:, None]
     charges = mol.atom_charges()
-    bohr = mol.atom_coords()
-    origin = charges @ bohr / charges.sum()
-    with mol.with_common_orig(origin):
-        r = mol.intor("int1e_r")
-    dipole = charges @ (bohr - origin) - np.einsum("xij,tji->tx", r, density[:, 0]).real
+    dipole = (matrices.nuclear_dipole
+              - np.einsum("xij,tji->tx", matrices.dipole_ints, density[:, 0]).real)
     kappa = 1e-3 * (1 + index)
     atom, ang, mag = basis_metadata(mol)
     return Trajectory(
@@ -74,14 +72,14 @@ def synthetic_trajectory(name: str, index: int, n_time: int, rng: np.random.Gene
         charge=charge, multiplicity=spin + 1, basis="6-31G", xc="hf",
         n_electrons=mol.nelectron, basis_atom_index=atom, basis_angular_momentum=ang,
         basis_magnetic_quantum=mag, overlap=S,
-        core_hamiltonian=mol.intor("int1e_kin") + mol.intor("int1e_nuc"),
+        core_hamiltonian=matrices.hcore,
         density=density, time=times, field=np.zeros((n_time, 3)),
         energy=np.full(n_time, mf.e_tot), dipole=dipole, dt=dt, save_every=save_every,
         propagator="synthetic",
         field_spec={"kind": "kick", "spec": f"kick:{kappa:g}:z", "amplitude": kappa,
                     "polarization": [0.0, 0.0, 1.0], "omega": None, "t0": None,
                     "sigma": None, "duration": None, "omega_source": None},
-        dipole_origin_bohr=origin,
+        dipole_origin_bohr=matrices.dipole_origin,
         provenance={"engine": "synthetic-benchmark", "inputs_sha256": f"{name}-{index:04d}"},
         extra_attrs={"geometry_id": f"g{index:03d}", "kick_strength": kappa,
                      "ground_state_energy": float(mf.e_tot)},

@@ -155,7 +155,7 @@ def peak_errors(ref_spec, pred_spec, min_height: float = 0.1) -> float:
 def evaluate_models(work: Path, dirs: dict) -> dict:
     """Every model on every test trajectory, with the evaluation's own metric code."""
     from rtml.data import open_store_groups
-    from rtml.evaluate._run import evaluate_trajectory, reference
+    from rtml.evaluate import evaluate_trajectory, reference
     from rtml.model import PersistenceModel, load_model
 
     groups = open_store_groups(work / "test.zarr")

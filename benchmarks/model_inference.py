@@ -32,15 +32,19 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
+from rtml import atomic_write, atomic_write_text
+from rtml.chem import build_mole, load_molecule
+from rtml.cli import set_threads
+from rtml.fields import parse_field
+from rtml.model import ModelConfig, RTMLModel, RTMLPropagator, propagate_model
+from rtml.tddft import (PropagationSettings, SimulationInputs, fock_response,
+                        prepare_ground_state, simulate)
 
 
 def engine_time_per_step(name: str, n_steps: int, batch: int, grid_level: int, dt: float):
     """(ground state, {batch size: s/step/trajectory}) for the PySCF engine on a kick."""
-    from rtml.chem import load_molecule
-    from rtml.fields import parse_field
-    from rtml.tddft import (PropagationSettings, SimulationInputs, fock_response,
-                            prepare_ground_state, simulate)
-
     spec = load_molecule(name)
     settings = PropagationSettings(dt=dt, n_steps=n_steps)
     pols = ["x", "y", "z"]
@@ -66,12 +70,6 @@ def model_time_per_step(gs, batch: int, n_steps: int, dt: float):
     geometry (exact Coulomb/exchange maps, the network's linear maps) is timed apart, as the
     engine's linear-response setup is.
     """
-    import torch
-
-    from rtml.fields import parse_field
-    from rtml.model import ModelConfig, RTMLModel, RTMLPropagator, propagate_model
-    from rtml.tddft import PropagationSettings
-
     torch.manual_seed(0)
     model = RTMLModel(ModelConfig()).to(torch.float64)
     with torch.no_grad():
@@ -103,19 +101,11 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None, help="directory for CSV and PNG")
     args = parser.parse_args(argv)
-
-    import torch
-    from pyscf import lib
-    from threadpoolctl import threadpool_limits
-
-    lib.num_threads(args.threads)
-    threadpool_limits(args.threads)
+    set_threads(args.threads)
     torch.set_num_threads(args.threads)
 
     rows = []
     for name in args.molecules:
-        from rtml.chem import build_mole, load_molecule
-
         nao = build_mole(load_molecule(name)).nao
         steps = args.engine_steps or (40 if nao < 40 else 10)
         print(f"{name}: nbf {nao}, engine {steps} steps at grid level {args.grid_level} ...",
@@ -141,12 +131,10 @@ def main(argv=None) -> int:
 
 def write_outputs(rows: list[dict], out: Path) -> None:
     """``model_inference.csv`` and a bar plot of the speedups."""
-    import matplotlib
+    import matplotlib  # heavy, and only for the plot
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from rtml._atomic import atomic_write, atomic_write_text
 
     out.mkdir(parents=True, exist_ok=True)
     lines = [",".join(rows[0])] + [",".join(str(v) for v in r.values()) for r in rows]

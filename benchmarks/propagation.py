@@ -37,6 +37,7 @@ import argparse
 import csv
 import multiprocessing as mp
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -45,9 +46,21 @@ import time
 from pathlib import Path
 
 import numpy as np
+from pyscf import scf
+from threadpoolctl import ThreadpoolController
 
-# the checkout's rtml, also in the spawned worker processes (they import this file)
+# the checkout's rtml, also in the spawned worker processes (they import this file): the
+# path goes first, so the rtml imports follow it
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rtml.chem import build_mole, load_molecule  # noqa: E402
+from rtml.cli import set_threads  # noqa: E402
+from rtml.fields import parse_field  # noqa: E402
+from rtml.tddft import (PropagationSettings, SimulationInputs, apply_kicks,  # noqa: E402
+                        block_ao_values, build_fock_context, density_on_grid, exp_hermitian,
+                        fock_and_energy, libxc_rows, prepare_ground_state, propagate)
+from rtml.tddft.nwchem import (nwchem_command, parse_rt_output,  # noqa: E402
+                               tmax_for_last_print, write_rt_tddft_input)
 
 KICK = 1e-4
 #: Simulated time (a.u.) per molecule: H2O's is the issue's 1000 steps of dt 0.2.
@@ -66,10 +79,6 @@ def nwchem_deck(spec, dt: float, sim_time: float) -> str:
     ground-state DFT, then ``rt_tddft`` after NWChem's own delta kick along z, NWChem's
     default grid (medium) and Magnus tolerance (1e-7), dipole and energy every step, no
     restart files."""
-    from rtml.chem import build_mole
-    from rtml.fields import parse_field
-    from rtml.tddft.nwchem import tmax_for_last_print, write_rt_tddft_input
-
     return write_rt_tddft_input(build_mole(spec), spec.xc, parse_field(f"kick:{KICK}:z"), dt,
                                 tmax_for_last_print(sim_time, dt), name="bench", grid_level=2,
                                 interpol_tol=1e-7, restart_every_step=False, delta_kick=True)
@@ -88,8 +97,6 @@ def run_nwchem_rt_tddft(deck_text: str, workdir: Path, nproc: int = 2) -> dict:
         dict with ``wall_s`` (propagation), ``total_s``, ``time`` (n,), ``energy`` (n,),
         ``dipole`` (n, 3).
     """
-    from rtml.tddft.nwchem import nwchem_command, parse_rt_output
-
     deck = workdir / "bench.nw"
     deck.write_text(deck_text)
     start = time.perf_counter()
@@ -115,19 +122,7 @@ def run_nwchem_rt_tddft(deck_text: str, workdir: Path, nproc: int = 2) -> dict:
 # (b) naive PySCF loop, (c)/(d) rtml: each in a fresh process (own peak RSS, threads)
 # ---------------------------------------------------------------------------------------
 
-def _set_threads(threads: int) -> None:
-    from pyscf import lib
-    from threadpoolctl import threadpool_limits
-
-    lib.num_threads(threads)
-    threadpool_limits(threads)
-
-
 def _ground_state(molecule: str, grid_level: int):
-    from rtml.chem import load_molecule
-    from rtml.fields import parse_field
-    from rtml.tddft import PropagationSettings, SimulationInputs, prepare_ground_state
-
     inputs = SimulationInputs(molecule=load_molecule(molecule),
                               fields=[parse_field(f"kick:{KICK}:z")],
                               settings=PropagationSettings(dt=0.1, n_steps=1), grid_level=grid_level)
@@ -136,8 +131,6 @@ def _ground_state(molecule: str, grid_level: int):
 
 
 def _peak_rss_mb() -> float:
-    import resource
-
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -146,14 +139,9 @@ def rtml_worker(molecule: str, grid_level: int, n_fields: int, propagator: str, 
                 linear_corrector: bool = True) -> dict:
     """rtml batched propagation of ``n_fields`` z kicks (identical members, timed per step;
     the linear-response model, built once per geometry, is timed apart as ``setup_s``)."""
-    _set_threads(threads)
-    from rtml.fields import parse_field
-    from rtml.tddft import PropagationSettings, propagate
-
+    set_threads(threads)
     gs = _ground_state(molecule, grid_level)
     if max_memory_mb != gs.context.max_memory_mb:
-        from rtml.tddft import build_fock_context
-
         gs.context = build_fock_context(gs.context.mol, gs.context.xc, gs.context.nspin,
                                         gs.mf.grids, max_memory_mb=max_memory_mb)
     fields = [parse_field(f"kick:{KICK}:z")] * n_fields
@@ -174,11 +162,7 @@ def naive_worker(molecule: str, grid_level: int, dt: float, sim_time: float, thr
     Fock matrix of the predicted density; the accepted end-point Fock matrix is rebuilt from
     the corrected density (it is the next step's start).
     """
-    _set_threads(threads)
-    from rtml.tddft import apply_kicks
-    from rtml.tddft._propagators import exp_hermitian
-    from rtml.fields import parse_field
-
+    set_threads(threads)
     gs = _ground_state(molecule, grid_level)
     ctx, mf = gs.context, gs.mf
     mol = ctx.mol
@@ -233,12 +217,7 @@ def fock_floor_worker(molecule: str, grid_level: int, n_fields: int, threads: in
     of (ndm x nao) by (nao x 4) and (ndm x 4) by (4 x nao) at every point), and the
     in-core J/K contractions (PySCF's ``dot_eri_dm``, real and imaginary parts).
     """
-    _set_threads(threads)
-    from pyscf import scf
-
-    from rtml.tddft import fock_and_energy
-    from rtml.tddft._fock import _NVAR, _blas_controller, _block_ao, density_on_grid, libxc_rows
-
+    set_threads(threads)
     gs = _ground_state(molecule, grid_level)
     ctx = gs.context
     rng = np.random.default_rng(0)
@@ -248,7 +227,6 @@ def fock_floor_worker(molecule: str, grid_level: int, n_fields: int, threads: in
     dm = dm + noise + noise.swapaxes(-1, -2)
     nb, nspin = dm.shape[:2]
     ndm = nb * nspin
-    nvar = _NVAR[ctx.xctype]
 
     def best(fn):
         fn()
@@ -263,16 +241,18 @@ def fock_floor_worker(molecule: str, grid_level: int, n_fields: int, threads: in
     flat = dm.real.reshape(ndm, nao, nao)
     blocks = []
     for block in ctx.grid_blocks:
-        ao, ao_value = _block_ao(ctx, block)
+        ao, ao_value = block_ao_values(ctx, block)
         idx = block.ao_index
         sub = np.ascontiguousarray(flat[:, idx[:, None], idx])
-        rho = density_on_grid(ao, ao_value, sub, ctx.xctype).reshape(-1, nspin, nvar)
+        rho = density_on_grid(ao, ao_value, sub, ctx.xctype)  # (ng, ndm, nvar)
+        rho = rho.reshape(-1, nspin, rho.shape[-1])
         rho_xc = libxc_rows(rho, nspin, ctx.xctype)
         stacked = np.ascontiguousarray(sub.transpose(1, 0, 2).reshape(len(idx), -1))
         ng = len(block.weights)
         aow = rng.normal(size=(ng, ndm * len(idx)))
         per_point = (rng.normal(size=(ng, ndm, len(idx))), rng.normal(size=(ng, ndm, 4)), ao)
         blocks.append((rho_xc, ao_value, stacked, aow, per_point))
+    blas = ThreadpoolController()  # built once: building one inspects every loaded library
 
     def libxc_only():
         for rho_xc, *_ in blocks:
@@ -287,7 +267,7 @@ def fock_floor_worker(molecule: str, grid_level: int, n_fields: int, threads: in
         if ctx.xctype == "LDA":
             return
         # one BLAS thread: the fastest setting for these tiny products (as in the build)
-        with _blas_controller().limit(limits=1, user_api="blas"):
+        with blas.limit(limits=1, user_api="blas"):
             for *_, (c0, half, ao) in blocks:
                 np.matmul(c0, ao[:, :4].transpose(0, 2, 1))
                 np.matmul(half, ao[:, :4])
@@ -343,7 +323,7 @@ def load_average() -> str:
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
+    import matplotlib  # heavy, and only for the plot
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -411,8 +391,6 @@ def main(argv=None) -> int:
 
     rows, fock_rows = [], []
     for molecule in args.molecules.split(","):
-        from rtml.chem import load_molecule
-
         spec = load_molecule(molecule)
         sim_time = args.time or DEFAULT_TIME.get(molecule, 20.0)
         common = (molecule, args.grid_level)

@@ -14,6 +14,10 @@ class InputError(RtmlError, ValueError):
     """Malformed or impossible input (unknown molecule, bad field spec, dt <= 0, ...)."""
 
 
+class ConfigError(InputError):
+    """The workflow configuration is invalid; the message names each offending key."""
+
+
 class ConvergenceError(RtmlError):
     """A self-consistent calculation (SCF, predictor-corrector) did not converge."""
 

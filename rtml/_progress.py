@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 import time
 
+from tqdm import tqdm
+
 
 class Progress:
     """Call with the number of finished units; close() when done.
@@ -26,8 +28,6 @@ class Progress:
         self._done = 0
         self.unit = unit
         if enabled and getattr(self.stream, "isatty", lambda: False)():
-            from tqdm import tqdm
-
             self._bar = tqdm(total=self.total, desc=desc, file=self.stream, unit=unit.rstrip("s"),
                              dynamic_ncols=True)
 

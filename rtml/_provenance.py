@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+import rtml
+
 
 def _jsonable(value):
     if isinstance(value, np.ndarray):
@@ -43,9 +45,7 @@ def git_commit() -> str:
 
 def provenance(input_hash: str, **extra) -> dict:
     """Versions of rtml, PySCF, NumPy and Python, the git commit and the inputs' hash."""
-    import pyscf
-
-    import rtml
+    import pyscf  # here, not at the top: reading and assembling files must not load PySCF
 
     record = {
         "rtml_version": rtml.__version__,

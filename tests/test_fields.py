@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from rtml._errors import InputError
+from rtml import InputError
 from rtml.fields import field_from_json, parse_field, resolve_field
 
 

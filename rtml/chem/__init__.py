@@ -1,7 +1,10 @@
-"""Molecules: the ladder, geometry I/O, PySCF ``Mole`` construction and geometry sampling.
+"""Molecules and their chemistry setup: the ladder, geometry I/O, PySCF ``Mole`` and SCF
+construction, one-electron matrices and the dipole origin, and geometry sampling.
 
 Positions are in Ångström (``positions_angstrom``, shape (natm, 3)); everything handed
 to PySCF is built with ``unit='Angstrom'``, spherical basis functions and no symmetry.
+A :class:`SystemSpec` names one geometry at one level of theory; dipoles are measured about
+the centre of nuclear charge (:func:`one_electron_matrices`, bohr).
 
 Examples:
     >>> from rtml.chem import load_molecule, build_mole, sample_geometries
@@ -12,11 +15,20 @@ Examples:
     ['eq']
 """
 
-from rtml.chem._geometry_io import read_geometry, write_geometry
+from rtml.chem._geometry_io import read_geometry, read_matching_geometry, write_geometry
+from rtml.chem._integrals import (
+    OneElectronMatrices,
+    basis_metadata,
+    centre_of_nuclear_charge,
+    dipole_integrals,
+    nuclear_dipole,
+    one_electron_matrices,
+)
 from rtml.chem._ladder import (
     LADDER,
     MoleculeSpec,
     build_mole,
+    build_mole_from_atoms,
     ladder,
     load_molecule,
     molecules_dir,
@@ -27,9 +39,23 @@ from rtml.chem._sampling import (
     KINDS,
     GeometrySample,
     NormalModes,
+    bond_angle_deg,
+    canonical_basis,
+    distinct_angles,
+    distinct_bonds,
+    finite_difference_hessian,
     normal_modes,
     sample_geometries,
 )
+from rtml.chem._scf import (
+    SCF_CONV_TOL,
+    SCF_CONV_TOL_GRAD,
+    check_functional,
+    converged_scf,
+    is_hartree_fock,
+    make_scf,
+)
+from rtml.chem._system import SystemSpec
 
 
 def __getattr__(name):
@@ -53,9 +79,29 @@ __all__ = [
     "spec_from_geometry",
     "save_molecule",
     "build_mole",
+    "build_mole_from_atoms",
     "read_geometry",
+    "read_matching_geometry",
     "write_geometry",
     "normal_modes",
     "sample_geometries",
+    "distinct_bonds",
+    "distinct_angles",
+    "bond_angle_deg",
+    "canonical_basis",
+    "finite_difference_hessian",
     "optimize_ladder_geometry",
+    "SystemSpec",
+    "SCF_CONV_TOL",
+    "SCF_CONV_TOL_GRAD",
+    "is_hartree_fock",
+    "check_functional",
+    "make_scf",
+    "converged_scf",
+    "OneElectronMatrices",
+    "one_electron_matrices",
+    "centre_of_nuclear_charge",
+    "dipole_integrals",
+    "nuclear_dipole",
+    "basis_metadata",
 ]

@@ -17,6 +17,8 @@ import os
 import tempfile
 from pathlib import Path
 
+import ase
+import ase.io
 import numpy as np
 
 from rtml._errors import InputError
@@ -66,8 +68,6 @@ def read_geometry(path) -> tuple[list[str], np.ndarray, dict]:
     Raises:
         InputError: the file is missing, empty, unreadable or holds no atoms.
     """
-    import ase.io
-
     path = Path(path)
     _check_suffix(path)
     if not path.is_file():
@@ -85,6 +85,19 @@ def read_geometry(path) -> tuple[list[str], np.ndarray, dict]:
         raise InputError(f"cannot read geometry file '{path}': non-finite positions")
     info = {str(k): _plain(v) for k, v in atoms.info.items()}
     return list(atoms.get_chemical_symbols()), positions, info
+
+
+def read_matching_geometry(spec, path) -> tuple[np.ndarray, str]:
+    """Positions (Å, (n_atoms, 3)) and geometry id of a geometry file for molecule ``spec``.
+
+    The file must list the molecule's atoms in the molecule's order. The id is the file's
+    ``sample_id`` (``rtml sample-geometries``), else its ``id``, else the file name's stem.
+    """
+    symbols, positions, info = read_geometry(path)
+    if [s.lower() for s in symbols] != [s.lower() for s in spec.symbols]:
+        raise InputError(f"geometry '{path}' has atoms {' '.join(symbols)} but "
+                         f"{spec.name} has {' '.join(spec.symbols)} (same order required)")
+    return positions, str(info.get("sample_id", info.get("id", Path(path).stem)))
 
 
 def write_geometry(path, symbols, positions_angstrom, info=None) -> Path:
@@ -108,9 +121,6 @@ def write_geometry(path, symbols, positions_angstrom, info=None) -> Path:
     Raises:
         InputError: shapes do not match or the directory cannot be written.
     """
-    import ase
-    import ase.io
-
     path = Path(path)
     _check_suffix(path)
     symbols = [str(s) for s in symbols]

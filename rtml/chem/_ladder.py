@@ -25,9 +25,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
+from ase.data import atomic_numbers
+from pyscf import gto
+from pyscf.data.elements import ELEMENTS
+from pyscf.lib.exceptions import BasisNotFoundError
 
 from rtml._errors import InputError
 from rtml.chem._geometry_io import GEOMETRY_SUFFIXES, _one_line, read_geometry, write_geometry
@@ -56,8 +61,6 @@ MOLECULES_ENV = "RTML_MOLECULES"
 
 
 def _atomic_number(symbol: str) -> int:
-    from ase.data import atomic_numbers
-
     try:
         return int(atomic_numbers[symbol])
     except KeyError:
@@ -176,9 +179,7 @@ def molecules_dir() -> Path:
     env = os.environ.get(MOLECULES_ENV)
     if env:
         return Path(env).expanduser()
-    import rtml
-
-    return Path(rtml.__file__).resolve().parents[1] / "molecules"
+    return Path(__file__).resolve().parents[2] / "molecules"
 
 
 def spec_from_geometry(name, symbols, positions_angstrom, info=None, source="") -> MoleculeSpec:
@@ -289,9 +290,6 @@ def build_mole(spec: MoleculeSpec, basis=None, positions_angstrom=None, verbose=
     Raises:
         InputError: wrong positions shape, impossible charge/multiplicity, unknown basis.
     """
-    from pyscf import gto
-    from pyscf.lib.exceptions import BasisNotFoundError
-
     basis = spec.basis if basis is None else basis
     if positions_angstrom is None:
         positions = spec.positions_angstrom
@@ -310,8 +308,6 @@ def build_mole(spec: MoleculeSpec, basis=None, positions_angstrom=None, verbose=
     mol.verbose = verbose
     mol.output = None
     try:
-        import warnings
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # PySCF suggests basis-set-exchange on a miss
             mol.build(dump_input=False, parse_arg=False)
@@ -320,3 +316,15 @@ def build_mole(spec: MoleculeSpec, basis=None, positions_angstrom=None, verbose=
             f"unknown basis {basis!r} for molecule {spec.name!r}: {_one_line(exc)}"
         ) from None
     return mol
+
+
+def build_mole_from_atoms(name, atomic_numbers, positions_angstrom, basis, charge=0,
+                          multiplicity=1, verbose=0):
+    """:func:`build_mole` for atoms given by atomic number, as a trajectory file or a store
+    records them (``atomic_numbers`` (natm,), ``positions_angstrom`` (natm, 3), Å)."""
+    symbols = [ELEMENTS[int(z)] for z in atomic_numbers]
+    spec = MoleculeSpec(name=str(name), symbols=symbols,
+                        positions_angstrom=np.asarray(positions_angstrom, dtype=float),
+                        charge=int(charge), multiplicity=int(multiplicity), basis=str(basis),
+                        xc=DEFAULT_XC)
+    return build_mole(spec, verbose=verbose)

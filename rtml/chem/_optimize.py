@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyscf
+from ase.build import molecule
 
 from rtml._errors import ConvergenceError, InputError, RtmlError
 from rtml.chem._ladder import (
@@ -35,6 +37,7 @@ from rtml.chem._ladder import (
     molecules_dir,
     save_molecule,
 )
+from rtml.chem._scf import make_scf
 
 #: geomeTRIC convergence criteria (Gaussian "tight"): Eh, Eh/bohr, Eh/bohr, Å, Å.
 CONVERGENCE = {
@@ -51,8 +54,6 @@ SCF_CONV_TOL = 1e-10
 
 def starting_spec(name: str, xc: str = DEFAULT_XC, basis: str = DEFAULT_BASIS) -> MoleculeSpec:
     """The ladder molecule ``name`` at its ``ase.build.molecule`` starting geometry."""
-    from ase.build import molecule
-
     key = str(name).strip().lower()
     if key not in _LADDER_TABLE:
         raise InputError(f"unknown molecule {name!r}; known: {', '.join(LADDER)}")
@@ -80,8 +81,7 @@ def centre_of_mass_angstrom(mol) -> np.ndarray:
 
 
 def _source_string(spec: MoleculeSpec, restricted: bool, start: str) -> str:
-    import geometric
-    import pyscf
+    import geometric  # optional dependency (rtml[optimize]), needed only here
 
     kind = "RKS" if restricted else "UKS"
     if str(spec.xc).lower() == "hf":
@@ -119,13 +119,12 @@ def optimize_ladder_geometry(
     Raises:
         InputError: unknown name. ConvergenceError: SCF or optimisation not converged.
     """
+    # optional dependency (rtml[optimize]): PySCF's solver imports geomeTRIC
     from pyscf.geomopt.geometric_solver import kernel as geometric_kernel
 
     spec = starting_spec(name, xc=xc or DEFAULT_XC, basis=basis or DEFAULT_BASIS)
     start = spec.source
     mol = build_mole(spec, verbose=verbose)
-    from rtml.tddft._ground_state import make_scf
-
     mf = make_scf(mol, spec.xc)
     mf.conv_tol = SCF_CONV_TOL
     mf.conv_tol_grad = None  # PySCF default, sqrt(conv_tol)

@@ -25,9 +25,14 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+from ase.data import atomic_numbers, covalent_radii
+from pyscf.data import elements, nist
+from pyscf.hessian import thermo
+from scipy.spatial.transform import Rotation
 
-from rtml._errors import InputError
+from rtml._errors import ConvergenceError, InputError
 from rtml.chem._ladder import MoleculeSpec, build_mole
+from rtml.chem._scf import converged_scf
 from rtml.units import BOHR_ANGSTROM
 
 #: Candidate kinds, in the order their candidates are listed.
@@ -101,13 +106,11 @@ class NormalModes(NamedTuple):
 
 def _masses_amu(symbols) -> np.ndarray:
     """Isotope-averaged masses in amu, shape (natm,) (PySCF's table)."""
-    from pyscf.data import elements
-
     return np.array([elements.MASSES[elements.charge(s)] for s in symbols], dtype=float)
 
 
-def _bond_angle_deg(positions, i, c, k) -> float:
-    """Angle i-c-k in degrees."""
+def bond_angle_deg(positions, i, c, k) -> float:
+    """Angle i-c-k in degrees at the central atom ``c``; ``positions`` (natm, 3), any length unit."""
     a = positions[i] - positions[c]
     b = positions[k] - positions[c]
     cos = a @ b / (np.linalg.norm(a) * np.linalg.norm(b))
@@ -121,8 +124,6 @@ def find_bonds(symbols, positions_angstrom) -> list[tuple[int, int]]:
     leaves the molecule in several pieces, the shortest inter-piece contact is added
     until it is connected (this bonds e.g. the long H2+ ion).
     """
-    from ase.data import atomic_numbers, covalent_radii
-
     pos = np.asarray(positions_angstrom, dtype=float)
     natm = len(pos)
     radii = np.array([covalent_radii[atomic_numbers[s]] for s in symbols])
@@ -243,7 +244,7 @@ def distinct_angles(symbols, positions_angstrom) -> list[list[tuple[int, int, in
         nbrs = [int(n) for n in np.flatnonzero(adjacency[c])]
         for x, i in enumerate(nbrs):
             for k in nbrs[x + 1 :]:
-                if _bond_angle_deg(pos, i, c, k) < 180.0 - LINEAR_TOL_DEG:
+                if bond_angle_deg(pos, i, c, k) < 180.0 - LINEAR_TOL_DEG:
                     angles.append((i, c, k))
 
     def key(i, c, k):
@@ -305,8 +306,6 @@ def bend_angle(symbols, positions_angstrom, angle, delta_deg) -> tuple[np.ndarra
     Returns:
         positions (natm, 3) in Å and the indices of the atoms moved.
     """
-    from scipy.spatial.transform import Rotation
-
     pos = np.array(positions_angstrom, dtype=float)
     i, c, k = angle
     adjacency = _adjacency(len(pos), find_bonds(symbols, positions_angstrom))
@@ -339,7 +338,7 @@ def _degenerate_blocks(freq_cm) -> list[list[int]]:
     return blocks
 
 
-def _canonical_basis(vectors) -> np.ndarray:
+def canonical_basis(vectors) -> np.ndarray:
     """A machine-independent orthonormal basis of the span of ``vectors`` (d, n).
 
     Eigenvectors of degenerate (and, up to sign, non-degenerate) modes are not unique.
@@ -375,17 +374,16 @@ def _hessian(mf) -> np.ndarray:
     """
     if min(mf.mol.nelec) > 0:
         return mf.Hessian().kernel()
-    return _hessian_fd(mf)
+    return finite_difference_hessian(mf)
 
 
-def _hessian_fd(mf, step_bohr=FD_STEP_BOHR) -> np.ndarray:
-    """Central finite differences of analytic gradients, (natm, natm, 3, 3), Eh/bohr^2.
+def finite_difference_hessian(mf, step_bohr=FD_STEP_BOHR) -> np.ndarray:
+    """Nuclear Hessian of the converged SCF ``mf`` by central finite differences of analytic
+    gradients, (natm, natm, 3, 3) in PySCF's layout ``hess[A, B, x, y]``, Eh/bohr^2.
 
     .. math:: H_{Ax,By} \\approx [g_{By}(R + h e_{Ax}) - g_{By}(R - h e_{Ax})] / 2h,
         \\quad H \\leftarrow (H + H^T)/2
     """
-    from rtml._errors import ConvergenceError
-
     mol = mf.mol
     scanner = mf.nuc_grad_method().as_scanner()
     coords = mol.atom_coords()  # bohr
@@ -413,7 +411,7 @@ def normal_modes(spec: MoleculeSpec, xc=None, basis=None, positions_angstrom=Non
     (default: the spec's), computes ``mf.Hessian().kernel()`` and passes it to
     :func:`pyscf.hessian.thermo.harmonic_analysis` (translations and rotations
     projected out). Degenerate modes are rotated to a canonical basis
-    (:func:`_canonical_basis`) so results do not depend on the eigensolver.
+    (:func:`canonical_basis`) so results do not depend on the eigensolver.
 
     Args:
         spec : MoleculeSpec
@@ -424,14 +422,9 @@ def normal_modes(spec: MoleculeSpec, xc=None, basis=None, positions_angstrom=Non
     Returns:
         :class:`NormalModes` (nvib = 3N-5 or 3N-6 modes, ascending frequency).
     """
-    from pyscf.data import nist
-    from pyscf.hessian import thermo
-
     xc = spec.xc if xc is None else xc
     basis = spec.basis if basis is None else basis
     mol = build_mole(spec, basis=basis, positions_angstrom=positions_angstrom, verbose=verbose)
-    from rtml.tddft._ground_state import converged_scf  # lazy: rtml.tddft imports rtml.chem
-
     mf = converged_scf(mol, xc)
     hess = _hessian(mf)  # (natm, natm, 3, 3), Eh/bohr^2
     mass_amu = mol.atom_mass_list(isotope_avg=True)
@@ -441,7 +434,7 @@ def normal_modes(spec: MoleculeSpec, xc=None, basis=None, positions_angstrom=Non
     # norm_mode = L / sqrt(m_amu)  ->  orthonormal mass-weighted L, shape (nvib, 3N)
     modes = (res["norm_mode"] * np.sqrt(mass_amu)[None, :, None]).reshape(len(freq_cm), -1)
     for block in _degenerate_blocks(freq_cm):
-        modes[block] = _canonical_basis(modes[block])
+        modes[block] = canonical_basis(modes[block])
     omega_au = freq_cm / (nist.HARTREE2WAVENUMBER)
     return NormalModes(
         index=np.arange(3 * natm - len(freq_cm), 3 * natm),
@@ -521,7 +514,7 @@ def _bend_candidates(spec) -> list[GeometrySample]:
     out = []
     for g, group in enumerate(distinct_angles(spec.symbols, spec.positions_angstrom)):
         i, c, k = group[0]
-        theta = _bond_angle_deg(spec.positions_angstrom, i, c, k)
+        theta = bond_angle_deg(spec.positions_angstrom, i, c, k)
         for delta in BENDS_DEG:
             pos, moved = bend_angle(spec.symbols, spec.positions_angstrom, (i, c, k), delta)
             s = spec.symbols

@@ -26,22 +26,16 @@ import numpy as np
 
 from rtml._atomic import atomic_write
 from rtml._errors import InputError
+from rtml.data._trajectory import SystemRecord
 
 FORMAT_NAME = "rtml-ground-state"
 FORMAT_VERSION = 1
 
 
 @dataclass
-class GroundStateRecord:
+class GroundStateRecord(SystemRecord):
     """What a ground-state file holds (see module docstring for units)."""
 
-    molecule: str
-    atomic_numbers: np.ndarray
-    positions_angstrom: np.ndarray
-    charge: int
-    multiplicity: int
-    basis: str
-    xc: str
     grid_level: int
     energy: float
     dipole: np.ndarray

@@ -2,33 +2,14 @@ r"""The rtml trajectory file: one HDF5 file per :class:`~rtml.data.Trajectory`.
 
 On-disk schema (``format = "rtml-trajectory"``, ``format_version = 1``)
 -----------------------------------------------------------------------
-Every dataset is float64, the integer-valued ones included, and carries the attributes
-``units`` and ``description``. ``nbf`` is the number of AOs, in PySCF AO order (for l=1:
-px, py, pz).
+The rows of :data:`rtml.data._schema.DATASETS` and :data:`~rtml.data._schema.ROOT_ATTRIBUTES`
+are the schema; this module writes and reads them in a loop. Every dataset is float64, the
+integer-valued ones included, and carries the attributes ``units`` and ``description``.
+``nbf`` is the number of AOs, in PySCF AO order (for l=1: px, py, pz).
 
-=============================  ==========================  ==========================
-dataset                        shape                       units
-=============================  ==========================  ==========================
-``geometry/positions``         (n_atoms, 3)                angstrom
-``geometry/atomic_numbers``    (n_atoms,)                  dimensionless (integers)
-``basis/atom_index``           (nbf,)                      dimensionless (integers)
-``basis/angular_momentum``     (nbf,)                      dimensionless (integers)
-``basis/magnetic_quantum``     (nbf,)                      dimensionless (integers)
-``matrices/overlap``           (nbf, nbf)                  dimensionless
-``matrices/core_hamiltonian``  (nbf, nbf)                  hartree
-``dynamics/density_real``      (n_steps, n_spin, nbf, nbf) electrons
-``dynamics/density_imag``      (n_steps, n_spin, nbf, nbf) electrons
-``dynamics/field``             (n_steps, 3)                a.u. of electric field
-``dynamics/time``              (n_steps,)                  a.u. of time
-``dynamics/energy``            (n_steps,)                  hartree
-``dynamics/dipole``            (n_steps, 3)                e*bohr
-``dynamics/fock_real`` *       (n_steps, n_spin, nbf, nbf) hartree
-``dynamics/fock_imag`` *       (n_steps, n_spin, nbf, nbf) hartree
-``ground_state/density`` *     (n_spin, nbf, nbf)          electrons
-``ground_state/fock`` *        (n_spin, nbf, nbf)          hartree
-=============================  ==========================  ==========================
+{DATASETS_TABLE}
 
-Datasets marked * are optional (:data:`OPTIONAL_DATASETS`): written when the
+Datasets marked * are optional (``required=False`` in the schema): written when the
 :class:`~rtml.data.Trajectory` has them (the rtml engine always does; files imported from
 NWChem do not) and read back as ``None`` when absent. ``fock_real``/``fock_imag`` are the
 AO Fock matrix F[P(t)] of each frame without the field term (complex Hermitian: exact
@@ -40,8 +21,8 @@ with the same Fock build as the dynamics.
 
 The density is stored as :math:`P(t) = \mathrm{Re}\,P + i\,\mathrm{Im}\,P`, one frame per
 HDF5 chunk (chunk shape ``(1, n_spin, nbf, nbf)``) so that a frame, or a block of frames,
-is read without touching the rest of the file. The Fock matrix is stored and chunked the
-same way.
+is read without touching the rest of the file. The Fock matrix (every ``frame_chunks``
+dataset of the schema) is stored and chunked the same way.
 
 Compression: none. Measured (``OMP_NUM_THREADS=1``, best of 3 writes including fsync, on a
 shared 2-core machine, two runs) on a synthetic 66-AO, 1000-frame closed-shell trajectory
@@ -61,109 +42,32 @@ and scalars are stored as themselves, dicts, lists, tuples and ``None`` as JSON 
 (read back as dicts, lists, lists and ``None``).
 """
 
+
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator, NamedTuple
 
 import h5py
 import numpy as np
 
 from rtml._errors import InputError
+from rtml.data._schema import (DATASETS, FORMAT_NAME, FORMAT_VERSION, ROOT_ATTRIBUTE_NAMES,
+                               ROOT_ATTRIBUTES, UNITS_NOTE, Dataset, dataset, datasets_table,
+                               evaluate_shape)
 from rtml.data._trajectory import Trajectory
 from rtml.units import UNITS
 
-FORMAT_NAME = "rtml-trajectory"
-FORMAT_VERSION = 1
+__doc__ = __doc__.replace("{DATASETS_TABLE}", datasets_table())
 
 #: Filter settings for the density datasets (``None``: no compression; see module doc).
 _DENSITY_COMPRESSION: dict[str, Any] | None = None
 
-#: Conventions recorded beside the UNITS dict in the ``units`` root attribute.
-UNITS_NOTE = (
-    "positions in angstrom, everything else atomic units; "
-    "AO order is PySCF's (p: px,py,pz)"
-)
-
-# (dataset, Trajectory attribute, symbolic shape, units, description)
-DATASETS: tuple[tuple[str, str, tuple[str | int, ...], str, str], ...] = (
-    ("geometry/positions", "positions_angstrom", ("n_atoms", 3), UNITS["positions"],
-     "Cartesian nuclear positions"),
-    ("geometry/atomic_numbers", "atomic_numbers", ("n_atoms",), "dimensionless",
-     "nuclear charges Z (integer-valued, stored as float64)"),
-    ("basis/atom_index", "basis_atom_index", ("n_basis",), "dimensionless",
-     "0-based atom of each AO, PySCF AO order (integer-valued, stored as float64)"),
-    ("basis/angular_momentum", "basis_angular_momentum", ("n_basis",), "dimensionless",
-     "angular momentum l of each AO (integer-valued, stored as float64)"),
-    ("basis/magnetic_quantum", "basis_magnetic_quantum", ("n_basis",), "dimensionless",
-     "real-spherical-harmonic m of each AO; l=1 is (px,py,pz) = m (+1,-1,0) "
-     "(integer-valued, stored as float64)"),
-    ("matrices/overlap", "overlap", ("n_basis", "n_basis"), UNITS["overlap"],
-     "AO overlap S_uv = <u|v>"),
-    ("matrices/core_hamiltonian", "core_hamiltonian", ("n_basis", "n_basis"),
-     UNITS["core_hamiltonian"], "AO core Hamiltonian h = T + V_nuc"),
-    ("dynamics/density_real", "density", ("n_steps", "n_spin", "n_basis", "n_basis"),
-     UNITS["density"], "real part of the AO density P(t) (n_spin=1: total; 2: alpha, beta)"),
-    ("dynamics/density_imag", "density", ("n_steps", "n_spin", "n_basis", "n_basis"),
-     UNITS["density"], "imaginary part of the AO density P(t)"),
-    ("dynamics/field", "field", ("n_steps", 3), UNITS["field"],
-     "applied electric field E(t) at each saved time (zero for a delta kick)"),
-    ("dynamics/time", "time", ("n_steps",), UNITS["time"], "time t of each saved frame"),
-    ("dynamics/energy", "energy", ("n_steps",), UNITS["energy"],
-     "molecular energy E[P(t)] (electronic + nuclear repulsion), without the field term"),
-    ("dynamics/dipole", "dipole", ("n_steps", 3), UNITS["dipole"],
-     "total dipole (electrons + nuclei) about the dipole_origin root attribute"),
-)
-
-#: Optional datasets (same columns as :data:`DATASETS`): written when the Trajectory
-#: attribute is not None, read back as None when absent. ``fock_real``/``fock_imag`` come
-#: as a pair.
-OPTIONAL_DATASETS: tuple[tuple[str, str, tuple[str | int, ...], str, str], ...] = (
-    ("dynamics/fock_real", "fock", ("n_steps", "n_spin", "n_basis", "n_basis"),
-     UNITS["energy"], "real part of the AO Fock matrix F[P(t)] without the field term "
-     "(n_spin=2: alpha, beta); the matrix the propagator accepted for the frame (full build "
-     "or linear-response corrector prediction within its tolerance)"),
-    ("dynamics/fock_imag", "fock", ("n_steps", "n_spin", "n_basis", "n_basis"),
-     UNITS["energy"], "imaginary part of the AO Fock matrix F[P(t)] (antisymmetric: exact "
-     "exchange of Im P)"),
-    ("ground_state/density", "ground_state_density", ("n_spin", "n_basis", "n_basis"),
-     UNITS["density"], "SCF ground-state AO density P0 of this geometry, from the converged "
-     "orbitals (idempotent; n_spin=1: total)"),
-    ("ground_state/fock", "ground_state_fock", ("n_spin", "n_basis", "n_basis"),
-     UNITS["energy"], "F0 = F[P0], the ground-state AO Fock matrix built with the same Fock "
-     "build as the dynamics (no field term)"),
-)
-
-#: Per-frame matrices stored as real/imaginary pairs, chunked one frame per chunk.
-_COMPLEX_PAIRS = {"dynamics/density_real": ("density", np.real),
-                  "dynamics/density_imag": ("density", np.imag),
-                  "dynamics/fock_real": ("fock", np.real),
-                  "dynamics/fock_imag": ("fock", np.imag)}
-
-#: Datasets holding integer values (stored as float64, read back as int64).
-INTEGER_DATASETS = frozenset({
-    "geometry/atomic_numbers", "basis/atom_index",
-    "basis/angular_momentum", "basis/magnetic_quantum",
-})
-
-#: Root attributes every trajectory file has; anything else is an ``extra_attrs`` entry.
-ROOT_ATTRS = (
-    "molecule", "n_atoms", "n_electrons", "n_basis", "n_steps", "n_spin", "dt",
-    "save_every", "charge", "multiplicity", "xc", "basis", "propagator", "field_spec",
-    "dipole_origin", "units", "provenance", "format", "format_version",
-)
-
-_STR_ATTRS = ("molecule", "xc", "basis", "propagator")
-_INT_ATTRS = ("n_atoms", "n_electrons", "n_basis", "n_steps", "n_spin",
-              "save_every", "charge", "multiplicity")
-
-
-def dataset_shape(shape: tuple[str | int, ...], dims: dict[str, int]) -> tuple[int, ...]:
-    """Evaluate a symbolic shape from :data:`DATASETS` with ``dims``
-    (keys ``n_atoms, n_basis, n_steps, n_spin``)."""
-    return tuple(d if isinstance(d, int) else int(dims[d]) for d in shape)
+_ATTRIBUTES = {a.name: a for a in ROOT_ATTRIBUTES}
+_RECORD_FIELDS = frozenset(f.name for f in fields(Trajectory))
 
 
 def units_attr() -> str:
@@ -201,20 +105,19 @@ def write_trajectory(path: str | os.PathLike, traj: Trajectory) -> Path:
         with h5py.File(tmp, "w") as f:
             for name, value in attrs.items():
                 f.attrs[name] = value
-            for name, attr, shape, units, description in DATASETS + OPTIONAL_DATASETS:
-                data = getattr(traj, attr)
-                if data is None:  # an optional dataset the trajectory does not have
+            for entry in DATASETS:
+                value = getattr(traj, entry.attr)
+                if value is None:  # an optional dataset the trajectory does not have
                     continue
-                if name in _COMPLEX_PAIRS:
-                    data = _COMPLEX_PAIRS[name][1](data)
-                data = np.ascontiguousarray(data, dtype=np.float64)
-                kwargs: dict[str, Any] = {}
-                if name in _COMPLEX_PAIRS:
-                    kwargs["chunks"] = (1,) + data.shape[1:]
-                    kwargs.update(_DENSITY_COMPRESSION or {})
-                dset = f.create_dataset(name, data=data, **kwargs)
-                dset.attrs["units"] = units
-                dset.attrs["description"] = description
+                for name, description, data in zip(entry.h5_names, entry.h5_descriptions,
+                                                   _stored_parts(entry, value)):
+                    kwargs: dict[str, Any] = {}
+                    if entry.frame_chunks:
+                        kwargs["chunks"] = (1,) + data.shape[1:]
+                        kwargs.update(_DENSITY_COMPRESSION or {})
+                    dset = f.create_dataset(name, data=data, **kwargs)
+                    dset.attrs["units"] = entry.units
+                    dset.attrs["description"] = description
             f.flush()
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
@@ -228,6 +131,13 @@ def write_trajectory(path: str | os.PathLike, traj: Trajectory) -> Path:
     return path
 
 
+def _stored_parts(entry: Dataset, value) -> Iterator[np.ndarray]:
+    """The float64 arrays stored for a quantity: (Re, Im) of a complex one, else itself."""
+    parts = (np.real, np.imag) if entry.kind == "complex" else (np.asarray,)
+    for part in parts:
+        yield np.ascontiguousarray(part(value), dtype=np.float64)
+
+
 def _check_shapes(traj: Trajectory) -> dict[str, int]:
     """Return the dimensions of ``traj``; raise :class:`InputError` if arrays disagree."""
     density = np.asarray(traj.density)
@@ -239,50 +149,43 @@ def _check_shapes(traj: Trajectory) -> dict[str, int]:
     if dims["n_spin"] not in (1, 2):
         raise InputError(f"trajectory {traj.molecule!r}: n_spin must be 1 or 2, "
                          f"got {dims['n_spin']}")
-    optional = {name for name, *_ in OPTIONAL_DATASETS}
-    for name, attr, shape, _, _ in DATASETS + OPTIONAL_DATASETS:
-        if name in optional and getattr(traj, attr) is None:
+    for entry in DATASETS:
+        value = getattr(traj, entry.attr)
+        if value is None and not entry.required:
             continue
-        expected = dataset_shape(shape, dims)
-        got = np.shape(getattr(traj, attr))
-        if got != expected:
-            raise InputError(f"trajectory {traj.molecule!r}: {attr} has shape {got}, "
-                             f"expected {expected} ({name})")
-    if np.shape(traj.dipole_origin_bohr) != (3,):
-        raise InputError(f"trajectory {traj.molecule!r}: dipole_origin_bohr must have "
-                         f"shape (3,), got {np.shape(traj.dipole_origin_bohr)}")
+        expected = evaluate_shape(entry.shape, dims)
+        if np.shape(value) != expected:
+            raise InputError(f"trajectory {traj.molecule!r}: {entry.attr} has shape "
+                             f"{np.shape(value)}, expected {expected} ({entry.h5_names[0]})")
+    for attribute in (a for a in ROOT_ATTRIBUTES if a.kind == "vector"):
+        got = np.shape(getattr(traj, attribute.source))
+        if got != attribute.shape:
+            raise InputError(f"trajectory {traj.molecule!r}: {attribute.source} must have "
+                             f"shape {attribute.shape}, got {got}")
     return dims
 
 
 def _root_attrs(traj: Trajectory, dims: dict[str, int]) -> dict[str, Any]:
-    """All root attributes of the file, in write order (reserved first, then extras)."""
-    attrs: dict[str, Any] = {
-        "molecule": str(traj.molecule),
-        "n_atoms": dims["n_atoms"],
-        "n_electrons": int(traj.n_electrons),
-        "n_basis": dims["n_basis"],
-        "n_steps": dims["n_steps"],
-        "n_spin": dims["n_spin"],
-        "dt": float(traj.dt),
-        "save_every": int(traj.save_every),
-        "charge": int(traj.charge),
-        "multiplicity": int(traj.multiplicity),
-        "xc": str(traj.xc),
-        "basis": str(traj.basis),
-        "propagator": str(traj.propagator),
-        "field_spec": _to_json(traj.field_spec),
-        "dipole_origin": np.asarray(traj.dipole_origin_bohr, dtype=np.float64),
-        "units": units_attr(),
-        "provenance": _to_json(traj.provenance),
-        "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
-    }
+    """All root attributes of the file, in write order (the schema's first, then extras)."""
+    derived = {**dims, "units": units_attr(), "format": FORMAT_NAME,
+               "format_version": FORMAT_VERSION}
+    attrs = {a.name: _encode(a.kind, getattr(traj, a.source)) if a.source else derived[a.name]
+             for a in ROOT_ATTRIBUTES}
     for key, value in traj.extra_attrs.items():
         if key in attrs:
             raise InputError(f"trajectory {traj.molecule!r}: extra_attrs key {key!r} "
                              "is a reserved root attribute")
         attrs[key] = _encode_extra(key, value)
     return attrs
+
+
+def _encode(kind: str, value: Any) -> Any:
+    """A record value as the HDF5 root attribute of schema ``kind``."""
+    if kind == "json":
+        return _to_json(value)
+    if kind == "vector":
+        return np.asarray(value, dtype=np.float64)
+    return {"str": str, "int": int, "float": float}[kind](value)
 
 
 def _json_default(obj: Any) -> Any:
@@ -346,59 +249,84 @@ def read_trajectory(path: str | os.PathLike) -> Trajectory:
     """
     path = Path(path)
     with open_trajectory_file(path) as f:
-        _check_format(path, f)
-        missing = [a for a in ROOT_ATTRS if a not in f.attrs]
-        if missing:
-            raise InputError(f"{path}: missing root attribute(s) {', '.join(missing)}")
-        attrs = {k: _decode_scalar(f.attrs[k]) for k in f.attrs}
-        arrays: dict[str, np.ndarray] = {}
-        for name, attr, _, _, _ in DATASETS:
-            if not isinstance(f.get(name), h5py.Dataset):
-                raise InputError(f"{path}: missing dataset {name!r}")
-            data = f[name][()]
-            if name in INTEGER_DATASETS:
-                data = _to_int(path, name, data)
-            arrays[name] = data
-        for name, *_ in OPTIONAL_DATASETS:
-            obj = f.get(name)
-            arrays[name] = obj[()] if isinstance(obj, h5py.Dataset) else None
-    if (arrays["dynamics/fock_real"] is None) != (arrays["dynamics/fock_imag"] is None):
-        raise InputError(f"{path}: dynamics/fock_real and dynamics/fock_imag must come "
-                         "together")
-    fock = (None if arrays["dynamics/fock_real"] is None
-            else arrays["dynamics/fock_real"] + 1j * arrays["dynamics/fock_imag"])
-
-    extra = {k: _decode_extra(v) for k, v in attrs.items() if k not in ROOT_ATTRS}
+        attrs = _read_attrs(path, f)
+        values = {entry.attr: _read_dataset(path, f, entry) for entry in DATASETS}
+    values.update({a.source: decode_attribute(path, a.name, attrs[a.name])
+                   for a in ROOT_ATTRIBUTES if a.source})
     return Trajectory(
-        molecule=str(attrs["molecule"]),
-        atomic_numbers=arrays["geometry/atomic_numbers"],
-        positions_angstrom=arrays["geometry/positions"],
-        charge=int(attrs["charge"]),
-        multiplicity=int(attrs["multiplicity"]),
-        basis=str(attrs["basis"]),
-        xc=str(attrs["xc"]),
-        n_electrons=int(attrs["n_electrons"]),
-        basis_atom_index=arrays["basis/atom_index"],
-        basis_angular_momentum=arrays["basis/angular_momentum"],
-        basis_magnetic_quantum=arrays["basis/magnetic_quantum"],
-        overlap=arrays["matrices/overlap"],
-        core_hamiltonian=arrays["matrices/core_hamiltonian"],
-        density=arrays["dynamics/density_real"] + 1j * arrays["dynamics/density_imag"],
-        time=arrays["dynamics/time"],
-        field=arrays["dynamics/field"],
-        energy=arrays["dynamics/energy"],
-        dipole=arrays["dynamics/dipole"],
-        dt=float(attrs["dt"]),
-        save_every=int(attrs["save_every"]),
-        propagator=str(attrs["propagator"]),
-        field_spec=_from_json(path, "field_spec", attrs["field_spec"]),
-        dipole_origin_bohr=np.asarray(attrs["dipole_origin"], dtype=np.float64),
-        provenance=_from_json(path, "provenance", attrs["provenance"]),
-        extra_attrs=extra,
-        fock=fock,
-        ground_state_density=arrays["ground_state/density"],
-        ground_state_fock=arrays["ground_state/fock"],
+        **{k: v for k, v in values.items() if k in _RECORD_FIELDS},
+        datasets={k: v for k, v in values.items() if k not in _RECORD_FIELDS and v is not None},
+        extra_attrs={k: _decode_extra(v) for k, v in attrs.items()
+                     if k not in ROOT_ATTRIBUTE_NAMES},
     )
+
+
+class Header(NamedTuple):
+    """What :func:`read_header` reads of a trajectory file."""
+
+    attrs: dict[str, Any]               # every root attribute, as a Python scalar or array
+    shapes: dict[str, tuple[int, ...]]  # HDF5 name -> shape, for the schema datasets present
+    arrays: dict[str, np.ndarray]       # Trajectory attribute -> value, for those asked for
+
+
+def read_header(path: str | os.PathLike, arrays: Iterable[str] = ()) -> Header:
+    """A trajectory file's root attributes, the shapes of its datasets, and the datasets
+    named in ``arrays`` (Trajectory attributes, read as :func:`read_trajectory` reads
+    them): what a reader that does not need the frames wants.
+
+    Raises:
+        InputError: as :func:`read_trajectory` for the format, the root attributes and the
+            datasets asked for.
+    """
+    path = Path(path)
+    with open_trajectory_file(path) as f:
+        attrs = _read_attrs(path, f)
+        values = {attr: _read_dataset(path, f, dataset(attr)) for attr in arrays}
+        shapes = {name: f[name].shape for entry in DATASETS for name in entry.h5_names
+                  if isinstance(f.get(name), h5py.Dataset)}
+    return Header(attrs, shapes, values)
+
+
+def decode_attribute(path: Path, name: str, value: Any) -> Any:
+    """The record value of root attribute ``name`` from its HDF5 value (a JSON string is
+    parsed, :class:`InputError` naming ``path`` if it is not valid JSON)."""
+    kind = _ATTRIBUTES[name].kind
+    if kind == "json":
+        try:
+            return json.loads(value)
+        except (TypeError, json.JSONDecodeError):
+            raise InputError(f"{path}: root attribute {name!r} is not valid JSON") from None
+    if kind == "vector":
+        return np.asarray(value, dtype=np.float64)
+    return {"str": str, "int": int, "float": float}[kind](value)
+
+
+def _read_attrs(path: Path, f: h5py.File) -> dict[str, Any]:
+    """Every root attribute as a Python value, after checking the format and that the
+    schema's attributes are all there."""
+    _check_format(path, f)
+    missing = [a for a in ROOT_ATTRIBUTE_NAMES if a not in f.attrs]
+    if missing:
+        raise InputError(f"{path}: missing root attribute(s) {', '.join(missing)}")
+    return {k: _decode_scalar(f.attrs[k]) for k in f.attrs}
+
+
+def _read_dataset(path: Path, f: h5py.File, entry: Dataset) -> np.ndarray | None:
+    """One quantity: complex from its (Re, Im) pair, int64 from integer values, ``None``
+    for an optional quantity the file does not have."""
+    found = [isinstance(f.get(name), h5py.Dataset) for name in entry.h5_names]
+    if not all(found):
+        if entry.required:
+            raise InputError(f"{path}: missing dataset {entry.h5_names[found.index(False)]!r}")
+        if any(found):
+            raise InputError(f"{path}: {' and '.join(entry.h5_names)} must come together")
+        return None
+    parts = [f[name][()] for name in entry.h5_names]
+    if entry.kind == "complex":
+        return parts[0] + 1j * parts[1]
+    if entry.kind == "int":
+        return _to_int(path, entry.h5_names[0], parts[0])
+    return parts[0]
 
 
 def _check_format(path: Path, f: h5py.File) -> None:
@@ -430,13 +358,6 @@ def _decode_extra(value: Any) -> Any:
             except json.JSONDecodeError:
                 return value
     return value
-
-
-def _from_json(path: Path, name: str, value: Any) -> Any:
-    try:
-        return json.loads(value)
-    except (TypeError, json.JSONDecodeError):
-        raise InputError(f"{path}: root attribute {name!r} is not valid JSON") from None
 
 
 def _to_int(path: Path, name: str, data: np.ndarray) -> np.ndarray:

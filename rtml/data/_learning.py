@@ -11,7 +11,7 @@ A model that learns only the two-electron change of the Fock matrix uses
 .. math:: \Delta G(t) = F[P(t)] - F_0 = \texttt{fock}[t] - \texttt{fock\_ground},
 
 with :math:`F` the electronic Fock matrix without the field term (``fock`` is ``None`` for
-a group without Fock frames, e.g. imported NWChem files; see :mod:`rtml.data._store`).
+a group without Fock frames, e.g. imported NWChem files; see :mod:`rtml.data._assembly`).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import numpy as np
 
 from rtml._errors import InputError
 from rtml.data._splits import SPLITS, _check_fractions, _unit_interval, assign_splits
+from rtml.data._xarray import open_dataset
 
 
 class TrajectoryData(NamedTuple):
@@ -133,8 +134,6 @@ def open_store_groups(store, molecules=None) -> dict:
     Raises:
         InputError: a requested molecule has no trajectories, or the store holds none.
     """
-    from rtml.data._xarray import open_dataset
-
     groups = open_dataset(store)
     if molecules:
         missing = [m for m in molecules if m not in groups]

@@ -6,15 +6,19 @@ written to one HDF5 file (see :func:`rtml.data.write_trajectory` for the on-disk
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field as dc_field
+from dataclasses import InitVar, dataclass, field as dc_field, fields
 from typing import Any
 
 import numpy as np
 
+from rtml.data._schema import DATASETS
+from rtml.fields import parse_field
+
 
 @dataclass
-class Trajectory:
-    """One RT-TDDFT trajectory, everything in atomic units except positions (Å).
+class SystemRecord:
+    """Which molecule, geometry and level of theory a saved record belongs to (the head of
+    a trajectory and of a ground-state record).
 
     Attributes
     ----------
@@ -25,6 +29,25 @@ class Trajectory:
     charge, multiplicity : int
     basis, xc : str
         Basis set name and PySCF functional name (``"hf"`` for RT-TDHF).
+    """
+
+    molecule: str
+    atomic_numbers: np.ndarray
+    positions_angstrom: np.ndarray
+    charge: int
+    multiplicity: int
+    basis: str
+    xc: str
+
+
+@dataclass
+class Trajectory(SystemRecord):
+    """One RT-TDDFT trajectory, everything in atomic units except positions (Å).
+
+    Attributes
+    ----------
+    molecule, atomic_numbers, positions_angstrom, charge, multiplicity, basis, xc
+        As in :class:`SystemRecord`.
     n_electrons : int
     basis_atom_index, basis_angular_momentum, basis_magnetic_quantum : (nbf,) int arrays
         Atom (0-based), l and real-spherical-harmonic m of each AO, in PySCF AO order.
@@ -56,6 +79,12 @@ class Trajectory:
     extra_attrs : dict
         Further scalar or small-array attributes (ground-state energy and dipole, grid
         level, convergence settings, ...). Written as root attributes.
+    datasets : dict[str, array]
+        The schema's datasets that are not fields above (:data:`rtml.data._schema.DATASETS`,
+        today the optional ones below), keyed by their ``attr``, present ones only. Each
+        is also the attribute ``traj.<attr>`` (``None`` when absent; setting ``None``
+        removes it), and ``fock``, ``ground_state_density``, ``ground_state_fock`` are
+        also constructor keywords.
     fock : (n_steps, n_spin, nbf, nbf) complex array or None, Hartree
         AO Fock matrix F[P(t)] of each saved frame (core Hamiltonian + two-electron part,
         no field term E(t)·r), Hermitian: exact exchange of Im P gives it an imaginary
@@ -71,13 +100,6 @@ class Trajectory:
         the two-electron change of the frames). Optional: None for imported NWChem files.
     """
 
-    molecule: str
-    atomic_numbers: np.ndarray
-    positions_angstrom: np.ndarray
-    charge: int
-    multiplicity: int
-    basis: str
-    xc: str
     n_electrons: int
     basis_atom_index: np.ndarray
     basis_angular_momentum: np.ndarray
@@ -96,9 +118,26 @@ class Trajectory:
     dipole_origin_bohr: np.ndarray
     provenance: dict
     extra_attrs: dict[str, Any] = dc_field(default_factory=dict)
-    fock: np.ndarray | None = None
-    ground_state_density: np.ndarray | None = None
-    ground_state_fock: np.ndarray | None = None
+    datasets: dict[str, np.ndarray] = dc_field(default_factory=dict)
+    fock: InitVar[np.ndarray | None] = None
+    ground_state_density: InitVar[np.ndarray | None] = None
+    ground_state_fock: InitVar[np.ndarray | None] = None
+
+    def __post_init__(self, fock, ground_state_density, ground_state_fock):
+        keywords = {"fock": fock, "ground_state_density": ground_state_density,
+                    "ground_state_fock": ground_state_fock}
+        given = {**self.datasets, **{k: v for k, v in keywords.items() if v is not None}}
+        unknown = sorted(set(given) - set(_MAPPED))
+        if unknown:
+            raise TypeError(f"Trajectory: {', '.join(map(repr, unknown))} is not a dataset of "
+                            "the trajectory schema")
+        self.datasets = {name: value for name, value in given.items() if value is not None}
+
+    @property
+    def dims(self) -> dict[str, int]:
+        """``n_atoms, n_basis, n_steps, n_spin``: the values of the schema's symbolic dims."""
+        return {"n_atoms": self.n_atoms, "n_basis": self.n_basis, "n_steps": self.n_steps,
+                "n_spin": self.n_spin}
 
     @property
     def n_steps(self) -> int:
@@ -118,6 +157,28 @@ class Trajectory:
         return int(len(self.atomic_numbers))
 
 
+def _dataset_property(name: str) -> property:
+    """``traj.<name>``: the ``datasets`` entry, ``None`` when absent (setting ``None``
+    removes it)."""
+
+    def get(self):
+        return self.datasets.get(name)
+
+    def set_(self, value):
+        if value is None:
+            self.datasets.pop(name, None)
+        else:
+            self.datasets[name] = value
+
+    return property(get, set_, doc=f"The {name!r} dataset, or None (see ``datasets``).")
+
+
+#: Schema datasets the record carries in ``datasets`` rather than as fields.
+_MAPPED = tuple(d.attr for d in DATASETS if d.attr not in {f.name for f in fields(Trajectory)})
+for _name in _MAPPED:
+    setattr(Trajectory, _name, _dataset_property(_name))
+
+
 def trajectory_file_name(index: int, spec: str) -> str:
     """File name of trajectory ``index`` of a batch, from its field spec as given.
 
@@ -126,7 +187,5 @@ def trajectory_file_name(index: int, spec: str) -> str:
     replaced by '_'. Example: ``trajectory_file_name(3, "kick:1e-3:z")`` ->
     ``"t03-kick_0.001_z.h5"``.
     """
-    from rtml.fields import parse_field
-
     slug = parse_field(spec).to_spec().replace(":", "_").replace(",", "_")
     return f"t{index:02d}-{slug}.h5"

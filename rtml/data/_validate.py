@@ -31,14 +31,17 @@ name                        what passes
                             :math:`\cdot\max|F_0|`
 ==========================  ================================================================
 
-The optional datasets (:data:`rtml.data._hdf5.OPTIONAL_DATASETS`) are checked by
-``schema`` (dtype, shape, the Fock real/imaginary pair) and ``finite`` when present; a file
-without them (an imported NWChem file) gets none of the last three checks.
+The checks ``schema`` and ``finite`` are loops over the schema
+(:data:`rtml.data._schema.DATASETS`, :data:`~rtml.data._schema.ROOT_ATTRIBUTES`), so a
+dataset added there is checked for presence, dtype, shape and finiteness without a change
+here. The optional datasets are checked by ``schema`` (dtype, shape, both parts of a complex
+pair) and ``finite`` when present; a file without them (an imported NWChem file) gets none
+of the last three checks.
 
 A schema problem does not stop the run: a check whose datasets or attributes are missing or
 malformed is reported as failed with "skipped: ..." naming what it lacked, and the others
-still run. The density is streamed in blocks of ``_BLOCK_FRAMES`` frames, so memory stays
-at a few blocks whatever the trajectory length.
+still run. The density (and every per-frame dataset) is streamed in blocks of
+``block_frames`` frames, so memory stays at a few blocks whatever the trajectory length.
 """
 
 from __future__ import annotations
@@ -52,19 +55,31 @@ from typing import Any, NamedTuple
 import h5py
 import numpy as np
 
-from rtml.observables import hermiticity_error, idempotency_error, overlap_sqrt, trace_error
+from rtml._errors import InputError
+from rtml.observables import (electrons_per_spin, hermiticity_error, idempotency_error,
+                              overlap_sqrt, trace_error)
 
-from rtml.data._hdf5 import (
-    DATASETS, FORMAT_NAME, FORMAT_VERSION, INTEGER_DATASETS, OPTIONAL_DATASETS, ROOT_ATTRS,
-    _INT_ATTRS, _STR_ATTRS, dataset_shape, open_trajectory_file,
-)
+from rtml.data._hdf5 import open_trajectory_file
+from rtml.data._schema import (DATASETS, DIMS, FORMAT_NAME, FORMAT_VERSION, ROOT_ATTRIBUTES,
+                               dataset, evaluate_shape)
 
-#: Frames read per block when streaming the density (and other per-frame datasets).
-_BLOCK_FRAMES = 256
+#: (HDF5 name, symbolic shape) of every dataset a file must have, and of the optional ones.
+_REQUIRED = tuple((name, d.shape) for d in DATASETS if d.required for name in d.h5_names)
+_OPTIONAL = tuple((name, d.shape) for d in DATASETS if not d.required for name in d.h5_names)
+#: Optional quantities stored as a (Re, Im) pair: both datasets or neither.
+_OPTIONAL_PAIRS = tuple(d.h5_names for d in DATASETS if not d.required and d.kind == "complex")
+_INTEGER = frozenset(name for d in DATASETS if d.kind == "int" for name in d.h5_names)
+#: Root attributes that must be > 0 besides having their schema type.
+_POSITIVE = ("dt",)
 
-_DENSITY = ("dynamics/density_real", "dynamics/density_imag")
-_FOCK = ("dynamics/fock_real", "dynamics/fock_imag")
-_DIMS = ("n_atoms", "n_basis", "n_steps", "n_spin")
+_DENSITY = dataset("density").h5_names
+_FOCK = dataset("fock").h5_names
+_OVERLAP = dataset("overlap").path
+_TIME = dataset("time").path
+_FIELD = dataset("field").path
+_ENERGY = dataset("energy").path
+_GROUND_DENSITY = dataset("ground_state_density").path
+_GROUND_FOCK = dataset("ground_state_fock").path
 
 
 class Check(NamedTuple):
@@ -134,6 +149,7 @@ def validate_trajectory(
     atol_idempotency: float = 1e-6,
     atol_energy: float = 1e-5,
     rtol_fock_hermitian: float = 1e-12,
+    block_frames: int = 256,
 ) -> ValidationReport:
     r"""Check an rtml trajectory file against its schema and basic physics.
 
@@ -145,26 +161,33 @@ def validate_trajectory(
         atol_energy: bound on :math:`\max_t|E(t) - E(0)|` (Hartree), field-free runs only.
         rtol_fock_hermitian: bound on :math:`\max|F - F^\dagger| / \max|F|` of the
             optional Fock matrices (the engine's are Hermitian to ~1e-15 of max|F|).
+        block_frames: frames read at a time when streaming the density, Fock matrices
+            and other per-frame datasets; memory is a few blocks of
+            ``block_frames * n_spin * nbf**2`` complex values. The results do not depend on it.
 
     Returns:
         :class:`ValidationReport` with one :class:`Check` per row of the module table.
 
     Raises:
-        InputError: the file is missing or is not HDF5 (nothing can be checked).
+        InputError: the file is missing or is not HDF5 (nothing can be checked), or
+            ``block_frames`` is not a positive integer.
     """
     path = Path(path)
+    if isinstance(block_frames, bool) or not isinstance(block_frames, int) or block_frames < 1:
+        raise InputError(f"block_frames must be a positive integer, got {block_frames!r}")
     with open_trajectory_file(path) as f:
         schema, ctx = check_schema(f)
-        checks = [schema, check_finite(f)]
+        checks = [schema, check_finite(f, block_frames=block_frames)]
         checks += check_overlap(f, ctx, atol_hermitian=atol_hermitian)
         checks += check_density(f, ctx, atol_trace=atol_trace,
                                 atol_hermitian=atol_hermitian,
-                                atol_idempotency=atol_idempotency)
+                                atol_idempotency=atol_idempotency, block_frames=block_frames)
         checks.append(check_time_grid(f, ctx))
-        checks.append(check_energy(f, ctx, atol_energy=atol_energy))
+        checks.append(check_energy(f, ctx, atol_energy=atol_energy, block_frames=block_frames))
         checks += check_optional(f, ctx, atol_trace=atol_trace, atol_hermitian=atol_hermitian,
                                  atol_idempotency=atol_idempotency,
-                                 rtol_fock_hermitian=rtol_fock_hermitian)
+                                 rtol_fock_hermitian=rtol_fock_hermitian,
+                                 block_frames=block_frames)
     return ValidationReport(path=path, checks=checks)
 
 
@@ -182,75 +205,57 @@ def check_schema(f: h5py.File) -> tuple[Check, _Context]:
     problems: list[str] = []
     bad: set[str] = set()
     dsets: dict[str, h5py.Dataset] = {}
-    for name, _, shape, _, _ in DATASETS:
-        obj = f.get(name)
-        if not isinstance(obj, h5py.Dataset):
-            problems.append(f"missing dataset {name!r}")
-            bad.add(name)
-            continue
-        dsets[name] = obj
-        if obj.dtype != np.float64:
-            problems.append(f"{name!r} has dtype {obj.dtype}, expected float64")
-            if obj.dtype.kind not in "fiu":
-                bad.add(name)
+    for name, _ in _REQUIRED:
+        obj = _dataset(f, name, f"missing dataset {name!r}", problems, bad)
+        if obj is not None:
+            dsets[name] = obj
 
     attrs = _typed_attrs(f, problems)
 
     dims: dict[str, int] = {}
-    for name, _, shape, _, _ in DATASETS:
+    for name, shape in _REQUIRED:
         if name in dsets and name not in bad and dsets[name].ndim == len(shape):
             for sym, n in zip(shape, dsets[name].shape):
                 if isinstance(sym, str):
                     dims.setdefault(sym, int(n))
-    for dim in _DIMS:
+    for dim in DIMS:
         if dim not in dims and dim in attrs:
             dims[dim] = attrs[dim]
-    if any(d not in dims for d in _DIMS):
-        problems.append("cannot determine " + ", ".join(d for d in _DIMS if d not in dims))
-        bad.update(name for name, *_ in DATASETS)
+    if any(d not in dims for d in DIMS):
+        problems.append("cannot determine " + ", ".join(d for d in DIMS if d not in dims))
+        bad.update(name for name, _ in _REQUIRED)
     else:
         if dims["n_spin"] not in (1, 2):
             problems.append(f"n_spin must be 1 or 2, got {dims['n_spin']}")
             bad.update(_DENSITY)
         if dims["n_steps"] < 1:
             problems.append("no frames (n_steps = 0)")
-        for name, _, shape, _, _ in DATASETS:
+        for name, shape in _REQUIRED:
             if name in dsets and name not in bad:
-                expected = dataset_shape(shape, dims)
-                if dsets[name].shape != expected:
-                    problems.append(f"{name!r} has shape {dsets[name].shape}, expected "
-                                    f"{expected}")
-                    bad.add(name)
-        for dim in _DIMS:
+                _check_shape(name, dsets[name], evaluate_shape(shape, dims), problems, bad)
+        for dim in DIMS:
             if dim in attrs and attrs[dim] != dims[dim]:
                 problems.append(f"root attribute {dim}={attrs[dim]} but the datasets "
                                 f"have {dim}={dims[dim]}")
     present = set()
-    for name, _, shape, _, _ in OPTIONAL_DATASETS:
-        obj = f.get(name)
-        if obj is None:
+    for name, shape in _OPTIONAL:
+        if name not in f:
             continue
         present.add(name)
-        if not isinstance(obj, h5py.Dataset):
-            problems.append(f"{name!r} is not a dataset")
-            bad.add(name)
+        obj = _dataset(f, name, f"{name!r} is not a dataset", problems, bad)
+        if obj is None:
             continue
-        if obj.dtype != np.float64:
-            problems.append(f"{name!r} has dtype {obj.dtype}, expected float64")
-            if obj.dtype.kind not in "fiu":
-                bad.add(name)
-        if not all(d in dims for d in _DIMS):
+        dsets[name] = obj
+        if not all(d in dims for d in DIMS):
             bad.add(name)
         elif name not in bad:
-            expected = dataset_shape(shape, dims)
-            if obj.shape != expected:
-                problems.append(f"{name!r} has shape {obj.shape}, expected {expected}")
-                bad.add(name)
-    if len(present & set(_FOCK)) == 1:
-        problems.append(f"{_FOCK[0]!r} and {_FOCK[1]!r} must come together (only "
-                        f"{sorted(present & set(_FOCK))[0]!r} present)")
-        bad.update(_FOCK)
-    for name in sorted(INTEGER_DATASETS - bad):
+            _check_shape(name, obj, evaluate_shape(shape, dims), problems, bad)
+    for pair in _OPTIONAL_PAIRS:
+        if len(present & set(pair)) == 1:
+            problems.append(f"{pair[0]!r} and {pair[1]!r} must come together (only "
+                            f"{sorted(present & set(pair))[0]!r} present)")
+            bad.update(pair)
+    for name in sorted(_INTEGER & set(dsets) - bad):
         data = dsets[name][()]
         if np.all(np.isfinite(data)) and not np.array_equal(np.rint(data), data):
             problems.append(f"{name!r} must hold integer values")
@@ -261,16 +266,45 @@ def check_schema(f: h5py.File) -> tuple[Check, _Context]:
         return Check("schema", False, float(len(problems)), 0.0, msg), ctx
     msg = ("all {} datasets and {} root attributes present; n_atoms={n_atoms} "
            "n_basis={n_basis} n_steps={n_steps} n_spin={n_spin}").format(
-               len(DATASETS), len(ROOT_ATTRS), **dims)
+               len(_REQUIRED), len(ROOT_ATTRIBUTES), **dims)
     if present:
-        msg += "; optional: " + ", ".join(n for n, *_ in OPTIONAL_DATASETS if n in present)
+        msg += "; optional: " + ", ".join(n for n, _ in _OPTIONAL if n in present)
     return Check("schema", True, 0.0, 0.0, msg), ctx
 
 
+def _dataset(f: h5py.File, name: str, problem: str, problems: list[str],
+             bad: set[str]) -> h5py.Dataset | None:
+    """The dataset ``name`` with its dtype checked, or None with ``problem`` noted (absent,
+    or a group where a dataset belongs)."""
+    obj = f.get(name)
+    if not isinstance(obj, h5py.Dataset):
+        problems.append(problem)
+        bad.add(name)
+        return None
+    _check_dtype(name, obj, problems, bad)
+    return obj
+
+
+def _check_dtype(name: str, obj: h5py.Dataset, problems: list[str], bad: set[str]) -> None:
+    """Every dataset is float64; one that is not even numeric is unusable."""
+    if obj.dtype != np.float64:
+        problems.append(f"{name!r} has dtype {obj.dtype}, expected float64")
+        if obj.dtype.kind not in "fiu":
+            bad.add(name)
+
+
+def _check_shape(name: str, obj: h5py.Dataset, expected: tuple[int, ...],
+                 problems: list[str], bad: set[str]) -> None:
+    if obj.shape != expected:
+        problems.append(f"{name!r} has shape {obj.shape}, expected {expected}")
+        bad.add(name)
+
+
 def _typed_attrs(f: h5py.File, problems: list[str]) -> dict[str, Any]:
-    """Root attributes that are present and of the right type, as Python values."""
+    """Root attributes that are present and of their schema kind, as Python values."""
     attrs: dict[str, Any] = {}
-    for name in ROOT_ATTRS:
+    for attribute in ROOT_ATTRIBUTES:
+        name = attribute.name
         if name not in f.attrs:
             problems.append(f"missing root attribute {name!r}")
             continue
@@ -279,21 +313,8 @@ def _typed_attrs(f: h5py.File, problems: list[str]) -> dict[str, Any]:
             value = value.decode("utf-8", "replace")
         if isinstance(value, np.generic):
             value = value.item()
-        ok = True
-        if name in _INT_ATTRS or name == "format_version":
-            ok = isinstance(value, int) and not isinstance(value, bool)
-        elif name in _STR_ATTRS or name == "format":
-            ok = isinstance(value, str)
-        elif name == "dt":
-            ok = isinstance(value, (int, float)) and np.isfinite(value) and value > 0
-        elif name in ("field_spec", "provenance", "units"):
-            try:
-                json.loads(value)
-            except (TypeError, json.JSONDecodeError):
-                ok = False
-        elif name == "dipole_origin":
-            ok = np.shape(value) == (3,)
-        if not ok:
+        if not _has_kind(value, attribute.kind, attribute.shape) or (
+                name in _POSITIVE and not value > 0):
             problems.append(f"root attribute {name!r} is malformed ({value!r})")
             continue
         attrs[name] = value
@@ -308,6 +329,25 @@ def _typed_attrs(f: h5py.File, problems: list[str]) -> dict[str, Any]:
     return attrs
 
 
+def _has_kind(value: Any, kind: str, shape: tuple[int, ...]) -> bool:
+    """Whether an attribute value (bytes decoded, numpy scalars as Python) is of schema
+    ``kind``: ``int`` (not bool), ``str``, finite ``float``, ``json`` text, or a
+    ``vector`` of ``shape``."""
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "str":
+        return isinstance(value, str)
+    if kind == "float":
+        return isinstance(value, (int, float)) and bool(np.isfinite(value))
+    if kind == "json":
+        try:
+            json.loads(value)
+        except (TypeError, json.JSONDecodeError):
+            return False
+        return True
+    return np.shape(value) == shape
+
+
 def _skip(name: str, ctx: _Context, datasets: tuple[str, ...] = (),
           attrs: tuple[str, ...] = ()) -> Check | None:
     """A failed "skipped" check if something ``name`` needs is unusable, else ``None``."""
@@ -319,24 +359,26 @@ def _skip(name: str, ctx: _Context, datasets: tuple[str, ...] = (),
     return None
 
 
-def _blocks(n: int):
-    """Slices of ``_BLOCK_FRAMES`` frames covering ``range(n)``."""
-    for start in range(0, n, _BLOCK_FRAMES):
-        yield slice(start, min(start + _BLOCK_FRAMES, n))
+def _blocks(n: int, size: int):
+    """Slices of ``size`` frames covering ``range(n)`` (the last one may be shorter)."""
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
 
 
 # --------------------------------------------------------------------------- values
 
 
-def check_finite(f: h5py.File) -> Check:
-    """No NaN or inf in any numeric dataset of the schema (streamed along axis 0)."""
+def check_finite(f: h5py.File, *, block_frames: int) -> Check:
+    """No NaN or inf in any numeric dataset of the schema (streamed along axis 0,
+    ``block_frames`` rows at a time)."""
     count = 0
     first: list[str] = []
-    for name, *_ in DATASETS + OPTIONAL_DATASETS:
+    for name, _ in _REQUIRED + _OPTIONAL:
         dset = f.get(name)
         if not isinstance(dset, h5py.Dataset) or dset.dtype.kind not in "fiu":
             continue
-        chunks = [dset[()]] if dset.ndim == 0 else (dset[s] for s in _blocks(dset.shape[0]))
+        chunks = ([dset[()]] if dset.ndim == 0
+                  else (dset[s] for s in _blocks(dset.shape[0], block_frames)))
         n_bad = 0
         where = None
         offset = 0
@@ -367,10 +409,10 @@ def check_overlap(f: h5py.File, ctx: _Context, *, atol_hermitian: float) -> list
         \max_{\mu\nu}|S_{\mu\nu} - S_{\nu\mu}| \le \mathrm{atol}, \qquad
         \lambda_\mathrm{min}(S) > 0
     """
-    skip = _skip("overlap_symmetric", ctx, ("matrices/overlap",))
+    skip = _skip("overlap_symmetric", ctx, (_OVERLAP,))
     if skip:
         return [skip, skip._replace(name="overlap_positive")]
-    S = f["matrices/overlap"][()]
+    S = f[_OVERLAP][()]
     if not np.all(np.isfinite(S)):
         msg = "non-finite overlap (see finite)"
         return [Check("overlap_symmetric", False, None, atol_hermitian, msg),
@@ -391,15 +433,15 @@ def _spin_targets(ctx: _Context) -> tuple[list[float] | None, str]:
     n, mult = ctx.attrs["n_electrons"], ctx.attrs.get("multiplicity")
     if ctx.dims["n_spin"] == 1:
         return [float(n)], f"N = {n}"
-    twice_alpha = n + mult - 1
-    if twice_alpha % 2 or n - mult + 1 < 0:
+    if (n + mult - 1) % 2 or n - mult + 1 < 0:
         return None, f"n_electrons={n} and multiplicity={mult} are inconsistent"
-    n_alpha, n_beta = twice_alpha // 2, (n - mult + 1) // 2
+    n_alpha, n_beta = (int(x) for x in electrons_per_spin(n, mult, 2))
     return [float(n_alpha), float(n_beta)], f"N_alpha = {n_alpha}, N_beta = {n_beta}"
 
 
 def check_density(f: h5py.File, ctx: _Context, *, atol_trace: float,
-                  atol_hermitian: float, atol_idempotency: float) -> list[Check]:
+                  atol_hermitian: float, atol_idempotency: float,
+                  block_frames: int) -> list[Check]:
     r"""Hermiticity, electron count and idempotency of :math:`P_\sigma(t)`, one pass.
 
     With :math:`P = P^\mathrm{re} + i P^\mathrm{im}` for every frame t and spin σ:
@@ -416,15 +458,15 @@ def check_density(f: h5py.File, ctx: _Context, *, atol_trace: float,
     with :math:`N_\sigma` from :func:`_spin_targets`, :math:`w = 1/2` for n_spin=1 (closed
     shell, total density) and :math:`w = 1` for n_spin=2;
     :math:`S^{1/2} = V \mathrm{diag}(\sqrt{\lambda}) V^T` from :math:`S = V \Lambda V^T`.
-    The frames are read ``_BLOCK_FRAMES`` at a time.
+    The frames are read ``block_frames`` at a time.
     """
     names = ("hermiticity", "electron_count", "idempotency")
     skip = _skip("hermiticity", ctx, _DENSITY)
     if skip:
         return [skip._replace(name=n) for n in names]
-    skip_count = _skip("electron_count", ctx, ("matrices/overlap",),
+    skip_count = _skip("electron_count", ctx, (_OVERLAP,),
                        ("n_electrons",) + (("multiplicity",) if ctx.dims["n_spin"] == 2 else ()))
-    skip_idem = _skip("idempotency", ctx, ("matrices/overlap",))
+    skip_idem = _skip("idempotency", ctx, (_OVERLAP,))
     if skip_idem is None and not ctx.overlap_positive:
         skip_idem = Check("idempotency", False, None, None,
                           "skipped: overlap is not positive definite (see overlap_positive)")
@@ -435,7 +477,7 @@ def check_density(f: h5py.File, ctx: _Context, *, atol_trace: float,
         if targets is None:
             skip_count = Check("electron_count", False, None, None, target_msg)
 
-    S = f["matrices/overlap"][()] if "matrices/overlap" not in ctx.bad else None
+    S = f[_OVERLAP][()] if _OVERLAP not in ctx.bad else None
     S_half = overlap_sqrt(S) if skip_idem is None else None
     weight = 0.5 if ctx.dims["n_spin"] == 1 else 1.0
 
@@ -449,7 +491,7 @@ def check_density(f: h5py.File, ctx: _Context, *, atol_trace: float,
             worst[key] = (float(per_frame[t, s]), (int(t) + offset, int(s)))
 
     re_ds, im_ds = f[_DENSITY[0]], f[_DENSITY[1]]
-    for sl in _blocks(ctx.dims["n_steps"]):
+    for sl in _blocks(ctx.dims["n_steps"], block_frames):
         P = re_ds[sl] + 1j * im_ds[sl]                  # (b, n_spin, nbf, nbf)
         _update("hermiticity", hermiticity_error(P), sl.start)
         if skip_count is None:
@@ -487,10 +529,10 @@ def check_time_grid(f: h5py.File, ctx: _Context) -> Check:
         \max_k |t_{k+1} - t_k - h| \le 10^{-6} h + 4\epsilon \max_k|t_k|,
         \quad h = \Delta t \cdot \mathrm{save\_every}
     """
-    skip = _skip("time_grid", ctx, ("dynamics/time",), ("dt", "save_every"))
+    skip = _skip("time_grid", ctx, (_TIME,), ("dt", "save_every"))
     if skip:
         return skip
-    t = f["dynamics/time"][()]
+    t = f[_TIME][()]
     h = float(ctx.attrs["dt"]) * int(ctx.attrs["save_every"])
     if not np.all(np.isfinite(t)):
         return Check("time_grid", False, None, None, "non-finite times (see finite)")
@@ -510,20 +552,22 @@ def check_time_grid(f: h5py.File, ctx: _Context) -> Check:
                  f"tolerance {tol:.1e}; worst k={k})")
 
 
-def check_energy(f: h5py.File, ctx: _Context, *, atol_energy: float) -> Check:
+def check_energy(f: h5py.File, ctx: _Context, *, atol_energy: float,
+                 block_frames: int) -> Check:
     r"""Energy conservation when no field acts at any saved time.
 
     If :math:`\mathbf{E}(t_k) = 0` for all k (delta kick or field-free run):
     :math:`\max_k |E(t_k) - E(t_0)| < \mathrm{atol}`. Otherwise the check passes as
-    skipped: a driven system absorbs energy.
+    skipped: a driven system absorbs energy. The field is read ``block_frames`` frames at
+    a time.
     """
-    skip = _skip("energy_conservation", ctx, ("dynamics/field", "dynamics/energy"))
+    skip = _skip("energy_conservation", ctx, (_FIELD, _ENERGY))
     if skip:
         return skip
-    energy = f["dynamics/energy"][()]
+    energy = f[_ENERGY][()]
     field_on = False
-    ds = f["dynamics/field"]
-    for sl in _blocks(ds.shape[0]):
+    ds = f[_FIELD]
+    for sl in _blocks(ds.shape[0], block_frames):
         if np.any(ds[sl] != 0):
             field_on = True
             break
@@ -544,7 +588,8 @@ def check_energy(f: h5py.File, ctx: _Context, *, atol_energy: float) -> Check:
 
 
 def check_optional(f: h5py.File, ctx: _Context, *, atol_trace: float, atol_hermitian: float,
-                   atol_idempotency: float, rtol_fock_hermitian: float) -> list[Check]:
+                   atol_idempotency: float, rtol_fock_hermitian: float,
+                   block_frames: int) -> list[Check]:
     r"""Checks of the optional Fock and ground-state datasets that the file has.
 
     .. math::
@@ -552,31 +597,31 @@ def check_optional(f: h5py.File, ctx: _Context, *, atol_trace: float, atol_hermi
         h_F = \frac{\max_{t\sigma\mu\nu}|F_\sigma(t) - F_\sigma(t)^\dagger|_{\mu\nu}}
                    {\max_{t\sigma\mu\nu}|F_\sigma(t)|_{\mu\nu}}
 
-    (frames streamed ``_BLOCK_FRAMES`` at a time); the ground state as in
+    (frames streamed ``block_frames`` at a time); the ground state as in
     :func:`check_density` for one real frame P0, and :math:`\max|F_0 - F_0^T| / \max|F_0|`.
     Returns an empty list for a file without optional datasets.
     """
     checks = []
     if ctx.optional & set(_FOCK):
         checks.append(_skip("fock_hermiticity", ctx, _FOCK)
-                      or _fock_hermiticity(f, ctx, rtol_fock_hermitian))
-    if "ground_state/density" in ctx.optional:
+                      or _fock_hermiticity(f, ctx, rtol_fock_hermitian, block_frames))
+    if _GROUND_DENSITY in ctx.optional:
         spin_attrs = ("multiplicity",) if ctx.dims.get("n_spin") == 2 else ()
         checks.append(_skip("ground_state_density", ctx,
-                            ("ground_state/density", "matrices/overlap"),
+                            (_GROUND_DENSITY, _OVERLAP),
                             ("n_electrons",) + spin_attrs)
                       or _ground_density(f, ctx, atol_trace, atol_hermitian, atol_idempotency))
-    if "ground_state/fock" in ctx.optional:
-        checks.append(_skip("ground_state_fock", ctx, ("ground_state/fock",))
-                      or _relative_asymmetry("ground_state_fock", f["ground_state/fock"][()],
+    if _GROUND_FOCK in ctx.optional:
+        checks.append(_skip("ground_state_fock", ctx, (_GROUND_FOCK,))
+                      or _relative_asymmetry("ground_state_fock", f[_GROUND_FOCK][()],
                                              rtol_fock_hermitian, "max|F0 - F0^T| / max|F0|"))
     return checks
 
 
-def _fock_hermiticity(f: h5py.File, ctx: _Context, rtol: float) -> Check:
+def _fock_hermiticity(f: h5py.File, ctx: _Context, rtol: float, block_frames: int) -> Check:
     worst, scale, where = -1.0, 0.0, (0, 0)
     re_ds, im_ds = f[_FOCK[0]], f[_FOCK[1]]
-    for sl in _blocks(ctx.dims["n_steps"]):
+    for sl in _blocks(ctx.dims["n_steps"], block_frames):
         F = re_ds[sl] + 1j * im_ds[sl]
         if not np.all(np.isfinite(F)):
             return Check("fock_hermiticity", False, None, rtol,
@@ -607,8 +652,8 @@ def _relative_asymmetry(name: str, mat: np.ndarray, rtol: float, what: str) -> C
 def _ground_density(f: h5py.File, ctx: _Context, atol_trace: float, atol_hermitian: float,
                     atol_idempotency: float) -> Check:
     name = "ground_state_density"
-    P0 = f["ground_state/density"][()]
-    S = f["matrices/overlap"][()]
+    P0 = f[_GROUND_DENSITY][()]
+    S = f[_OVERLAP][()]
     if not (np.all(np.isfinite(P0)) and np.all(np.isfinite(S))):
         return Check(name, False, None, None, "non-finite values (see finite)")
     problems = []

@@ -39,9 +39,11 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
+import zarr
 from torch.utils.data import Dataset, Sampler
 
 from rtml._errors import InputError
+from rtml.data._schema import INDEX_COLUMNS, INDEX_GROUP, check_is_store, strings
 from rtml.data._splits import SPLITS, _check_fractions, assign_splits  # noqa: F401
 
 
@@ -57,8 +59,6 @@ class _Handles:
     """Open Zarr arrays of one process (created lazily, never pickled)."""
 
     def __init__(self, path: Path, molecules: Iterable[str]):
-        import zarr
-
         self.pid = os.getpid()
         root = zarr.open_group(str(path), mode="r", zarr_format=3)
         names = ("rho", "dipole", "energy", "field", "overlap", "core_hamiltonian", "positions")
@@ -129,10 +129,6 @@ class TrajectoryWindows(Dataset):
                  held_out_molecules: Sequence[str] = (), seed: int = 0,
                  dtype=torch.complex128, cache_trajectories: int = 256,
                  cache_chunk_mib: float = 256.0):
-        import zarr
-
-        from rtml.data._store import INDEX_COLUMNS, INDEX_GROUP, _check_is_store, _strings
-
         self.path = Path(path)
         if int(window) != window or window < 1:
             raise InputError(f"window must be a positive integer, got {window!r}")
@@ -150,7 +146,7 @@ class TrajectoryWindows(Dataset):
         self.cache_trajectories = int(cache_trajectories)
         self.cache_chunk_mib = float(cache_chunk_mib)
 
-        _check_is_store(self.path)
+        check_is_store(self.path)
         root = zarr.open_group(str(self.path), mode="r", zarr_format=3)
         available = list(root.attrs.get("molecules", []))
         held_out = list(dict.fromkeys(str(m) for m in held_out_molecules))
@@ -188,8 +184,8 @@ class TrajectoryWindows(Dataset):
         cols = {name: ig[name][...] for name, _ in INDEX_COLUMNS
                 if name in ("traj_id", "molecule", "row", "geometry_id")}
         all_trajs = [(str(m), int(r), str(t), str(gid)) for m, r, t, gid in zip(
-            _strings(cols["molecule"]), cols["row"], _strings(cols["traj_id"]),
-            _strings(cols["geometry_id"])) if str(m) in self._group
+            strings(cols["molecule"]), cols["row"], strings(cols["traj_id"]),
+            strings(cols["geometry_id"])) if str(m) in self._group
             and int(r) < self._group[str(m)]["n_committed"]]
 
         # splits

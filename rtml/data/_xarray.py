@@ -1,4 +1,4 @@
-"""Open the rtml dataset store (:mod:`rtml.data._store`) with xarray and pandas.
+"""Open the rtml dataset store (:mod:`rtml.data._assembly`) with xarray and pandas.
 
 Every molecule group becomes one lazy, dask-backed :class:`xarray.Dataset` trimmed to its
 committed trajectories (group attribute ``n_committed``), with dims ``traj, time, spin,
@@ -23,15 +23,16 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+import xarray as xr
+import zarr
+
 from rtml._errors import InputError
+from rtml.data._schema import INDEX_COLUMNS, INDEX_GROUP, check_is_store
 
 
 def _root_attrs(path: Path) -> dict[str, Any]:
-    import zarr
-
-    from rtml.data._store import _check_is_store
-
-    _check_is_store(path)
+    check_is_store(path)
     return zarr.open_group(str(path), mode="r", zarr_format=3).attrs.asdict()
 
 
@@ -74,8 +75,6 @@ def open_dataset(path: str | os.PathLike, molecule: str | None = None, *,
 
 
 def _open_group(path: Path, molecule: str, chunks: Any):
-    import xarray as xr
-
     ds = xr.open_zarr(str(path), group=molecule, consolidated=False, zarr_format=3,
                       chunks={} if chunks is None else chunks)
     n = int(ds.attrs["n_committed"])
@@ -86,11 +85,6 @@ def open_index(path: str | os.PathLike):
     """The store's ``index`` table as a :class:`pandas.DataFrame`, one row per committed
     trajectory: ``traj_id, molecule, row`` (position in its group), ``n_basis, n_spin,
     n_time, geometry_id, field_kind, field_spec, inputs_sha256, source_file``."""
-    import pandas as pd
-    import zarr
-
-    from rtml.data._store import INDEX_COLUMNS, INDEX_GROUP
-
     path = Path(path)
     _root_attrs(path)
     root = zarr.open_group(str(path), mode="r", zarr_format=3)

@@ -164,3 +164,16 @@ def peak_shifts(peaks_pred: np.ndarray, peaks_ref: np.ndarray) -> np.ndarray:
     if len(peaks_pred) == 0:
         return np.full(len(peaks_ref), np.inf)
     return np.abs(np.asarray(peaks_ref)[:, None] - np.asarray(peaks_pred)[None, :]).min(axis=1)
+
+
+def median_error_curve(curves) -> np.ndarray:
+    """Median over trajectories of e(t) at each step (ragged lengths: those that reach it),
+    ignoring static references (all-NaN curves); shape (max T,)."""
+    curves = [c for c in curves if not np.isnan(c).all()]
+    if not curves:
+        return np.zeros(0)
+    length = max(len(c) for c in curves)
+    table = np.full((len(curves), length), np.nan)
+    for i, c in enumerate(curves):
+        table[i, :len(c)] = c
+    return np.nanmedian(table, axis=0)

@@ -28,17 +28,20 @@ from typing import NamedTuple
 
 import numpy as np
 
-from rtml._atomic import atomic_write, atomic_write_text
+from rtml._atomic import atomic_write_text
 from rtml._errors import InputError
+from rtml.chem import build_mole_from_atoms, dipole_integrals, nuclear_dipole
+from rtml.data import open_store_groups, trajectory_data, trajectory_splits
 from rtml.evaluate._metrics import (SCALED_L2_WINDOWS, VALID_HORIZON_THRESHOLD,
                                     dipole_from_density, dipole_nrmse, mean_squared_error,
                                     peak_shifts, physics_compliance, relative_error_curve,
                                     rollout_errors_at, scaled_l2, spectrum_nrmse,
                                     spectrum_overlap, valid_horizon)
+from rtml.evaluate._plots import plot_results
+from rtml.model import PersistenceModel, fit_linear, load_model
 from rtml.observables import electrons_per_spin
+from rtml.tddft import absorption_spectrum, find_peaks
 from rtml.units import HARTREE_EV
-
-from rtml.data import open_store_groups, trajectory_data, trajectory_splits
 
 log = logging.getLogger("rtml.evaluate")
 
@@ -58,23 +61,17 @@ _MEAN = ("one_step_mse", *(f"scaled_l2_{k}" for k in SCALED_L2_WINDOWS), "dipole
 
 
 def dipole_operator(ds, row: int):
-    """AO dipole integrals about the stored origin and the nuclear dipole, for one trajectory."""
-    from pyscf import gto
-
-    positions = ds.positions[row].values
-    atoms = [(int(z), tuple(p)) for z, p in zip(ds.atomic_numbers.values, positions)]
-    mol = gto.M(atom=atoms, basis=str(ds.attrs["basis"]), charge=int(ds.attrs["charge"]),
-                spin=int(ds.attrs["multiplicity"]) - 1, unit="Angstrom", verbose=0)
+    """AO dipole integrals (3, nao, nao) about the stored origin and the nuclear dipole (3,),
+    bohr, of trajectory ``row`` of a molecule's store group ``ds`` (the stored dipole is
+    ``nuclear - Re Tr(ints P)``, :func:`dipole_from_density`)."""
+    mol = build_mole_from_atoms(ds.attrs.get("molecule", "molecule"), ds.atomic_numbers.values,
+                                ds.positions[row].values, ds.attrs["basis"], ds.attrs["charge"],
+                                ds.attrs["multiplicity"])
     origin = ds.dipole_origin[row].values
-    with mol.with_common_origin(origin):
-        ints = mol.intor_symmetric("int1e_r", comp=3)
-    charges = mol.atom_charges().astype(float)
-    return ints, charges @ (mol.atom_coords(unit="Bohr") - origin)
+    return dipole_integrals(mol, origin), nuclear_dipole(mol, origin)
 
 
 def _kick_spectrum(time, dipole, kick, polarization):
-    from rtml.tddft import absorption_spectrum, find_peaks
-
     spec = absorption_spectrum(time, dipole, kick, polarization, omega_max=1.5)
     omega, _ = find_peaks(spec, min_relative_height=0.05)
     return spec, omega
@@ -237,97 +234,6 @@ def write_metrics(summary: dict, output_dir: Path, settings: dict) -> None:
                                  sort_keys=True, default=float))
 
 
-def median_error_curve(curves) -> np.ndarray:
-    """Median over trajectories of e(t) at each step (ragged lengths: those that reach it),
-    ignoring static references (all-NaN curves); shape (max T,)."""
-    curves = [c for c in curves if not np.isnan(c).all()]
-    if not curves:
-        return np.zeros(0)
-    length = max(len(c) for c in curves)
-    table = np.full((len(curves), length), np.nan)
-    for i, c in enumerate(curves):
-        table[i, :len(c)] = c
-    return np.nanmedian(table, axis=0)
-
-
-def plot_results(details: dict, groups: dict, output_dir: Path) -> list[Path]:
-    """dipole.png, error_vs_horizon.png and (with a kick trajectory) spectrum.png.
-
-    error_vs_horizon.png shows the median over the test trajectories of the same e(t) as
-    the metrics (:func:`median_error_curve`), with the valid-horizon threshold.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    written = []
-    names = list(details)
-    first = next(((mol, rows[0]) for name in names for mol, rows in details[name].items()
-                  if rows), None)
-    if first is None:
-        raise InputError("no test trajectories to evaluate")
-    mol, (row, ref_result) = first
-    ds = groups[mol]
-    time = ds.time.values
-    pol = ds.field_polarization[row].values
-    fig, ax = plt.subplots(figsize=(7.5, 4))
-    ax.plot(time, ref_result["dipole_ref"] @ pol, color="black", lw=2, label="RT-TDDFT")
-    for name in names:
-        rows = details[name].get(mol)
-        if rows:
-            ax.plot(time, rows[0][1]["dipole_pred"] @ pol, lw=1.2, ls="--", label=name)
-    ax.set_xlabel("time (a.u.)")
-    ax.set_ylabel("dipole along the field (e·bohr)")
-    ax.set_title(f"{mol} {ds.traj_id[row].values}: rollout from t=0 (test)")
-    ax.legend()
-    fig.tight_layout()
-    written.append(_save(fig, output_dir / "dipole.png"))
-
-    fig, ax = plt.subplots(figsize=(7.5, 4))
-    for name in names:
-        curves = [r["error_curve"] for rows in details[name].values() for _, r in rows]
-        median = median_error_curve(curves)
-        n_moving = sum(not np.isnan(c).all() for c in curves)
-        if len(median) > 1:
-            ax.semilogy(np.arange(1, len(median)), np.maximum(median[1:], 1e-16),
-                        label=f"{name} (median of {n_moving})")
-    ax.axhline(VALID_HORIZON_THRESHOLD, color="grey", ls=":", lw=1,
-               label=f"valid-horizon threshold e = {VALID_HORIZON_THRESHOLD}")
-    ax.set_xlabel("rollout step")
-    ax.set_ylabel("e(t) = ‖P̂(t)−P(t)‖ / max‖P(t')−P(0)‖")
-    ax.set_title("relative rollout error, median over test trajectories")
-    ax.legend()
-    fig.tight_layout()
-    written.append(_save(fig, output_dir / "error_vs_horizon.png"))
-
-    spectra = [(name, mol_, r) for name in names for mol_, rows in details[name].items()
-               for _, r in rows if "spectra" in r]
-    if spectra:
-        fig, ax = plt.subplots(figsize=(7.5, 4))
-        s_ref = spectra[0][2]["spectra"][0]
-        ax.plot(s_ref.omega_ev, s_ref.strength, color="black", lw=2, label=f"RT-TDDFT ({spectra[0][1]})")
-        shown = set()
-        for name, mol_, r in spectra:
-            if name not in shown and mol_ == spectra[0][1]:
-                ax.plot(r["spectra"][1].omega_ev, r["spectra"][1].strength, ls="--", label=name)
-                shown.add(name)
-        ax.set_xlabel("photon energy (eV)")
-        ax.set_ylabel("S(ω) (1/Ha)")
-        ax.legend()
-        fig.tight_layout()
-        written.append(_save(fig, output_dir / "spectrum.png"))
-    return written
-
-
-def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110))
-    plt.close(fig)
-    return path
-
-
 def _model_name(state: dict) -> str:
     if state.get("model") == "rtml":
         return "rtml" if state["config"].get("dynamics", "mamba") == "mamba" else "rtml-mlp"
@@ -338,8 +244,6 @@ def evaluate(store, model_dir, output_dir, baselines=("persistence", "linear"),
              molecules=None, compare=()) -> dict:
     """Evaluate the model in ``model_dir``, further trained models (``compare``) and the
     baselines on the test split of ``store`` (the split the first model was trained with)."""
-    from rtml.model import load_model
-
     model, state = load_model(model_dir)
     split_cfg = state.get("split", {})
     groups = open_store_groups(store, molecules)
@@ -351,12 +255,8 @@ def evaluate(store, model_dir, output_dir, baselines=("persistence", "linear"),
         models[_model_name(other_state)] = other
     for name in baselines:
         if name == "persistence":
-            from rtml.model._baselines import PersistenceModel
-
             models["persistence"] = PersistenceModel()
         elif name == "linear":
-            from rtml.model._baselines import fit_linear
-
             models["linear"] = fit_linear(groups, splits)
         else:
             raise InputError(f"unknown baseline '{name}' (known: persistence, linear)")

@@ -14,34 +14,52 @@
 All models map P(t_k) and the field to P(t_{k+1}) (complex AO densities, atomic units,
 PySCF AO order; geometry in Å) and expose ``one_step(traj)`` / ``rollout_trajectory(traj)``
 on a :class:`TrajectoryData` for the evaluation.
+
+Names resolve on first use (:func:`rtml._lazy.lazy_exports`): the configuration and its
+command-line options do not import torch.
 """
 
-from rtml.model._baselines import (LinearFit, LinearPropagator, PersistenceModel, fit_linear,
-                                   fit_ridge_map, load_baseline)
-from rtml.model._basis_layout import BasisLayout, Shell, pyscf_to_e3nn
-from rtml.model._density_codec import (DensityDecoder, DensityEncoder, DensityIrreps,
-                                       DensityLatent, decompose_density, recompose_density)
-from rtml.model._dynamics import MambaDynamics, MLPDynamics, make_dynamics, mamba_ssm_available
-from rtml.model._geometry import GeometryEncoder, GeometryFeatures
-from rtml.model._loading import load_model
-from rtml.model._hermitian import hermitian_to_real, real_to_hermitian
-from rtml.model._physics import (apply_coulomb_exchange, coulomb_exchange_operators,
-                                 exponential_step, lowdin_transforms, stationary_fock)
-from rtml.model._engine import model_sha256, propagate_model
-from rtml.model._rtml import (ModelConfig, MoleculeSystem, RTMLModel, RTMLPropagator, TokenInteraction,
-                              build_system, load_rtml, midpoint_fields, stack_systems,
-                              system_from_trajectories)
+from rtml._lazy import lazy_exports
 
 __all__ = [
-    "RTMLModel", "ModelConfig", "MoleculeSystem", "RTMLPropagator", "TokenInteraction", "load_rtml",
-    "build_system", "stack_systems", "propagate_model", "model_sha256", "system_from_trajectories", "midpoint_fields", "apply_coulomb_exchange",
-    "coulomb_exchange_operators", "exponential_step", "lowdin_transforms", "stationary_fock",
-    "GeometryEncoder", "GeometryFeatures", "BasisLayout", "Shell", "pyscf_to_e3nn",
-    "DensityEncoder", "DensityDecoder", "DensityIrreps", "DensityLatent", "decompose_density",
-    "recompose_density", "MambaDynamics", "MLPDynamics", "make_dynamics",
-    "mamba_ssm_available",
-    "PersistenceModel", "LinearPropagator", "LinearFit", "fit_ridge_map", "fit_linear",
-    "load_baseline",
-    "load_model",
-    "hermitian_to_real", "real_to_hermitian",
+    "RTMLModel", "ModelConfig", "MoleculeSystem", "RTMLPropagator", "TokenInteraction",
+    "load_rtml", "add_model_options", "model_options", "frame_spacing", "build_system",
+    "stack_systems", "propagate_model", "model_sha256", "model_provenance",
+    "MODEL_PROPAGATOR_NAME", "system_from_trajectories", "midpoint_fields",
+    "apply_coulomb_exchange", "coulomb_exchange_operators", "exponential_step",
+    "lowdin_transforms", "stationary_fock", "required_channels", "GeometryEncoder",
+    "GeometryFeatures", "RadialBasis", "BasisLayout", "Shell", "pyscf_to_e3nn", "float64_default",
+    "wigner_D_from_matrix", "DensityEncoder", "DensityDecoder", "DensityIrreps", "DensityLatent",
+    "decompose_density", "recompose_density", "density_irreps", "produced_irreps", "FiLM",
+    "MambaDynamics", "MLPDynamics", "make_dynamics", "mamba_ssm_available", "PersistenceModel",
+    "LinearPropagator", "LinearFit", "fit_ridge_map", "fit_linear", "load_baseline",
+    "lowdin_matrix", "lowdin_vector", "reference_density", "load_model", "hermitian_to_real",
+    "real_to_hermitian", "LEARNED",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "_baselines": [
+        "LinearFit", "LinearPropagator", "PersistenceModel", "fit_linear", "fit_ridge_map",
+        "load_baseline", "lowdin_matrix", "lowdin_vector", "reference_density",
+    ],
+    "_basis_layout": ["BasisLayout", "Shell", "float64_default", "pyscf_to_e3nn", "wigner_D_from_matrix"],
+    "_density_codec": [
+        "DensityDecoder", "DensityEncoder", "DensityIrreps", "DensityLatent",
+        "decompose_density", "density_irreps", "produced_irreps", "recompose_density",
+    ],
+    "_dynamics": ["FiLM", "MambaDynamics", "MLPDynamics", "make_dynamics", "mamba_ssm_available"],
+    "_geometry": ["GeometryEncoder", "GeometryFeatures", "RadialBasis"],
+    "_loading": ["load_model"],
+    "_hermitian": ["hermitian_to_real", "real_to_hermitian"],
+    "_physics": [
+        "apply_coulomb_exchange", "coulomb_exchange_operators", "exponential_step",
+        "lowdin_transforms", "stationary_fock",
+    ],
+    "_engine": ["MODEL_PROPAGATOR_NAME", "model_provenance", "model_sha256", "propagate_model"],
+    "_config": ["LEARNED", "ModelConfig", "add_model_options", "model_options"],
+    "_rtml": [
+        "MoleculeSystem", "RTMLModel", "RTMLPropagator", "TokenInteraction", "build_system",
+        "frame_spacing", "load_rtml", "midpoint_fields", "required_channels", "stack_systems",
+        "system_from_trajectories",
+    ],
+})

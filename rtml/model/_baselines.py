@@ -62,8 +62,10 @@ import logging
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from rtml._errors import InputError
+from rtml.data import trajectory_data
 from rtml.model._hermitian import hermitian_to_real, real_to_hermitian
 
 __all__ = ["PersistenceModel", "LinearPropagator", "LinearFit", "fit_linear", "load_baseline",
@@ -223,7 +225,7 @@ def _normal_equations(prepared, field_scale):
 
 
 def _stabilise(a: np.ndarray, d: int) -> tuple[np.ndarray, float, bool]:
-    """Pull the eigenvalues of the state block A[:, :d] that lie outside the unit circle onto
+    r"""Pull the eigenvalues of the state block A[:, :d] that lie outside the unit circle onto
     it, leaving every other mode as fitted.
 
     .. math:: A_x \leftarrow A_x + V\,\mathrm{diag}(\lambda/\max(1,|\lambda|) - \lambda)\,V^{-1}
@@ -384,8 +386,6 @@ class LinearPropagator:
         return out
 
     def state_dict(self) -> dict:
-        import torch
-
         return {"model": self.name, "ridges": list(self.ridges), "molecules": {
             mol: {"n_spin": f.n_spin, "nbf": f.nbf, "n_pairs": f.n_pairs, "A": torch.from_numpy(f.A),
                   "field_scale": f.field_scale, "ridge": f.ridge,
@@ -414,8 +414,6 @@ def fit_linear(groups: dict, splits: dict) -> LinearPropagator:
     its penalty chosen by cross-validation on the ``splits[mol]["train"]`` and ``"val"`` rows,
     then refitted on both; ``"test"`` rows are never read. Molecules without training
     trajectories are skipped."""
-    from rtml.data import trajectory_data
-
     model = LinearPropagator()
     for mol, ds in groups.items():
         if not splits[mol]["train"]:

@@ -59,6 +59,8 @@ import math
 from typing import NamedTuple
 
 import numpy as np
+import torch
+from e3nn import o3
 
 #: Highest angular momentum with a known PySCF -> e3nn change of basis.
 LMAX_SUPPORTED = 2
@@ -122,8 +124,6 @@ def ao_parity(l: int) -> str:
 @contextlib.contextmanager
 def float64_default():
     """Temporarily make float64 torch's default dtype (e3nn builds constants in it)."""
-    import torch
-
     old = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
@@ -149,8 +149,6 @@ def wigner_D_from_matrix(irreps, rotation):
     -------
     Tensor, shape (..., irreps.dim, irreps.dim), dtype of ``rotation``
     """
-    from e3nn import o3
-
     with float64_default():
         d = o3.Irreps(irreps).D_from_matrix(rotation.double())
     return d.to(rotation.dtype)
@@ -385,8 +383,6 @@ class BasisLayout:
         ndarray or torch.Tensor, shape (nbf, nbf)
             Same type (and torch dtype) as ``rotation``.
         """
-        import torch
-
         is_numpy = not isinstance(rotation, torch.Tensor)
         r = torch.as_tensor(np.asarray(rotation, dtype=np.float64)) if is_numpy else rotation
         out = torch.zeros(self.nbf, self.nbf, dtype=r.dtype, device=r.device)

@@ -606,10 +606,8 @@ class DensityDecoder(_CodecBase):
         latent : DensityLatent or (node, edge)
             ``node`` (B, n_spin, n_atoms, irreps_latent.dim),
             ``edge`` (B, n_spin, n_edges, irreps_latent.dim).
-        layout : BasisLayout
-        positions_angstrom : Tensor, shape (B, n_atoms, 3)
-        weights : list of Tensor, optional
-            :meth:`group_weights` of the same layout and positions (computed if None).
+        layout, positions_angstrom, weights
+            As for :meth:`DensityEncoder.forward`.
 
         Returns
         -------

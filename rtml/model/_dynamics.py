@@ -52,7 +52,7 @@ def _load_mamba_ssm():
     """
     if not _MAMBA_SSM:
         try:
-            from mamba_ssm import Mamba
+            from mamba_ssm import Mamba  # optional GPU extra: imported only when asked for
         except Exception:  # noqa: BLE001 - optional extra, any failure means "not usable"
             Mamba = None
         _MAMBA_SSM.append(Mamba)
@@ -135,9 +135,10 @@ class _MambaLayer(ResidualBlock):
     r"""mambapy's pre-norm residual block, :math:`h + \mathrm{Mixer}(\mathrm{RMSNorm}(h))`, with
     an optional mamba-ssm kernel path that shares the mixer's parameters."""
 
-    def forward(self, x: torch.Tensor, use_kernels: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, kernel_class=None) -> torch.Tensor:
+        """One block; with ``kernel_class`` (``mamba_ssm.Mamba``) through the fused kernels."""
         h = self.norm(x)
-        return x + (self._kernel_mixer()(h) if use_kernels else self.mixer(h))
+        return x + (self._kernel_mixer(kernel_class)(h) if kernel_class is not None else self.mixer(h))
 
     def step(self, x: torch.Tensor, cache):
         """mambapy's recurrent step with the depthwise causal convolution of the last
@@ -156,7 +157,7 @@ class _MambaLayer(ResidualBlock):
         out = mixer.out_proj(y * nn.functional.silu(z))
         return x + out, (h, window[:, :, 1:])
 
-    def _kernel_mixer(self) -> nn.Module:
+    def _kernel_mixer(self, cls) -> nn.Module:
         """A ``mamba_ssm.Mamba`` whose parameters *are* this block's mixer parameters.
 
         Built once, kept outside the module tree (so it adds nothing to ``state_dict`` or
@@ -165,9 +166,6 @@ class _MambaLayer(ResidualBlock):
         """
         kernel = self.__dict__.get("_kernel")
         if kernel is None:
-            cls = _load_mamba_ssm()
-            if cls is None:
-                raise RuntimeError("mamba_ssm is not importable; use backend='mambapy'")
             c = self.mixer.config
             kernel = cls(d_model=c.d_model, d_state=c.d_state, d_conv=c.d_conv, expand=c.expand_factor,
                          dt_rank=c.dt_rank, conv_bias=c.conv_bias, bias=c.bias)
@@ -255,15 +253,23 @@ class MambaDynamics(nn.Module):
         nn.init.zeros_(self.head.bias)
 
     # -- backend -----------------------------------------------------------------------
-    def _use_kernels(self, x: torch.Tensor) -> bool:
+    #: Where the fused kernels come from: ``kernel_class()`` is ``mamba_ssm.Mamba`` or None,
+    #: ``kernel_accepts(x)`` says whether they take ``x``. Class attributes, so that another
+    #: kernel package (or a CPU stand-in in the tests) can be substituted.
+    kernel_class = staticmethod(_load_mamba_ssm)
+    kernel_accepts = staticmethod(_on_kernel_device)
+
+    def _kernels_for(self, x: torch.Tensor):
+        """The kernel class to run ``x`` with, or None for mambapy's path."""
         if self.backend == "mambapy":
-            return False
-        usable = _on_kernel_device(x) and _load_mamba_ssm() is not None
+            return None
+        cls = self.kernel_class()
+        usable = self.kernel_accepts(x) and cls is not None
         if self.backend == "mamba_ssm" and not usable:
             raise RuntimeError("backend='mamba_ssm' needs the mamba_ssm package (importable) and a "
                                f"CUDA float32/float16/bfloat16 input; got {x.device}, {x.dtype}, "
-                               f"mamba_ssm importable: {mamba_ssm_available()}")
-        return usable
+                               f"mamba_ssm importable: {cls is not None}")
+        return cls if usable else None
 
     # -- parallel (training) -------------------------------------------------------------
     def forward(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
@@ -284,10 +290,10 @@ class MambaDynamics(nn.Module):
         """
         _check_latent(z, self.d_model, 3)
         c = _conditioning(cond, z, self.d_cond)
-        use_kernels = self._use_kernels(z)
+        kernel_class = self._kernels_for(z)
         h = z
         for layer, film in zip(self.layers, self.films):
-            h = film(layer(h, use_kernels), c)
+            h = film(layer(h, kernel_class), c)
         return _split_bundle(self.head(self.norm_f(h)), self.bundle, self.out_dim)
 
     # -- recurrent (rollout) -------------------------------------------------------------

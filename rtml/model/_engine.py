@@ -1,10 +1,10 @@
 r"""The trained model as a propagation engine (``rtml propagate --engine model``).
 
-From a converged ground state (:func:`rtml.tddft.prepare_ground_state`, as the RT engine
+From a converged ground state (:func:`rtml.tddft.converged_ground_state`, as the RT engine
 starts) and a batch of fields, :func:`propagate_model` applies kicks exactly as the engine
 does (:func:`rtml.tddft.apply_kicks`), rolls the model out with the field taken exactly at
-each step's midpoint, and returns frames in the engine's layout, so the record builder and
-the HDF5 writer are the engine's own:
+each step's midpoint, and returns frames in the engine's layout, so the record builder
+(:func:`rtml.tddft.batch_trajectory_records`) and the HDF5 writer are the engine's own:
 
 - ``density``: AO densities of the saved frames;
 - ``dipole``: :math:`-\mathrm{Tr}(P\mathbf D) + \sum_A Z_A(\mathbf R_A-\mathbf O)`, exact for
@@ -28,13 +28,26 @@ import torch
 from rtml._errors import InputError
 from rtml.model._basis_layout import BasisLayout
 from rtml.model._rtml import RTMLPropagator, build_system, stack_systems
+from rtml.tddft import apply_kicks, electronic_dipole, ground_state_fock, to_orthonormal
 
 log = logging.getLogger("rtml.model")
+
+#: Propagator recorded in the model's trajectories: its predictor-corrector Magnus-2 step.
+MODEL_PROPAGATOR_NAME = "model-magnus2-pc"
 
 
 def model_sha256(model_dir) -> str:
     """SHA-256 of ``model_dir/model.pt`` (recorded in the provenance of model trajectories)."""
     return hashlib.sha256((Path(model_dir) / "model.pt").read_bytes()).hexdigest()
+
+
+def model_provenance(model_dir, state: dict) -> dict:
+    """Provenance entries of the model's trajectories: hash, directory and config of the model.
+
+    ``state`` is the checkpoint dictionary :func:`rtml.model.load_model` returns.
+    """
+    return {"model_sha256": model_sha256(model_dir), "model_dir": str(Path(model_dir).resolve()),
+            "model_config": state.get("config", {})}
 
 
 def propagate_model(ground_state, fields, settings, propagator: RTMLPropagator,
@@ -52,9 +65,6 @@ def propagate_model(ground_state, fields, settings, propagator: RTMLPropagator,
     Returns:
         frames, stats as :func:`rtml.tddft.propagate` returns them (``fock`` absent).
     """
-    from rtml.tddft import apply_kicks, electronic_dipole, ground_state_fock
-    from rtml.tddft._engine import to_orthonormal
-
     if not isinstance(propagator, RTMLPropagator):
         raise InputError("--engine model needs a trained rtml model (not a baseline)")
     if settings.n_steps % settings.save_every:

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from rtml._errors import InputError
+from rtml.model._baselines import load_baseline
+from rtml.model._rtml import load_rtml
 
 __all__ = ["load_model"]
 
@@ -16,16 +20,10 @@ def load_model(model_dir):
     anything else -> :func:`rtml.model._baselines.load_baseline` (persistence, linear).
     Every returned model has ``one_step(traj)`` and ``rollout_trajectory(traj)``.
     """
-    import torch
-
     path = Path(model_dir) / "model.pt"
     if not path.is_file():
         raise InputError(f"no trained model at '{path}'")
     state = torch.load(path, map_location="cpu", weights_only=True)
     if state.get("model") == "rtml":
-        from rtml.model._rtml import load_rtml
-
         return load_rtml(state), state
-    from rtml.model._baselines import load_baseline
-
     return load_baseline(state), state

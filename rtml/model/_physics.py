@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from pyscf import dft
 
 from rtml.model._hermitian import from_hermitian_coordinates, hermitian_coordinates
 
@@ -62,8 +63,6 @@ def hybrid_coefficients(xc: str, n_spin: int) -> tuple[float, float, float]:
     """(omega, c_lr, c_x) of a functional as PySCF defines them; HF is (0, 0, 1)."""
     if xc.strip().lower() in ("hf", "rhf", "uhf", "hartree-fock"):
         return 0.0, 0.0, 1.0
-    from pyscf import dft
-
     omega, c_lr, c_x = dft.numint.NumInt().rsh_and_hybrid_coeff(xc, spin=n_spin - 1)
     return float(omega), float(c_lr), float(c_x)
 

@@ -47,7 +47,7 @@ needed. The density itself never passes through a learned map.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import NamedTuple
 
 import numpy as np
@@ -57,50 +57,19 @@ from e3nn.nn import FullyConnectedNet
 from torch import nn
 
 from rtml._errors import InputError
+from rtml.chem import build_mole_from_atoms, dipole_integrals
+from rtml.fields import field_from_json
 from rtml.model._basis_layout import BasisLayout
 from rtml.model._density_codec import DensityDecoder, DensityEncoder, DensityLatent
 from rtml.model._dynamics import make_dynamics
 from rtml.model._geometry import GeometryEncoder, RadialBasis, convolution_tensor_product
+from rtml.model._config import ModelConfig
 from rtml.model._hermitian import from_hermitian_coordinates, hermitian_basis, hermitian_coordinates
 from rtml.model._physics import (apply_coulomb_exchange, coulomb_exchange_operators,
                                  exponential_step, lowdin_transforms, stationary_fock)
 from rtml.units import ANGSTROM_BOHR
 
-LEARNED = ("xc", "two-electron")
 N_MESSAGE_KINDS = 5
-
-
-@dataclass
-class ModelConfig:
-    """Hyper-parameters of :class:`RTMLModel` (stored in checkpoints)."""
-
-    irreps_hidden: str | None = None
-    irreps_geometry: str = "16x0e+8x1o+4x2e"
-    n_interactions: int = 2
-    learned: str = "xc"
-    dynamics: str = "mamba"
-    d_model: int = 32
-    n_layers: int = 2
-    d_state: int = 8
-    lmax_basis: int = 1
-    n_elements: int = 20
-    n_radial: int = 8
-    r_cut_bohr: float = 12.0
-    radial_hidden: int = 32
-
-    def __post_init__(self):
-        if self.dynamics not in ("mamba", "mlp"):
-            raise InputError(f"dynamics must be 'mamba' or 'mlp', got '{self.dynamics}'")
-        if self.learned not in LEARNED:
-            raise InputError(f"learned must be one of {', '.join(LEARNED)}, got '{self.learned}'")
-        if self.irreps_hidden is None:
-            # enough channels per irrep for every atom and atom pair of the 6-31G ladder
-            # (C-C pairs: 13 real 0e, 12 real 1o; twice that for complex ΔP), so the codec is
-            # injective on what the network reads (checked per molecule in forward)
-            self.irreps_hidden = ("16x0e+12x1o+4x1e+4x2e" if self.learned == "xc"
-                                  else "32x0e+24x1o+8x1e+8x2e")
-        if self.n_interactions < 0:
-            raise InputError(f"n_interactions must be >= 0, got {self.n_interactions}")
 
 
 class MoleculeSystem(NamedTuple):
@@ -212,8 +181,7 @@ def build_system(mols, xc: str, n_spin: int, layout: BasisLayout, positions_angs
     fock0 = stationary_fock(fock_raw, 0.5 * (rho0 + rho0.transpose(-1, -2)), occupation(n_spin))
     dips, w_same, w_total = [], [], []
     for b, mol in enumerate(mols):
-        with mol.with_common_origin(np.asarray(dipole_origin_bohr[b], dtype=float)):
-            d = torch.as_tensor(mol.intor_symmetric("int1e_r", comp=3), dtype=f64)
+        d = torch.as_tensor(dipole_integrals(mol, dipole_origin_bohr[b]), dtype=f64)
         dips.append(orth[b] @ d @ orth[b])
         same, total = coulomb_exchange_operators(mol, xc, n_spin, orth[b].numpy())
         w_same.append(same)
@@ -735,8 +703,6 @@ def midpoint_fields(traj) -> np.ndarray:
     time = np.asarray(traj.time, dtype=float) if getattr(traj, "time", None) is not None else None
     spec = getattr(traj, "field_spec", None)
     if spec and time is not None:
-        from rtml.fields import field_from_json
-
         field = field_from_json(spec)
         if field.is_resolved or field.is_kick or field.kind == "none":
             mid = 0.5 * (time[1:] + time[:-1])
@@ -754,12 +720,8 @@ def frame_spacing(traj) -> float:
 
 def _mole(traj):
     """The PySCF molecule of a trajectory record (Å, spherical AOs, as the engines build it)."""
-    from pyscf import gto
-
-    atoms = [(int(z), tuple(map(float, p))) for z, p in zip(traj.atomic_numbers, traj.positions_angstrom)]
-    return gto.M(atom=atoms, basis=str(traj.basis), charge=int(traj.charge),
-                 spin=int(traj.multiplicity) - 1, unit="Angstrom", cart=False, symmetry=False,
-                 verbose=0)
+    return build_mole_from_atoms(traj.molecule, traj.atomic_numbers, traj.positions_angstrom,
+                                 traj.basis, traj.charge, traj.multiplicity)
 
 
 def system_from_trajectories(trajs) -> MoleculeSystem:

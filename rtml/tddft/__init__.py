@@ -8,31 +8,50 @@ Atomic units throughout; AO order is PySCF's. The pieces, from bottom to top:
 - :mod:`._propagators`: Magnus-2, ETRS and Magnus-4 steps in the Löwdin basis;
 - :mod:`._response`: the linear response of the Fock matrix, the corrector's cheap model;
 - :mod:`._engine`: batched self-consistent propagation with checkpoints;
-- :mod:`._simulate`: molecule + fields -> :class:`rtml.data.Trajectory` records;
-- :mod:`._spectrum`: absorption spectra from kicks and a peak finder.
+- :mod:`._record`: the one builder of :class:`rtml.data.Trajectory` records (every engine);
+- :mod:`._simulate`: system -> ground state -> resolved fields -> trajectories (PySCF);
+- :mod:`._spectrum`: absorption spectra from kicks and a peak finder;
+- :mod:`._plot`: plots of those spectra (matplotlib, imported when a plot is drawn).
+
+Names resolve on first use (:func:`rtml._lazy.lazy_exports`): a spectrum from a saved dipole
+does not import PySCF.
 """
 
-from rtml.tddft._checkpoint import Checkpoint, PropagationState
-from rtml.tddft._engine import PropagationSettings, apply_kicks, fock_response, propagate
-from rtml.tddft._fock import FockContext, build_fock_context, fock_and_energy
-from rtml.tddft._ground_state import (
-    Excitations,
-    GroundState,
-    electronic_dipole,
-    excitation_energies,
-    ground_state_fock,
-    run_ground_state,
-)
-from rtml.tddft._propagators import PROPAGATORS, exp_hermitian, step_etrs, step_magnus2
-from rtml.tddft._simulate import SimulationInputs, basis_metadata, prepare_ground_state, simulate
-from rtml.tddft._spectrum import Spectrum, absorption_spectrum, find_peaks
+from rtml._lazy import lazy_exports
 
 __all__ = [
-    "FockContext", "build_fock_context", "fock_and_energy",
-    "GroundState", "Excitations", "run_ground_state", "excitation_energies", "electronic_dipole",
-    "ground_state_fock",
-    "PROPAGATORS", "exp_hermitian", "step_magnus2", "step_etrs",
-    "PropagationSettings", "propagate", "apply_kicks", "fock_response", "Checkpoint", "PropagationState",
-    "SimulationInputs", "simulate", "prepare_ground_state", "basis_metadata",
-    "Spectrum", "absorption_spectrum", "find_peaks",
+    "FockContext", "build_fock_context", "fock_and_energy", "GroundState", "Excitations",
+    "run_ground_state", "excitation_energies", "electronic_dipole", "ground_state_fock",
+    "PROPAGATORS", "exp_hermitian", "step_magnus2", "step_etrs", "PropagationSettings",
+    "propagate", "apply_kicks", "fock_response", "to_orthonormal", "density_to_ao", "fock_to_ao",
+    "build_fock_response", "response_size_mb", "density_on_grid", "libxc_rows", "block_ao_values",
+    "block_point_slices", "Checkpoint",
+    "PropagationState", "SimulationInputs", "simulate", "prepare_ground_state",
+    "converged_ground_state", "resolve_fields", "ground_state_record", "trajectory_record",
+    "batch_trajectory_records", "Spectrum", "absorption_spectrum", "find_peaks", "plot_spectrum",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "_checkpoint": ["Checkpoint", "PropagationState"],
+    "_engine": [
+        "PropagationSettings", "apply_kicks", "density_to_ao", "fock_response", "fock_to_ao",
+        "propagate", "to_orthonormal",
+    ],
+    "_fock": [
+        "FockContext", "block_ao_values", "block_point_slices", "build_fock_context",
+        "density_on_grid", "fock_and_energy", "libxc_rows",
+    ],
+    "_ground_state": [
+        "Excitations", "GroundState", "electronic_dipole", "excitation_energies",
+        "ground_state_fock", "run_ground_state",
+    ],
+    "_propagators": ["PROPAGATORS", "exp_hermitian", "step_etrs", "step_magnus2"],
+    "_record": ["trajectory_record"],
+    "_response": ["build_fock_response", "response_size_mb"],
+    "_simulate": [
+        "SimulationInputs", "batch_trajectory_records", "converged_ground_state",
+        "ground_state_record", "prepare_ground_state", "resolve_fields", "simulate",
+    ],
+    "_plot": ["plot_spectrum"],
+    "_spectrum": ["Spectrum", "absorption_spectrum", "find_peaks"],
+})

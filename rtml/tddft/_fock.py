@@ -1,10 +1,12 @@
 r"""Kohn-Sham / Hartree-Fock matrices and energies for batches of complex densities.
 
 Everything constant in time is computed once per geometry in :func:`build_fock_context`:
-core Hamiltonian, overlap, the Löwdin transform, dipole integrals, the in-core electron
-repulsion integrals (also their long-range part for range-separated hybrids), and the AO
-values (and gradients for GGA/meta-GGA) on the DFT grid. :func:`fock_and_energy` then builds
-the Fock matrices of a whole batch of densities in one pass over the grid and one libxc call.
+the one-electron matrices of :func:`rtml.chem.one_electron_matrices` (core Hamiltonian,
+overlap, dipole integrals about the centre of nuclear charge), the Löwdin transform, the
+in-core electron repulsion integrals (also their long-range part for range-separated
+hybrids), and the AO values (and gradients for GGA/meta-GGA) on the DFT grid.
+:func:`fock_and_energy` then builds the Fock matrices of a whole batch of densities in one
+pass over the grid and one libxc call.
 
 For a Hermitian density :math:`P = P^R + iP^I` (:math:`P^R` symmetric, :math:`P^I`
 antisymmetric) of a closed-shell molecule (total density, ``nspin = 1``):
@@ -39,8 +41,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.linalg
 from pyscf import dft, gto, scf
+from threadpoolctl import ThreadpoolController
 
 from rtml._errors import InputError
+from rtml.chem import check_functional, one_electron_matrices
 
 #: Memory budget (MB) of the XC part: the AO cache takes at most half of it (else AO values
 #: are recomputed at every build), the per-block work arrays of a batch the other half.
@@ -125,37 +129,6 @@ class FockContext:
         return 0 if self.xctype == "LDA" else 1
 
 
-def is_hartree_fock(xc: str) -> bool:
-    """True for ``hf`` (and ``rhf``/``uhf``/``hartree-fock``): exact exchange, no XC."""
-    return xc.strip().lower() in ("hf", "rhf", "uhf", "hartree-fock")
-
-
-def check_functional(xc: str) -> str | None:
-    """Return the XC type (LDA/GGA/MGGA) of a PySCF functional name, None for HF.
-
-    Raises :class:`InputError` for names libxc/PySCF do not know and for functionals this
-    engine cannot propagate (non-local VV10 correlation).
-    """
-    if is_hartree_fock(xc):
-        return None
-    ni = dft.numint.NumInt()
-    try:
-        xctype = ni._xc_type(xc)
-        ni.rsh_and_hybrid_coeff(xc)
-    except (KeyError, ValueError, NotImplementedError, RuntimeError) as err:
-        raise InputError(f"unknown exchange-correlation functional '{xc}' ({err})") from None
-    if xctype not in ("LDA", "GGA", "MGGA", "HF"):
-        raise InputError(f"functional '{xc}' of type {xctype} is not supported by rtml "
-                         "(non-local correlation cannot be propagated)")
-    return None if xctype == "HF" else xctype
-
-
-def centre_of_nuclear_charge(mol: gto.Mole) -> np.ndarray:
-    r"""Centre of nuclear charge :math:`\mathbf O = \sum_A Z_A\mathbf R_A / \sum_A Z_A` (bohr)."""
-    charges = mol.atom_charges().astype(float)
-    return charges @ mol.atom_coords(unit="Bohr") / charges.sum()
-
-
 def lowdin_orthogonalizer(overlap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     r"""Return :math:`(S^{-1/2}, S^{1/2})` from the eigendecomposition of the overlap."""
     evals, evecs = scipy.linalg.eigh(overlap)
@@ -180,13 +153,8 @@ def build_fock_context(mol: gto.Mole, xc: str, nspin: int, grids=None,
         block_size: grid points per block (default ``DEFAULT_GRID_BLOCK_SIZE``).
     """
     xctype = check_functional(xc)
-    origin = centre_of_nuclear_charge(mol)
-    with mol.with_common_origin(origin):
-        dipole_ints = mol.intor_symmetric("int1e_r", comp=3)
-    charges = mol.atom_charges().astype(float)
-    nuclear_dipole = charges @ (mol.atom_coords(unit="Bohr") - origin)
-    overlap = mol.intor_symmetric("int1e_ovlp")
-    orth, orth_inv = lowdin_orthogonalizer(overlap)
+    one_electron = one_electron_matrices(mol)
+    orth, orth_inv = lowdin_orthogonalizer(one_electron.overlap)
 
     if xctype is None:
         ni, omega, c_lr, c_x = None, 0.0, 0.0, 1.0
@@ -200,9 +168,10 @@ def build_fock_context(mol: gto.Mole, xc: str, nspin: int, grids=None,
             eri_lr = mol.intor("int2e", aosym="s8")
 
     ctx = FockContext(
-        mol=mol, nspin=nspin, hcore=scf.hf.get_hcore(mol), overlap=overlap, orth=orth,
-        orth_inv=orth_inv, dipole_ints=dipole_ints, dipole_origin=origin,
-        nuclear_dipole=nuclear_dipole, energy_nuc=float(mol.energy_nuc()), xc=xc,
+        mol=mol, nspin=nspin, hcore=one_electron.hcore, overlap=one_electron.overlap, orth=orth,
+        orth_inv=orth_inv, dipole_ints=one_electron.dipole_ints,
+        dipole_origin=one_electron.dipole_origin, nuclear_dipole=one_electron.nuclear_dipole,
+        energy_nuc=float(mol.energy_nuc()), xc=xc,
         xctype=xctype, omega=float(omega), c_lr=float(c_lr), c_x=float(c_x), eri=eri,
         eri_lr=eri_lr, numint=ni)
     if xctype is not None:
@@ -276,8 +245,10 @@ def _eval_ao(ctx: FockContext, coords: np.ndarray) -> np.ndarray:
     return ao.reshape(-1, len(coords), ctx.nao)
 
 
-def _block_ao(ctx: FockContext, block: GridBlock) -> tuple[np.ndarray, np.ndarray]:
-    """Point-major AO values (ng, nvar_ao, nsub) and values (ng, nsub) of a block."""
+def block_ao_values(ctx: FockContext, block: GridBlock) -> tuple[np.ndarray, np.ndarray]:
+    """Point-major AO values (ng, nvar_ao, nsub) and their contiguous values (ng, nsub) on a
+    block's points, for its ``ao_index`` AOs: the cached arrays, or evaluated now when the
+    context's memory budget left them out of the cache."""
     if block.ao is not None:
         return block.ao, block.ao_value
     ao = _eval_ao(ctx, block.coords)[:, :, block.ao_index]
@@ -439,8 +410,9 @@ def point_slices(n_points: int, doubles_per_point: float, budget_mb: float):
         yield slice(i, i + step)
 
 
-def _sub_blocks(ctx: FockContext, block: GridBlock, ndm: int):
-    """Slices of a block small enough for the work arrays of ``ndm`` densities."""
+def block_point_slices(ctx: FockContext, block: GridBlock, ndm: int):
+    """Slices of a block's points whose work arrays for ``ndm`` densities (about
+    3 * ndm * (nvar + nsub) + 8 doubles per point) fit in half the context's memory budget."""
     per_point = 3 * ndm * (_NVAR[ctx.xctype] + len(block.ao_index)) + 8
     return point_slices(len(block.weights), per_point, 0.5 * ctx.max_memory_mb)
 
@@ -472,8 +444,6 @@ _CONTROLLER = []
 def _blas_controller():
     """One threadpoolctl controller per process (building one inspects every library)."""
     if not _CONTROLLER:
-        from threadpoolctl import ThreadpoolController
-
         _CONTROLLER.append(ThreadpoolController())
     return _CONTROLLER[0]
 
@@ -488,9 +458,9 @@ def _xc_potential(ctx: FockContext, dms: np.ndarray) -> tuple[np.ndarray, np.nda
     for block in ctx.grid_blocks:
         idx = block.ao_index
         sub_dms = flat[:, idx[:, None], idx]
-        ao_all, value_all = _block_ao(ctx, block)
+        ao_all, value_all = block_ao_values(ctx, block)
         sub_v = np.zeros((ndm, len(idx), len(idx)))
-        for sl in _sub_blocks(ctx, block, ndm):
+        for sl in block_point_slices(ctx, block, ndm):
             ao, ao_value, weights = ao_all[sl], value_all[sl], block.weights[sl]
             ng = len(weights)
             # one libxc call for the whole batch: the points of all members side by side

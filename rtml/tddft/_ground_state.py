@@ -1,10 +1,10 @@
 r"""Tightly converged ground states and LR-TDDFT excitations with PySCF.
 
-Closed shells use RKS (RHF for ``xc="hf"``), open shells UKS (UHF), converged to an orbital
-gradient of 1e-10 and then checked with the propagation engine's own Fock build
-(:func:`rtml.tddft._fock.fock_and_energy`): the commutator :math:`\max|FPS - SPF|` must be
-small, so the ground state is a stationary point of the very equations that are propagated
-(a field-free run then stays put).
+The SCF (:func:`rtml.chem.converged_scf`: RKS/RHF for closed shells, UKS/UHF for open
+shells) is converged to an orbital gradient of 1e-10 and then checked with the propagation
+engine's own Fock build (:func:`rtml.tddft._fock.fock_and_energy`): the commutator
+:math:`\max|FPS - SPF|` must be small, so the ground state is a stationary point of the very
+equations that are propagated (a field-free run then stays put).
 """
 
 from __future__ import annotations
@@ -12,14 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from pyscf import dft, scf, tdscf
+from pyscf import tdscf
 
 from rtml._errors import ConvergenceError, InputError
-from rtml.tddft._fock import FockContext, build_fock_context, check_functional, fock_and_energy, is_hartree_fock
+from rtml.chem import converged_scf, is_hartree_fock
+from rtml.tddft._fock import FockContext, build_fock_context, fock_and_energy
 
-#: Default SCF convergence: energy (Ha) and orbital-gradient thresholds.
-SCF_CONV_TOL = 1e-12
-SCF_CONV_TOL_GRAD = 1e-10
 #: Largest accepted max|FPS - SPF| of the ground state with the engine's Fock matrix.
 COMMUTATOR_TOL = 1e-8
 
@@ -59,45 +57,6 @@ class GroundState:
         return self.density.shape[0]
 
 
-def make_scf(mol, xc: str, grid_level: int = 3, verbose: int = 0):
-    """PySCF mean-field object: RKS/RHF for closed shells, UKS/UHF for open shells."""
-    check_functional(xc)
-    open_shell = mol.spin != 0
-    if is_hartree_fock(xc):
-        mf = scf.UHF(mol) if open_shell else scf.RHF(mol)
-    else:
-        mf = dft.UKS(mol, xc=xc) if open_shell else dft.RKS(mol, xc=xc)
-        mf.grids.level = grid_level
-    mf.conv_tol = SCF_CONV_TOL
-    mf.conv_tol_grad = SCF_CONV_TOL_GRAD
-    mf.max_cycle = 200
-    mf.verbose = verbose
-    return mf
-
-
-def converged_scf(mol, xc: str, grid_level: int = 3, verbose: int = 0, max_cycle: int = 200,
-                  dm0=None):
-    """Run :func:`make_scf` to convergence (DIIS, then Newton from where DIIS stopped).
-
-    ``dm0`` is an optional initial density ((nao, nao) closed shell, (2, nao, nao) open
-    shell), e.g. a saved ground state, which makes a rerun converge in a few cycles.
-
-    Raises:
-        ConvergenceError: if neither solver converges in ``max_cycle`` iterations.
-    """
-    mf = make_scf(mol, xc, grid_level, verbose)
-    mf.max_cycle = max_cycle
-    mf.kernel(dm0=dm0)
-    if not mf.converged:
-        mf = mf.newton()
-        mf.max_cycle = max_cycle
-        mf.kernel(mf.mo_coeff, mf.mo_occ)
-    if not mf.converged:
-        raise ConvergenceError(f"SCF did not converge in {max_cycle} cycles ({xc}/{mol.basis}, "
-                               f"charge {mol.charge}, multiplicity {mol.spin + 1})")
-    return mf
-
-
 def commutator_norm(fock: np.ndarray, dm: np.ndarray, overlap: np.ndarray) -> float:
     """max |F P S - S P F| over spins: zero for a stationary (self-consistent) density."""
     fps = fock @ dm @ overlap
@@ -120,8 +79,8 @@ def run_ground_state(mol, xc: str, grid_level: int = 3, verbose: int = 0,
                      dm0=None) -> GroundState:
     """Converge the SCF tightly and check it against the engine's own Fock build.
 
-    PySCF's DIIS runs to an orbital gradient of ``SCF_CONV_TOL_GRAD``; if it fails, the
-    second-order (Newton) solver continues from where it stopped. The engine's Fock build
+    PySCF's DIIS runs to an orbital gradient of ``rtml.chem.SCF_CONV_TOL_GRAD``; if it fails,
+    the second-order (Newton) solver continues from where it stopped. The engine's Fock build
     reproduces PySCF's ``get_fock`` to ~1e-14, so the converged density must also satisfy
     ``max|FPS - SPF| < commutator_tol`` with it, which makes the ground state stationary
     under propagation.

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 from pyscf import ao2mo
 
-from rtml.tddft._fock import (_NVAR, FockContext, _block_ao, density_on_grid, libxc_rows,
+from rtml.tddft._fock import (_NVAR, FockContext, block_ao_values, density_on_grid, libxc_rows,
                               point_slices)
 
 log = logging.getLogger("rtml.tddft")
@@ -191,7 +191,7 @@ def _xc_kernel(ctx: FockContext, dm_ref: np.ndarray) -> np.ndarray:
     for block in ctx.grid_blocks:
         idx = block.ao_index
         sub_dm = dm_ref[:, idx[:, None], idx]
-        ao_all, value_all = _block_ao(ctx, block)
+        ao_all, value_all = block_ao_values(ctx, block)
         # pairs whose value and gradient products stay below PAIR_CUTOFF on the whole
         # block add nothing measurable (the model's error is measured anyway)
         largest = np.abs(ao_all).max(axis=(0, 1))

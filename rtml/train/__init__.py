@@ -1,10 +1,21 @@
 """Training from a dataset store (``rtml train``): reads only the Zarr store.
 
-``load_model`` is re-exported from :mod:`rtml.model` (where it lives) for old callers.
+- :class:`TrainConfig`: the settings of a run (stored in checkpoints), torch-free;
+- :func:`train_rtml`: the learned model's training loop, resumable from its checkpoint;
+- :func:`train_baseline`: fits the ridge (``linear``) or ``persistence`` baseline;
+- :func:`load_training_data`: the store's training and validation trajectories.
+
+Names resolve on first use (:func:`rtml._lazy.lazy_exports`), so reading the settings does
+not import torch.
 """
 
-from rtml.model._loading import load_model
-from rtml.train._baselines import BASELINE_MODELS, train_baseline
-from rtml.train._train import TrainConfig, train_rtml
+from rtml._lazy import lazy_exports
 
-__all__ = ["BASELINE_MODELS", "train_baseline", "load_model", "TrainConfig", "train_rtml"]
+__all__ = ["BASELINE_MODELS", "NEURAL_MODELS", "train_baseline", "TrainConfig", "train_rtml",
+           "load_training_data"]
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "_config": ["TrainConfig", "BASELINE_MODELS", "NEURAL_MODELS"],
+    "_baselines": ["train_baseline"],
+    "_train": ["train_rtml", "load_training_data"],
+})

@@ -12,16 +12,15 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from rtml._atomic import atomic_write
 from rtml._errors import InputError
-from rtml.model._baselines import PersistenceModel, fit_linear
-
 from rtml.data import open_store_groups, trajectory_data, trajectory_splits
+from rtml.model import PersistenceModel, fit_linear
+from rtml.train._config import BASELINE_MODELS
 
 log = logging.getLogger("rtml.train")
-
-BASELINE_MODELS = ("linear", "persistence")
 
 
 def one_step_mse(model, ds, rows, molecule: str) -> float:
@@ -39,8 +38,6 @@ def train_baseline(store, model_name: str, output_dir, molecules=None, seed: int
 
     Both files are written to temporary names and renamed.
     """
-    import torch
-
     if model_name not in BASELINE_MODELS:
         raise InputError(f"unknown model '{model_name}'; choose from {', '.join(BASELINE_MODELS)}")
     groups = open_store_groups(store, molecules)

@@ -51,52 +51,24 @@ import logging
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field as dc_field
+from dataclasses import asdict
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import torch
+import zarr
+from torch.utils.tensorboard import SummaryWriter
 
 from rtml._atomic import atomic_write
 from rtml._errors import InputError
 from rtml._progress import Progress
-from rtml.model._physics import apply_coulomb_exchange
-from rtml.model._rtml import (ModelConfig, MoleculeSystem, RTMLModel, frame_spacing, midpoint_fields,
-                              stack_systems, system_from_trajectories)
+from rtml.train._config import TrainConfig
+from rtml.data import open_store_groups, trajectory_data, trajectory_splits
+from rtml.model import (ModelConfig, MoleculeSystem, RTMLModel, apply_coulomb_exchange,
+                        frame_spacing, midpoint_fields, stack_systems, system_from_trajectories)
 
 log = logging.getLogger("rtml.train")
-
-
-@dataclass
-class TrainConfig:
-    """Settings of a training run (stored in checkpoints)."""
-
-    epochs: int = 24
-    batch_size: int = 4
-    frame_batches: int = 80
-    frames_per_trajectory: int = 32
-    sequence_epochs: int = 4
-    sequence_frames: int = 1024
-    lr: float = 5e-3
-    weight_decay: float = 0.0
-    warmup_steps: int = 5
-    rollout_horizons: tuple = (16, 32, 64, 128, 256)
-    rollout_batches: int = 2
-    rollout_weight: float = 1.0
-    val_horizon: int = 256
-    seed: int = 0
-    split_by: str = "geometry"
-    held_out_molecules: tuple = ()
-    fractions: tuple = (0.8, 0.1, 0.1)
-    molecules: tuple | None = None
-    model: dict = dc_field(default_factory=dict)
-
-    def __post_init__(self):
-        if self.epochs < 1 or self.batch_size < 1:
-            raise InputError(f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
-        if not self.rollout_horizons or min(self.rollout_horizons) < 1:
-            raise InputError(f"rollout_horizons must be positive step counts, got {self.rollout_horizons}")
 
 
 def learning_rate(step: int, total_steps: int, cfg: TrainConfig) -> float:
@@ -252,15 +224,11 @@ def validation_error(model: RTMLModel, items: list[TrainingTrajectory], horizon:
 
 
 def _store_hash(store) -> str:
-    import zarr
-
     return str(zarr.open_group(str(store), mode="r", zarr_format=3).attrs.get("dataset_sha256", ""))
 
 
 def load_training_data(store, cfg: TrainConfig):
     """Training and validation trajectory records of ``store`` (the test split is not read)."""
-    from rtml.data import open_store_groups, trajectory_data, trajectory_splits
-
     groups = open_store_groups(store, cfg.molecules)
     held = tuple(cfg.held_out_molecules)
     splits = trajectory_splits(groups, cfg.fractions, cfg.seed, held)
@@ -285,8 +253,6 @@ def train_rtml(store, output_dir, cfg: TrainConfig, resume: bool = True, progres
     Resumes from ``output_dir/checkpoint.pt`` when it exists and was made from the same
     dataset (hash) and config.
     """
-    from torch.utils.tensorboard import SummaryWriter
-
     seed_everything(cfg.seed)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -13,14 +13,14 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from rtml._errors import InputError
+import yaml
+from jsonschema import Draft202012Validator, validators
+
+from rtml._errors import ConfigError
+from rtml.workflow._plan import field_candidates
 
 #: Training settings a training set may override (null there = the value under ``train``).
 TRAIN_OVERRIDES = ("model", "window", "epochs", "seed", "split_by", "held_out_molecules")
-
-
-class ConfigError(InputError):
-    """The workflow configuration is invalid; the message names each offending key."""
 
 
 def schema_path() -> Path:
@@ -30,8 +30,6 @@ def schema_path() -> Path:
 
 def load_schema(path=None) -> dict:
     """The config schema as a dict (from ``path``, default :func:`schema_path`)."""
-    import yaml
-
     path = Path(path) if path is not None else schema_path()
     with open(path) as fh:
         return yaml.safe_load(fh)
@@ -39,8 +37,6 @@ def load_schema(path=None) -> dict:
 
 def load_config(path, schema=None) -> dict:
     """Read a YAML config file and return it validated, with defaults filled in."""
-    import yaml
-
     with open(path) as fh:
         config = yaml.safe_load(fh) or {}
     return validate_config(config, schema)
@@ -52,8 +48,6 @@ def _key(path) -> str:
 
 def _schema_errors(config: dict, schema: dict) -> list[str]:
     """Validate ``config`` in place against ``schema``, setting defaults; messages per key."""
-    from jsonschema import Draft202012Validator, validators
-
     base = Draft202012Validator
     validate_properties = base.VALIDATORS["properties"]
 
@@ -101,7 +95,6 @@ def _schema_errors(config: dict, schema: dict) -> list[str]:
 
 def _cross_checks(config: dict) -> list[str]:
     """Checks across keys; assumes the schema validated and defaults are set."""
-    from rtml.workflow._plan import field_candidates
 
     messages = []
     molecules = config["molecules"]

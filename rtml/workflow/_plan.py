@@ -9,23 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rtml.workflow._config import ConfigError
+from rtml._errors import ConfigError
+from rtml.chem import LADDER
+from rtml.data import trajectory_file_name
+from rtml.fields import parse_field
+from rtml.workflow import _resources as res
 
 __all__ = ["field_candidates", "field_plan", "geometry_ids", "WorkflowPlan"]
 
 
-try:
-    from rtml.data import trajectory_file_name
-except ImportError:  # pragma: no cover - until rtml.data exports it everywhere
-    def trajectory_file_name(index: int, spec: str) -> str:
-        """``t{index:02d}-{slug}.h5``; the slug is the canonical spec with ':' ',' -> '_'."""
-        slug = _canonical(spec).replace(":", "_").replace(",", "_")
-        return f"t{index:02d}-{slug}.h5"
-
-
 def _canonical(spec: str) -> str:
-    from rtml.fields import parse_field
-
     return parse_field(spec).to_spec()
 
 
@@ -109,8 +102,6 @@ class WorkflowPlan:
     config: dict
 
     def __post_init__(self):
-        from rtml.chem import LADDER
-
         self.results = self.config["results"].rstrip("/")
         # ladder order (smallest first), whatever the order in the config file
         self.molecules = [m for m in LADDER if m in self.config["molecules"]]
@@ -176,17 +167,13 @@ class WorkflowPlan:
 
     # -- resources ---------------------------------------------------------------------
     def nbf(self, molecule: str) -> int:
-        from rtml.workflow._resources import nbf
-
-        return nbf(molecule, self.config["level_of_theory"]["basis"])
+        return res.nbf(molecule, self.config["level_of_theory"]["basis"])
 
     def threads(self, stage: str, molecule: str | None = None) -> int:
         """Threads of a job: ``propagate``/``ground_state`` scale with nbf; ``train`` and
         ``evaluate`` come from the config; ``sample_geometries`` and others use 1."""
-        from rtml.workflow._resources import simulation_threads
-
         if stage in ("propagate", "ground_state"):
-            return simulation_threads(self.nbf(molecule),
+            return res.simulation_threads(self.nbf(molecule),
                                       self.config["resources"]["max_threads"])
         if stage in ("train", "evaluate"):
             return int(self.config[stage]["threads"])
@@ -202,8 +189,6 @@ class WorkflowPlan:
             molecule: fixed molecule (``propagate_<mol>`` rules); otherwise the job's
                 ``{mol}`` wildcard is used.
         """
-        from rtml.workflow import _resources as res
-
         if name not in ("mem_mb", "runtime"):
             raise ValueError(f"unknown resource {name!r}; expected mem_mb or runtime")
         cfg = self.config

@@ -28,6 +28,8 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 
+from rtml.chem import build_mole, load_molecule
+
 __all__ = [
     "NBF_631G",
     "nbf",
@@ -62,16 +64,12 @@ def nbf(molecule: str, basis: str | None = None) -> int:
     """
     if (basis is None or basis.lower() == "6-31g") and molecule in NBF_631G:
         return NBF_631G[molecule]
-    from rtml.chem import build_mole, load_molecule
-
     return int(build_mole(load_molecule(molecule), basis=basis).nao)
 
 
 @lru_cache(maxsize=None)
 def n_spin(molecule: str) -> int:
     """Density matrices per trajectory frame: 1 (closed shell) or 2 (open shell)."""
-    from rtml.chem import load_molecule
-
     return 1 if load_molecule(molecule).multiplicity == 1 else 2
 
 

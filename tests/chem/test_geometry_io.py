@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from rtml._errors import InputError
+from rtml import InputError
 from rtml.chem import read_geometry, write_geometry
 
 

@@ -7,15 +7,19 @@ at that level, which does not matter for these properties.
 import numpy as np
 import pytest
 
-from rtml._errors import InputError
+from rtml import InputError
 from rtml.units import ANGSTROM_BOHR
-from rtml.chem import load_molecule, normal_modes, sample_geometries
-from rtml.chem._sampling import (
-    _bond_angle_deg,
-    _canonical_basis,
-    _hessian_fd,
+from rtml.chem import (
+    bond_angle_deg,
+    build_mole,
+    canonical_basis,
+    converged_scf,
     distinct_angles,
     distinct_bonds,
+    finite_difference_hessian,
+    load_molecule,
+    normal_modes,
+    sample_geometries,
 )
 
 CHEAP = dict(hessian_xc="hf", hessian_basis="sto-3g")
@@ -42,8 +46,6 @@ def _by_id(samples):
 
 
 def _masses(spec):
-    from rtml.chem import build_mole
-
     return build_mole(spec, basis="sto-3g").atom_mass_list(isotope_avg=True)
 
 
@@ -134,10 +136,10 @@ def test_bond_and_angle_classes():
 
 def test_bend_is_exact(h2o, h2o_all):
     eq = h2o.positions_angstrom
-    theta = _bond_angle_deg(eq, 1, 0, 2)
+    theta = bond_angle_deg(eq, 1, 0, 2)
     for tag, delta in [("p5", 5.0), ("m10", -10.0)]:
         pos = _by_id(h2o_all)[f"bend-a0-{tag}"].positions_angstrom
-        assert _bond_angle_deg(pos, 1, 0, 2) == pytest.approx(theta + delta, abs=1e-9)
+        assert bond_angle_deg(pos, 1, 0, 2) == pytest.approx(theta + delta, abs=1e-9)
         for h in (1, 2):  # bond lengths kept
             assert _dist(pos, 0, h) == pytest.approx(_dist(eq, 0, h), rel=1e-12)
 
@@ -148,9 +150,9 @@ def test_bend_other_molecules():
     samples = _by_id(sample_geometries(spec, 1 + 4 * len(groups), kinds=("bend",)))
     for g, group in enumerate(groups):
         i, c, k = group[0]
-        theta = _bond_angle_deg(spec.positions_angstrom, i, c, k)
+        theta = bond_angle_deg(spec.positions_angstrom, i, c, k)
         pos = samples[f"bend-a{g}-p5"].positions_angstrom
-        assert _bond_angle_deg(pos, i, c, k) == pytest.approx(theta + 5.0, abs=1e-9)
+        assert bond_angle_deg(pos, i, c, k) == pytest.approx(theta + 5.0, abs=1e-9)
 
 
 def test_modes_use_lowest_frequencies_and_turning_points(h2o, h2o_modes, h2o_all):
@@ -195,8 +197,8 @@ def test_canonical_basis_is_rotation_invariant():
     rng = np.random.default_rng(1)
     v = np.linalg.qr(rng.normal(size=(9, 3)))[0].T  # 3 orthonormal vectors in R^9
     rot = np.linalg.qr(rng.normal(size=(3, 3)))[0]
-    assert np.allclose(_canonical_basis(v), _canonical_basis(rot @ v), atol=1e-12)
-    b = _canonical_basis(v)
+    assert np.allclose(canonical_basis(v), canonical_basis(rot @ v), atol=1e-12)
+    b = canonical_basis(v)
     assert np.allclose(b @ b.T, np.eye(3), atol=1e-12)
 
 
@@ -216,11 +218,8 @@ def test_diatomics_have_one_mode_and_h2p_uses_fd_hessian():
 
 
 def test_fd_hessian_matches_analytic(h2o):
-    from rtml.chem import build_mole
-    from rtml.tddft._ground_state import converged_scf
-
     mf = converged_scf(build_mole(h2o, basis="sto-3g"), "hf")
-    assert np.allclose(_hessian_fd(mf), mf.Hessian().kernel(), atol=1e-3)
+    assert np.allclose(finite_difference_hessian(mf), mf.Hessian().kernel(), atol=1e-3)
 
 
 @pytest.mark.parametrize(

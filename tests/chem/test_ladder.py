@@ -2,8 +2,9 @@
 
 import numpy as np
 import pytest
+from pyscf import dft
 
-from rtml._errors import InputError
+from rtml import InputError
 from rtml.chem import LADDER, MoleculeSpec, build_mole, ladder, load_molecule, molecules_dir
 from rtml.chem import write_geometry
 
@@ -50,8 +51,6 @@ def test_ladder_files_describe_themselves(name):
 
 @pytest.mark.parametrize("name", ["h2", "lih", "h2o"])
 def test_committed_geometries_are_pbe0_equilibria(name):
-    from pyscf import dft
-
     mol = build_mole(load_molecule(name))
     mf = dft.RKS(mol, xc="pbe0")
     mf.conv_tol = 1e-10

@@ -21,9 +21,12 @@ import copy
 import numpy as np
 import pytest
 import scipy.linalg
+from pyscf import gto, scf
 
-from rtml.data import Trajectory
-from rtml.tddft import basis_metadata
+from rtml import inputs_hash, provenance
+from rtml.chem import basis_metadata
+from rtml.data import Trajectory, assemble_store, write_trajectory
+from rtml.fields import parse_field
 
 ANGSTROM_GEOM = "Li 0 0 0; H 0 0 1.6"
 
@@ -109,8 +112,6 @@ def _make_trajectory(mol, mf, dm0, *, n_steps=12, dt=0.2, save_every=2, molecule
 
 @pytest.fixture(scope="session")
 def _scf_results():
-    from pyscf import gto, scf
-
     closed = gto.M(atom=ANGSTROM_GEOM, basis="6-31g", verbose=0)
     rhf = scf.RHF(closed).set(conv_tol=1e-11)
     rhf.kernel()
@@ -177,11 +178,6 @@ def make_dataset_trajectory(molecule: str, geometry_id: str, field_spec: str, *,
     :mod:`rtml.fields`, ``geometry_id``/``kick_strength``/``ground_state_energy`` extra
     attributes, provenance with ``inputs_sha256``). RHF on a scaled bond, then unitary
     Löwdin-basis evolution seeded by the field, so every (geometry, field) differs."""
-    from pyscf import gto, scf
-
-    from rtml._provenance import inputs_hash, provenance
-    from rtml.fields import parse_field
-
     template, r0 = DATASET_MOLECULES[molecule]
     mol = gto.M(atom=template.format(r=r0 * DATASET_GEOMETRIES[geometry_id]), basis=basis,
                 verbose=0)
@@ -213,8 +209,6 @@ def dataset_file_name(field_spec: str) -> str:
 def dataset_h5_files(tmp_path_factory):
     """Trajectory files for the store tests: {molecule: [paths]}, 2 molecules x 3 geometries
     x 2 fields, 20 frames each, laid out as ``ROOT/{molecule}/{geometry}/{field}.h5``."""
-    from rtml.data import write_trajectory
-
     root = tmp_path_factory.mktemp("dataset_h5")
     files: dict[str, list] = {}
     for molecule in DATASET_MOLECULES:
@@ -238,8 +232,6 @@ def dataset_trajectory():
 @pytest.fixture(scope="session")
 def dataset_store(dataset_h5_files, tmp_path_factory):
     """A Zarr dataset store (``data.zarr``) of all :func:`dataset_h5_files`; read-only."""
-    from rtml.data import assemble_store
-
     path = tmp_path_factory.mktemp("store") / "data.zarr"
     files = [p for mol in DATASET_MOLECULES for p in dataset_h5_files[mol]]
     summary = assemble_store(files, path, progress=False)

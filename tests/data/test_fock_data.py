@@ -1,24 +1,26 @@
 """Fock frames and the ground state (P0, F0) through HDF5, validation, the Zarr store and
-the learning data path (:mod:`rtml.data._learning`)."""
+the learning data path (:func:`rtml.data.trajectory_data`)."""
 
 from __future__ import annotations
+
+import shutil
 
 import h5py
 import numpy as np
 import pytest
+import zarr
+from pyscf import gto, scf
 
-from rtml._errors import InputError
-from rtml.data import (MoleculeSplit, TrajectoryData, assemble_store, open_dataset,
-                       open_store_groups, read_trajectory, store_info, trajectory_data,
-                       trajectory_splits, validate_trajectory, write_trajectory)
-from rtml.data import _hdf5, _validate
+from rtml import InputError
+from rtml.data import (TRAJECTORY_DATASETS, MoleculeSplit, TrajectoryData, assemble_store,
+                       open_dataset, open_store_groups, read_trajectory, store_info,
+                       trajectory_data, trajectory_datasets_table, trajectory_splits,
+                       validate_trajectory, write_trajectory)
 
 
 def with_fock(traj, seed=0):
     """Give a synthetic trajectory Hermitian complex Fock frames and a ground state:
     F(t) = F_RHF[Re P(t)] + i * (antisymmetric part), P0 = RHF density, F0 = F_RHF[P0]."""
-    from pyscf import gto, scf
-
     mol = gto.M(atom=[(int(z), tuple(p)) for z, p in zip(traj.atomic_numbers,
                                                         traj.positions_angstrom)],
                 basis=traj.basis, charge=traj.charge, spin=traj.multiplicity - 1, verbose=0)
@@ -83,8 +85,9 @@ def test_hdf5_rejects_bad_fock_shape_and_half_pairs(fock_closed, tmp_path):
 
 
 def test_schema_table_lists_optional_datasets():
-    for name, *_ in _hdf5.OPTIONAL_DATASETS:
-        assert f"``{name}`` *" in _hdf5.__doc__
+    table = trajectory_datasets_table()  # the table of the HDF5 writer's module docstring
+    for name in (n for d in TRAJECTORY_DATASETS if not d.required for n in d.h5_names):
+        assert f"``{name}`` *" in table
 
 
 # --------------------------------------------------------------------------- validate
@@ -102,10 +105,10 @@ def test_validate_passes_with_fock(which, request, tmp_path):
     assert "optional" in report["schema"].message
 
 
-def test_validate_flags_non_hermitian_fock(fock_closed, tmp_path, monkeypatch):
-    monkeypatch.setattr(_validate, "_BLOCK_FRAMES", 5)
+def test_validate_flags_non_hermitian_fock(fock_closed, tmp_path):
     fock_closed.fock[7, 0, 1, 2] += 1e-6
-    report = validate_trajectory(write_trajectory(tmp_path / "t.h5", fock_closed))
+    report = validate_trajectory(write_trajectory(tmp_path / "t.h5", fock_closed),
+                                 block_frames=5)
     assert {c.name for c in report.failed} == {"fock_hermiticity"}
     check = report["fock_hermiticity"]
     assert 1e-8 < check.value < 1e-5 and "worst frame 7" in check.message
@@ -161,8 +164,6 @@ def test_store_round_trip_exposes_fock_and_ground_state(fock_files, tmp_path):
         assert np.array_equal(ds.fock[row].values, traj.fock)
         assert np.array_equal(ds.rho_ground[row].values, traj.ground_state_density)
         assert np.array_equal(ds.fock_ground[row].values, traj.ground_state_fock)
-    import zarr
-
     g = zarr.open_group(str(store), mode="r")["h2"]
     assert g["fock"].chunks == g["rho"].chunks and g["fock"].shards == g["rho"].shards
     info = store_info(store)["molecules"]["h2"]
@@ -265,10 +266,6 @@ def test_splits_flag_a_molecule_that_cannot_have_val():
 def test_append_to_a_group_without_ground_state_arrays(fock_files, tmp_path):
     """A group written before rho_ground/fock_ground existed gets them on its next append
     (NaN for its earlier rows); its committed chunk files are not rewritten."""
-    import shutil
-
-    import zarr
-
     store = tmp_path / "s.zarr"
     assemble_store(fock_files[0][:1], store, progress=False)
     g = zarr.open_group(str(store), mode="r+")["h2"]

@@ -10,9 +10,8 @@ import h5py
 import numpy as np
 import pytest
 
-from rtml._errors import InputError
+from rtml import InputError
 from rtml.data import FORMAT_NAME, FORMAT_VERSION, Trajectory, read_trajectory, write_trajectory
-from rtml.data import _hdf5
 from rtml.units import UNITS
 
 EXPECTED_DATASETS = {
@@ -142,10 +141,10 @@ def test_atomic_write_failure_keeps_previous_file(closed_traj, tmp_path, monkeyp
     path = write_trajectory(tmp_path / "t.h5", closed_traj)
     newer = dataclasses.replace(closed_traj, molecule="other")
 
-    def failing(*args, **kwargs):
+    def failing(*args, **kwargs):  # interrupted while writing the new file's first dataset
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(_hdf5, "units_attr", failing)
+    monkeypatch.setattr(h5py.Group, "create_dataset", failing)
     with pytest.raises(KeyboardInterrupt):
         write_trajectory(path, newer)
     monkeypatch.undo()

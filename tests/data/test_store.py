@@ -7,20 +7,21 @@ import hashlib
 import json
 from pathlib import Path
 
+import dask.array as da
 import numpy as np
 import pytest
 
-from rtml._errors import InputError
-from rtml.cli._dataset import add_dataset_parser, expand_trajectory_paths
-from rtml.data import (assemble_store, open_dataset, open_index, read_trajectory, store_info,
-                       write_trajectory)
-from rtml.data import _hdf5, _store
+from rtml import InputError
+from rtml.cli import add_dataset_parser, expand_trajectory_paths
+from rtml.data import (STORE_INDEX_COLUMNS, STORE_PER_TRAJECTORY_ARRAYS, STORE_STATIC_ARRAYS,
+                       assemble_store, open_dataset, open_index, read_trajectory, store_info,
+                       time_chunking, write_trajectory)
 
 zarr = pytest.importorskip("zarr")
 xr = pytest.importorskip("xarray")
 
-PER_TRAJ = [name for name, *_ in _store._PER_TRAJ]
-STATIC = [name for name, *_ in _store._STATIC]
+PER_TRAJ = [v.name for v in STORE_PER_TRAJECTORY_ARRAYS if v.if_absent != "group"]
+STATIC = [v.name for v in STORE_STATIC_ARRAYS]
 
 
 def all_files(files):
@@ -104,7 +105,7 @@ def test_chunks_one_shard_per_trajectory(store):
 def test_time_chunking_tiles_and_respects_size():
     for n_time, frame, mib in [(20, 256, 1.0), (4001, 66 * 66 * 16, 1.0), (1000, 1936, 0.01),
                                (7, 10 ** 7, 1.0)]:
-        ct, shard = _store.time_chunking(n_time, frame, mib)
+        ct, shard = time_chunking(n_time, frame, mib)
         n_chunks = shard // ct
         assert shard % ct == 0 and shard >= n_time and shard - n_time < n_chunks
         assert ct == 1 or ct * frame <= mib * 2 ** 20
@@ -170,8 +171,6 @@ def test_round_trip_with_several_chunks_per_shard(dataset_h5_files, tmp_path):
 
 
 def test_open_dataset_is_lazy_and_named(store):
-    import dask.array as da
-
     groups = open_dataset(store)
     assert isinstance(groups, dict) and list(groups) == ["h2", "lih"]
     ds = open_dataset(store, molecule="lih")
@@ -188,7 +187,7 @@ def test_open_dataset_is_lazy_and_named(store):
 
 def test_index_table(store, dataset_h5_files):
     idx = open_index(store)
-    assert list(idx.columns) == [c for c, _ in _store.INDEX_COLUMNS]
+    assert list(idx.columns) == [c for c, _ in STORE_INDEX_COLUMNS]
     assert len(idx) == 12 and idx.traj_id.is_unique
     assert list(idx.molecule) == ["h2"] * 6 + ["lih"] * 6
     assert list(idx.row) == list(range(6)) * 2
@@ -256,20 +255,14 @@ def test_complex64_store(dataset_h5_files, tmp_path):
     assert summary["added"] == 4
 
 
-def test_new_store_is_built_atomically(dataset_h5_files, tmp_path, monkeypatch):
-    real = _hdf5.read_trajectory
-    calls = []
-
-    def failing(path):
-        calls.append(path)
-        if len(calls) == 5:
+def test_new_store_is_built_atomically(dataset_h5_files, tmp_path):
+    def failing(n_written):
+        if n_written == 4:  # 4 trajectories committed, the 5th never read
             raise RuntimeError("simulated crash mid-assembly")
-        return real(path)
 
-    monkeypatch.setattr(_hdf5, "read_trajectory", failing)
     path = tmp_path / "new.zarr"
     with pytest.raises(RuntimeError, match="simulated"):
-        assemble_store(all_files(dataset_h5_files), path, progress=False)
+        assemble_store(all_files(dataset_h5_files), path, progress=failing)
     assert not path.exists()
     assert list(tmp_path.iterdir()) == []  # no temporary left behind
 
@@ -305,23 +298,17 @@ def test_append_keeps_existing_bytes_and_skips_known(dataset_h5_files, tmp_path)
     assert len(open_index(path)) == 12
 
 
-def test_interrupted_append_is_repaired(dataset_h5_files, tmp_path, monkeypatch):
+def test_interrupted_append_is_repaired(dataset_h5_files, tmp_path):
     files = all_files(dataset_h5_files)
     path = tmp_path / "i.zarr"
     assemble_store(dataset_h5_files["lih"][:2], path, progress=False)
-    real = _hdf5.read_trajectory
-    calls = []
 
-    def failing(p):
-        calls.append(p)
-        if len(calls) == 3:
-            raise KeyboardInterrupt  # killed during the third new trajectory
-        return real(p)
+    def failing(n_written):
+        if n_written == 2:
+            raise KeyboardInterrupt  # killed before the third new trajectory is read
 
-    monkeypatch.setattr(_hdf5, "read_trajectory", failing)
     with pytest.raises(KeyboardInterrupt):
-        assemble_store(dataset_h5_files["lih"][2:], path, progress=False)
-    monkeypatch.setattr(_hdf5, "read_trajectory", real)
+        assemble_store(dataset_h5_files["lih"][2:], path, progress=failing)
     g = zarr.open_group(str(path), mode="r")["lih"]
     assert g.attrs["n_committed"] == 4 and g["rho"].shape[0] == 6  # 2 rows uncommitted
     assert open_dataset(path, "lih").sizes["traj"] == 4

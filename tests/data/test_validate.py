@@ -8,18 +8,17 @@ import h5py
 import numpy as np
 import pytest
 
-from rtml._errors import InputError
+from rtml import InputError
 from rtml.data import Check, ValidationReport, validate_trajectory, write_trajectory
-from rtml.data import _validate
 
 ALL_CHECKS = ["schema", "finite", "overlap_symmetric", "overlap_positive", "hermiticity",
               "electron_count", "idempotency", "time_grid", "energy_conservation"]
 
 
-@pytest.fixture(autouse=True)
-def small_blocks(monkeypatch):
-    """Stream 5 frames at a time so that 12-frame files span 3 blocks (last one partial)."""
-    monkeypatch.setattr(_validate, "_BLOCK_FRAMES", 5)
+def validate(path) -> ValidationReport:
+    """validate_trajectory streaming 5 frames at a time, so that 12-frame files span 3 blocks
+    (the last one partial)."""
+    return validate_trajectory(path, block_frames=5)
 
 
 def failed(report: ValidationReport) -> set[str]:
@@ -32,7 +31,7 @@ def written(traj, tmp_path, name="t.h5"):
 
 @pytest.mark.parametrize("which", ["closed_traj", "open_traj"])
 def test_good_file_passes(which, request, tmp_path):
-    report = validate_trajectory(written(request.getfixturevalue(which), tmp_path))
+    report = validate(written(request.getfixturevalue(which), tmp_path))
     assert report.ok, "\n".join(report.format_lines())
     assert [c.name for c in report.checks] == ALL_CHECKS
     assert all(isinstance(c, Check) for c in report.checks)
@@ -45,23 +44,24 @@ def test_good_file_passes(which, request, tmp_path):
     assert all(line.startswith("  PASS") for line in lines[1:])
 
 
-def test_block_size_does_not_change_results(open_traj, tmp_path, monkeypatch):
+def test_block_size_does_not_change_results(open_traj, tmp_path):
     path = written(open_traj, tmp_path)
-    small = validate_trajectory(path)
-    monkeypatch.setattr(_validate, "_BLOCK_FRAMES", 256)
-    assert validate_trajectory(path).checks == small.checks
+    small = validate(path)
+    assert validate_trajectory(path, block_frames=256).checks == small.checks
+    with pytest.raises(InputError, match="block_frames must be a positive integer"):
+        validate_trajectory(path, block_frames=0)
 
 
 def test_missing_file_raises(tmp_path):
     with pytest.raises(InputError, match="nope.h5"):
-        validate_trajectory(tmp_path / "nope.h5")
+        validate(tmp_path / "nope.h5")
 
 
 def test_corrupted_density_element(closed_traj, tmp_path):
     path = written(closed_traj, tmp_path)
     with h5py.File(path, "r+") as f:
         f["dynamics/density_real"][7, 0, 0, 1] += 1e-3
-    report = validate_trajectory(path)
+    report = validate(path)
     assert "hermiticity" in failed(report)
     herm = report["hermiticity"]
     assert herm.value == pytest.approx(1e-3, rel=1e-6)
@@ -71,7 +71,7 @@ def test_corrupted_density_element(closed_traj, tmp_path):
 
 def test_wrong_trace(closed_traj, tmp_path):
     closed_traj.density *= 1.001
-    report = validate_trajectory(written(closed_traj, tmp_path))
+    report = validate(written(closed_traj, tmp_path))
     assert "electron_count" in failed(report)
     assert report["electron_count"].value == pytest.approx(4e-3, rel=1e-6)
     assert report["hermiticity"].passed
@@ -80,7 +80,7 @@ def test_wrong_trace(closed_traj, tmp_path):
 def test_open_shell_wrong_spin_split(open_traj, tmp_path):
     # swap alpha and beta: total trace right, but N_alpha=1, N_beta=2 is wrong for M=2
     open_traj.density = open_traj.density[:, ::-1].copy()
-    report = validate_trajectory(written(open_traj, tmp_path))
+    report = validate(written(open_traj, tmp_path))
     assert failed(report) == {"electron_count"}
     assert report["electron_count"].value == pytest.approx(1.0)
 
@@ -89,7 +89,7 @@ def test_open_shell_inconsistent_multiplicity(open_traj, tmp_path):
     path = written(open_traj, tmp_path)
     with h5py.File(path, "r+") as f:
         f.attrs["multiplicity"] = 1                   # 3 electrons cannot be a singlet
-    report = validate_trajectory(path)
+    report = validate(path)
     assert failed(report) == {"electron_count"}
     assert "inconsistent" in report["electron_count"].message
 
@@ -98,7 +98,7 @@ def test_nan(open_traj, tmp_path):
     path = written(open_traj, tmp_path)
     with h5py.File(path, "r+") as f:
         f["dynamics/density_imag"][6, 1, 2, 3] = np.nan
-    report = validate_trajectory(path)
+    report = validate(path)
     assert "finite" in failed(report)
     assert report["finite"].value == 1.0
     assert "(6, 1, 2, 3)" in report["finite"].message
@@ -111,7 +111,7 @@ def test_missing_dataset(closed_traj, tmp_path):
     path = written(closed_traj, tmp_path)
     with h5py.File(path, "r+") as f:
         del f["dynamics/energy"]
-    report = validate_trajectory(path)
+    report = validate(path)
     assert failed(report) == {"schema", "energy_conservation"}
     assert "missing dataset 'dynamics/energy'" in report["schema"].message
     assert report["energy_conservation"].message.startswith("skipped")
@@ -124,7 +124,7 @@ def test_missing_density_and_bad_attrs(closed_traj, tmp_path):
         del f["dynamics/density_imag"]
         del f.attrs["dt"]
         f.attrs["n_steps"] = 99
-    report = validate_trajectory(path)
+    report = validate(path)
     assert failed(report) == {"schema", "hermiticity", "electron_count", "idempotency",
                               "time_grid"}
     msg = report["schema"].message
@@ -141,7 +141,7 @@ def test_wrong_dtype_and_shape(closed_traj, tmp_path):
         dipole = f["dynamics/dipole"][()]
         del f["dynamics/dipole"]
         f["dynamics/dipole"] = dipole[:-1]
-    report = validate_trajectory(path)
+    report = validate(path)
     assert failed(report) == {"schema"}
     assert "float32" in report["schema"].message and "(11, 3)" in report["schema"].message
 
@@ -159,7 +159,7 @@ def test_non_idempotent_density(scf_results, make_trajectory, tmp_path):
     occ[1:3] = [1.9, 0.1]
     dm0 = s_mhalf @ (nat * occ) @ nat.T @ s_mhalf
     traj = make_trajectory(mol, mf, dm0[None])
-    report = validate_trajectory(written(traj, tmp_path))
+    report = validate(written(traj, tmp_path))
     assert failed(report) == {"idempotency"}
     # R = P'P' - P' = -0.0475 (|v1><v1| + |v2><v2|), so 0 < max|R_ij| <= 0.95 * 0.05
     assert 1e-2 < report["idempotency"].value <= 0.0475 + 1e-12
@@ -167,7 +167,7 @@ def test_non_idempotent_density(scf_results, make_trajectory, tmp_path):
 
 def test_energy_drift_without_field(closed_traj, tmp_path):
     closed_traj.energy = closed_traj.energy + 1e-4 * np.arange(closed_traj.n_steps)
-    report = validate_trajectory(written(closed_traj, tmp_path))
+    report = validate(written(closed_traj, tmp_path))
     assert failed(report) == {"energy_conservation"}
     assert report["energy_conservation"].value == pytest.approx(1.1e-3)
 
@@ -175,7 +175,7 @@ def test_energy_drift_without_field(closed_traj, tmp_path):
 def test_energy_drift_with_field_is_skipped(closed_traj, tmp_path):
     closed_traj.energy = closed_traj.energy + 1e-4 * np.arange(closed_traj.n_steps)
     closed_traj.field[:, 2] = 1e-3 * np.sin(closed_traj.time)
-    report = validate_trajectory(written(closed_traj, tmp_path))
+    report = validate(written(closed_traj, tmp_path))
     assert report.ok
     assert report["energy_conservation"].message.startswith(
         "field on: energy not conserved by design")
@@ -186,7 +186,7 @@ def test_energy_drift_with_field_is_skipped(closed_traj, tmp_path):
 def test_non_uniform_time(closed_traj, tmp_path, shift):
     closed_traj.time = closed_traj.time.copy()
     closed_traj.time[5] += shift
-    report = validate_trajectory(written(closed_traj, tmp_path))
+    report = validate(written(closed_traj, tmp_path))
     assert failed(report) == {"time_grid"}
     if shift < 0:
         assert "not strictly increasing" in report["time_grid"].message
@@ -194,12 +194,12 @@ def test_non_uniform_time(closed_traj, tmp_path, shift):
 
 def test_time_spacing_uses_save_every(closed_traj, tmp_path):
     bad = dataclasses.replace(closed_traj, save_every=3)
-    report = validate_trajectory(written(bad, tmp_path))
+    report = validate(written(bad, tmp_path))
     assert failed(report) == {"time_grid"}
 
 
 def test_overlap_not_positive_definite(closed_traj, tmp_path):
     closed_traj.overlap = closed_traj.overlap - 2.0 * np.eye(closed_traj.n_basis)
-    report = validate_trajectory(written(closed_traj, tmp_path))
+    report = validate(written(closed_traj, tmp_path))
     assert {"overlap_positive", "idempotency"} <= failed(report)
     assert "skipped" in report["idempotency"].message

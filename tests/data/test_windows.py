@@ -15,7 +15,7 @@ pytest.importorskip("zarr")
 
 from torch.utils.data import DataLoader  # noqa: E402
 
-from rtml._errors import InputError  # noqa: E402
+from rtml import InputError  # noqa: E402
 from rtml.data import (EqualBasisBatchSampler, TrajectoryWindows, assign_splits,  # noqa: E402
                        collate_windows, read_trajectory)
 

@@ -8,8 +8,8 @@ import pytest
 
 from rtml.evaluate import (TSV_COLUMNS, aggregate, dipole_nrmse, is_static, median_error_curve,
                            physics_compliance, relative_error_curve, rollout_errors_at,
-                           scaled_l2, spectrum_nrmse, tsv_columns, valid_horizon)
-from rtml.evaluate._run import write_metrics
+                           scaled_l2, spectrum_nrmse, tsv_columns, valid_horizon,
+                           write_metrics)
 from rtml.model import PersistenceModel
 
 

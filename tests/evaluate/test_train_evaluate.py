@@ -4,14 +4,14 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from rtml.chem import load_molecule
 from rtml.data import assemble_store, open_dataset, trajectory_splits, write_trajectory
-from rtml.evaluate import dipole_from_density, evaluate
-from rtml.evaluate._run import dipole_operator
+from rtml.evaluate import dipole_from_density, dipole_operator, evaluate
 from rtml.fields import parse_field
 from rtml.tddft import PropagationSettings, SimulationInputs, simulate
-from rtml.train import train_baseline
+from rtml.train import TrainConfig, load_training_data, train_baseline, train_rtml
 
 pytestmark = pytest.mark.physics
 
@@ -105,11 +105,6 @@ def test_rtml_training_learns_the_dynamics_and_beats_the_baselines_on_held_out_g
     """A short rtml training on the tiny LiH set (two training geometries): the ΔG loss falls,
     validation comes from training geometries only, and on the held-out geometry the model's
     rollouts beat persistence and the ridge fit; its rollouts stay exactly physical."""
-    import torch
-
-    from rtml.train import TrainConfig, train_rtml
-    from rtml.train._train import load_training_data
-
     torch.set_num_threads(1)
     cfg = TrainConfig(epochs=6, sequence_epochs=1, frame_batches=40, rollout_horizons=(16, 64),
                       seed=0)

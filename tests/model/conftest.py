@@ -2,7 +2,7 @@
 
 Test modules get the helpers as fixtures (``conftest`` is not importable by name: other
 test folders have their own). Modules with e3nn constants must be *built* in float64
-(``rtml.model._basis_layout.float64_default()``) and copied down (``as_dtype``) for
+(``rtml.model.float64_default()``) and copied down (``as_dtype``) for
 float32; a float32-built module is not float64-accurate after ``.double()``.
 """
 
@@ -16,7 +16,7 @@ import pytest
 import torch
 from e3nn import o3
 
-from rtml.model._basis_layout import float64_default, wigner_D_from_matrix
+from rtml.model import float64_default, wigner_D_from_matrix
 
 #: Equivariance tolerance per dtype (relative to max(1, max |expected|)).
 TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-5}

@@ -16,10 +16,10 @@ import pytest
 import scipy.linalg
 import torch
 
-from rtml._errors import InputError
+from rtml import InputError
 from rtml.model import (LinearPropagator, PersistenceModel, hermitian_to_real, load_baseline,
                         real_to_hermitian)
-from rtml.model._baselines import lowdin_matrix, lowdin_vector, reference_density
+from rtml.model import lowdin_matrix, lowdin_vector, reference_density
 
 
 class Traj(NamedTuple):

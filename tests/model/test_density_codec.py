@@ -9,22 +9,19 @@ import pytest
 import torch
 from pyscf import scf
 
-from rtml.chem import LADDER, build_mole, load_molecule
-from rtml.model._basis_layout import (
+from rtml.chem import LADDER, basis_metadata, build_mole, load_molecule
+from rtml.model import (
     BasisLayout,
-    float64_default,
-    pyscf_to_e3nn,
-    wigner_D_from_matrix,
-)
-from rtml.model._density_codec import (
     DensityDecoder,
     DensityEncoder,
     decompose_density,
     density_irreps,
+    float64_default,
     produced_irreps,
+    pyscf_to_e3nn,
     recompose_density,
+    wigner_D_from_matrix,
 )
-from rtml.tddft._simulate import basis_metadata
 
 LATENT = "16x0e+8x1o+8x1e+4x2e"
 NBF_631G = {"h2p": 4, "h2": 4, "lih": 11, "h2o": 13, "nh3": 15, "ch4": 17, "c2h4": 26, "c6h6": 66}

@@ -4,9 +4,8 @@ import pytest
 import torch
 from mambapy.mamba import MambaBlock, MambaConfig
 
-import rtml.model._dynamics as dyn
-from rtml._errors import InputError
-from rtml.model._dynamics import FiLM, MambaDynamics, MLPDynamics, make_dynamics
+from rtml import InputError
+from rtml.model import FiLM, MambaDynamics, MLPDynamics, make_dynamics, mamba_ssm_available
 
 # float32: parallel scan vs recurrence to 1e-5; float64 to round-off
 TOL = {torch.float32: 1e-5, torch.float64: 1e-12}
@@ -130,7 +129,7 @@ def test_backend_selection(monkeypatch):
     assert torch.equal(auto(z, cond), ref)
     with pytest.raises(InputError, match="backend"):
         MambaDynamics(16, 4, backend="cuda")
-    if not dyn.mamba_ssm_available():
+    if not mamba_ssm_available():
         with pytest.raises(RuntimeError, match="mamba_ssm"):
             MambaDynamics(16, 4, backend="mamba_ssm")(z, cond)
 
@@ -143,8 +142,8 @@ def test_backend_selection(monkeypatch):
                                          expand_factor=expand, dt_rank=dt_rank, conv_bias=conv_bias,
                                          bias=bias))
 
-    monkeypatch.setattr(dyn, "_load_mamba_ssm", lambda: FakeKernelMamba)
-    monkeypatch.setattr(dyn, "_on_kernel_device", lambda x: True)
+    monkeypatch.setattr(MambaDynamics, "kernel_class", staticmethod(lambda: FakeKernelMamba))
+    monkeypatch.setattr(MambaDynamics, "kernel_accepts", staticmethod(lambda x: True))
     out = auto(z, cond)
     assert torch.allclose(out, ref, atol=1e-6, rtol=0)
     assert set(auto.state_dict()) == set(pure.state_dict())          # the kernel is not registered

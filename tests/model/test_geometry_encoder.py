@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from rtml.chem import load_molecule
-from rtml.model._basis_layout import float64_default
-from rtml.model._geometry import GeometryEncoder, RadialBasis
+from rtml.model import float64_default
+from rtml.model import GeometryEncoder, RadialBasis
 from rtml.units import ANGSTROM_BOHR
 
 IRREPS_OUT = "32x0e+16x1o+8x2e"

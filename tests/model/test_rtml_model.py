@@ -11,8 +11,8 @@ from rtml.chem import build_mole, load_molecule
 from rtml.fields import parse_field
 from rtml.model import (BasisLayout, ModelConfig, RTMLModel, build_system, decompose_density,
                         recompose_density, stack_systems)
-from rtml.model._basis_layout import float64_default
-from rtml.model._rtml import required_channels
+from rtml.model import float64_default
+from rtml.model import required_channels
 from rtml.tddft import (PropagationSettings, SimulationInputs, ground_state_fock, prepare_ground_state,
                         simulate)
 
@@ -126,7 +126,7 @@ def test_codec_is_lossless_for_every_ladder_molecule(name):
 
 
 def test_too_few_channels_is_one_clear_error():
-    from rtml._errors import InputError
+    from rtml import InputError
 
     layout = BasisLayout.from_mole(build_mole(load_molecule("c2h4")))
     model = RTMLModel(ModelConfig(irreps_hidden="8x0e+4x1o+2x1e+2x2e"))
@@ -141,7 +141,7 @@ def test_exact_step_with_the_true_fock_change_reproduces_the_engine(lih_ground_s
     trajectory; the exact Coulomb/exchange maps equal the engine's, and what is left for the
     network (the XC change) is real and symmetric."""
     from rtml.model import apply_coulomb_exchange, exponential_step
-    from rtml.model._rtml import midpoint_fields
+    from rtml.model import midpoint_fields
 
     inputs, gs = lih_ground_state
     inputs.fields = [parse_field("gaussian:0.02:0.2:6:2:0.6,0,0.8")]

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from pyscf import dft, gto, scf
 
-from rtml.tddft import build_fock_context, fock_and_energy
-from rtml.tddft._fock import _sub_blocks, check_functional
-from rtml._errors import InputError
+from rtml.tddft import block_point_slices, build_fock_context, fock_and_energy
+from rtml.chem import check_functional
+from rtml import InputError
 
 WATER = "O 0 0 0.1173; H 0 0.7572 -0.4692; H 0 -0.7572 -0.4692"
 
@@ -92,7 +92,7 @@ def test_blocked_screened_and_uncached_builds_agree(xc):
     default = build_fock_context(mol, xc, 1, mf.grids)
     tight = build_fock_context(mol, xc, 1, mf.grids, max_memory_mb=0.1, block_size=300)
     assert all(b.ao is None for b in tight.grid_blocks)  # 0.1 MB cannot hold the AO cache
-    assert len(list(_sub_blocks(tight, tight.grid_blocks[0], 2))) > 1  # work arrays split
+    assert len(list(block_point_slices(tight, tight.grid_blocks[0], 2))) > 1  # work arrays split
     assert len(tight.grid_blocks) > len(default.grid_blocks)
     # screening really drops AOs on some blocks of small blocks far from an atom
     assert min(len(b.ao_index) for b in tight.grid_blocks) < mol.nao

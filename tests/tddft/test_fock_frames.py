@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from rtml.chem import load_molecule
+from rtml.data import read_trajectory, validate_trajectory, write_trajectory
 from rtml.fields import parse_field
 from rtml.observables import idempotency_error, overlap_sqrt
 from rtml.tddft import (Checkpoint, PropagationSettings, SimulationInputs, fock_and_energy,
-                        prepare_ground_state, propagate, simulate)
-from rtml.tddft._engine import fock_to_ao, to_orthonormal
+                        fock_to_ao, prepare_ground_state, propagate, simulate, to_orthonormal)
 
 pytestmark = pytest.mark.physics
 
@@ -106,8 +106,6 @@ def test_checkpoint_without_fock_chunks_starts_over(lih, tmp_path):
 
 
 def test_simulated_file_round_trips_and_validates(lih, tmp_path):
-    from rtml.data import read_trajectory, validate_trajectory, write_trajectory
-
     traj = lih[2][0]
     path = write_trajectory(tmp_path / "t.h5", traj)
     report = validate_trajectory(path)

@@ -12,14 +12,15 @@ import os
 import numpy as np
 import pytest
 
-from rtml._errors import InputError
-from rtml.chem import build_mole, load_molecule
+from rtml import InputError
+from rtml.chem import build_mole, load_molecule, one_electron_matrices
 from rtml.cli import main
 from rtml.data import read_trajectory, validate_trajectory
 from rtml.fields import parse_field
-from rtml.tddft import PropagationSettings, SimulationInputs, absorption_spectrum, find_peaks, simulate
+from rtml.tddft import (PropagationSettings, SimulationInputs, absorption_spectrum, apply_kicks,
+                        density_to_ao, find_peaks, prepare_ground_state, simulate, to_orthonormal)
 from rtml.tddft.nwchem import (UNAVAILABLE_MESSAGE, field_blocks, import_nwchem, kick_density,
-                               nwchem_available, one_electron_matrices, parse_rt_output,
+                               nwchem_available, parse_rt_output,
                                propagate_nwchem, read_rt_restart, restart_checksum,
                                write_rt_restart, write_rt_tddft_input)
 from rtml.units import HARTREE_EV
@@ -102,10 +103,6 @@ def test_output_parser_reads_dipole_field_energy_and_moves_nothing():
 
 def test_kick_density_matches_the_pyscf_engine_definition(h2o):
     """kick_density is the engine's exp(-i kappa e.D') in the Löwdin basis."""
-    from rtml.tddft import apply_kicks
-    from rtml.tddft._engine import density_to_ao, to_orthonormal
-    from rtml.tddft._simulate import prepare_ground_state
-
     spec, mol = h2o
     inputs = SimulationInputs(molecule=spec, fields=[parse_field("kick:1e-2:0,0.6,0.8")], xc="hf",
                               basis="6-31g", settings=PropagationSettings(dt=DT, n_steps=1))
@@ -114,8 +111,8 @@ def test_kick_density_matches_the_pyscf_engine_definition(h2o):
     p_orth = to_orthonormal(ctx, gs.density.astype(complex)[None], density=True)
     reference = density_to_ao(ctx, apply_kicks(ctx, p_orth, fields))[0]
     ints = one_electron_matrices(mol)
-    kicked = kick_density(gs.density.astype(complex), fields[0].kick_vector, ints["overlap"],
-                          ints["dipole_ints"])
+    kicked = kick_density(gs.density.astype(complex), fields[0].kick_vector, ints.overlap,
+                          ints.dipole_ints)
     np.testing.assert_allclose(kicked, reference, atol=1e-12)
 
 

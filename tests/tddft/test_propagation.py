@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from rtml.chem import load_molecule
+from rtml.chem import build_mole, load_molecule, make_scf
 from rtml.fields import parse_field
 from rtml.observables import electrons_per_spin, hermiticity_error, idempotency_error, overlap_sqrt, trace_error
 from rtml.tddft import (PropagationSettings, SimulationInputs, absorption_spectrum, excitation_energies,
@@ -67,9 +67,6 @@ def test_linear_response_induced_dipole_scales_with_kick(water):
 
 
 def test_initial_dipole_matches_pyscf(water):
-    from rtml.chem import build_mole
-    from rtml.tddft._ground_state import make_scf
-
     mol = build_mole(load_molecule("h2o"))
     mf = make_scf(mol, "pbe0", grid_level=1)
     mf.kernel()

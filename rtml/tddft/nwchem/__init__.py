@@ -6,8 +6,10 @@
   ``*.rt_restart`` files;
 - :func:`propagate_nwchem`: one field, restart segments harvesting P(t) at the save stride;
 - :func:`simulate_nwchem`: molecule + fields -> :class:`rtml.data.Trajectory` records, one
-  NWChem job per field (same schema as the PySCF engine);
-- :func:`import_nwchem`: existing outputs (+ restart files) -> a Trajectory.
+  NWChem job per field (built by :func:`rtml.tddft.trajectory_record`, as every engine's);
+- :func:`import_nwchem`: existing outputs (+ restart files) -> a Trajectory (same builder).
+
+The engine is chosen by name in :mod:`rtml.engines`, the one place engines are dispatched.
 
 Where ``nwchem`` is not on PATH, :func:`nwchem_available` is False and running raises
 :class:`NWChemUnavailable` ("nwchem not on PATH").
@@ -25,7 +27,6 @@ from rtml.tddft.nwchem._engine import (
     NWChemRun,
     ao_permutation,
     kick_density,
-    one_electron_matrices,
     propagate_nwchem,
 )
 from rtml.tddft.nwchem._parse import (
@@ -37,7 +38,8 @@ from rtml.tddft.nwchem._parse import (
     write_rt_restart,
 )
 from rtml.tddft.nwchem._import import import_nwchem
-from rtml.tddft.nwchem._simulate import ENGINE_NAME, nwchem_version, simulate_nwchem
+from rtml.tddft.nwchem._simulate import (ENGINE_NAME, PROPAGATOR_NAME, nwchem_version,
+                                         simulate_nwchem)
 from rtml.tddft.nwchem._run import (
     UNAVAILABLE_MESSAGE,
     NWChemError,
@@ -55,6 +57,6 @@ __all__ = [
     "UNAVAILABLE_MESSAGE",
     "parse_rt_output", "read_rt_restart", "write_rt_restart", "restart_checksum",
     "RTOutput", "RestartSnapshot",
-    "simulate_nwchem", "import_nwchem", "nwchem_version", "ENGINE_NAME",
-    "propagate_nwchem", "NWChemRun", "ao_permutation", "kick_density", "one_electron_matrices",
+    "simulate_nwchem", "import_nwchem", "nwchem_version", "ENGINE_NAME", "PROPAGATOR_NAME",
+    "propagate_nwchem", "NWChemRun", "ao_permutation", "kick_density",
 ]

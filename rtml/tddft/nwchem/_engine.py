@@ -16,9 +16,10 @@ A segment costs one NWChem start-up plus one discarded step (see
 the cost; with ``harvest_density=False`` the whole window is one segment (dipoles only).
 
 Overlap, core Hamiltonian, dipole integrals and basis metadata come from PySCF for the same
-molecule and basis (the deck passes PySCF's basis data to NWChem), in PySCF AO order;
-:func:`ao_permutation` maps NWChem's AO order onto it (identity for s and p shells, both
-codes order p as x, y, z; verified against the ground-state density in the tests).
+molecule and basis (:func:`rtml.chem.one_electron_matrices`, :func:`rtml.chem.basis_metadata`;
+the deck passes PySCF's basis data to NWChem), in PySCF AO order; :func:`ao_permutation`
+maps NWChem's AO order onto it (identity for s and p shells, both codes order p as x, y, z;
+verified against the ground-state density in the tests).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from rtml._errors import InputError
+from rtml.chem import one_electron_matrices
 from rtml.fields import Field
 from rtml.tddft.nwchem._deck import tmax_for_last_print, write_rt_tddft_input
 from rtml.tddft.nwchem._parse import parse_rt_output, read_rt_restart, write_rt_restart
@@ -39,7 +41,7 @@ from rtml.tddft.nwchem._run import run_nwchem
 
 log = logging.getLogger("rtml.tddft")
 
-__all__ = ["NWChemRun", "ao_permutation", "propagate_nwchem", "one_electron_matrices"]
+__all__ = ["NWChemRun", "ao_permutation", "propagate_nwchem", "kick_density"]
 
 
 def ao_permutation(mol) -> np.ndarray:
@@ -58,17 +60,6 @@ def ao_permutation(mol) -> np.ndarray:
     if mol.cart:
         raise InputError("the NWChem engine needs a spherical basis (mol.cart = False)")
     return np.arange(mol.nao)
-
-
-def one_electron_matrices(mol) -> dict:
-    """S, h = T + V, dipole integrals about the centre of nuclear charge, that origin (bohr)."""
-    charges = mol.atom_charges()
-    origin = charges @ mol.atom_coords() / charges.sum()
-    with mol.with_common_orig(origin):
-        dip = mol.intor_symmetric("int1e_r", comp=3)
-    return {"overlap": mol.intor_symmetric("int1e_ovlp"),
-            "hcore": mol.intor_symmetric("int1e_kin") + mol.intor_symmetric("int1e_nuc"),
-            "dipole_ints": dip, "origin": origin}
 
 
 def kick_density(density: np.ndarray, kick_vector: np.ndarray, overlap: np.ndarray,
@@ -162,7 +153,7 @@ def propagate_nwchem(mol, xc: str, field: Field, dt: float, n_steps: int, save_e
         parsed = parse_rt_output(output)
         if nwchem_origin_shift is None:
             # dipole about O_nuc = dipole about NWChem's centre of mass + Q (O_com - O_nuc)
-            nwchem_origin_shift = mol.charge * (parsed.dipole_origin - ints["origin"])
+            nwchem_origin_shift = mol.charge * (parsed.dipole_origin - ints.dipole_origin)
         for t, mu, e, f in zip(parsed.time, parsed.dipole, parsed.energy, parsed.field):
             # NWChem prints no field lines while no field is defined: the field is zero
             series[int(round(t / dt))] = (mu + nwchem_origin_shift, e, np.nan_to_num(f))
@@ -181,8 +172,8 @@ def propagate_nwchem(mol, xc: str, field: Field, dt: float, n_steps: int, save_e
         ground_state_energy = float(series[0][1])
         snap0 = read_rt_restart(restart)
         if field.is_kick and field.amplitude != 0.0:
-            kicked = kick_density(snap0.density, field.kick_vector, ints["overlap"][np.ix_(perm, perm)],
-                                  ints["dipole_ints"][:, perm][:, :, perm])
+            kicked = kick_density(snap0.density, field.kick_vector, ints.overlap[np.ix_(perm, perm)],
+                                  ints.dipole_ints[:, perm][:, :, perm])
             write_rt_restart(restart, snap0.it, snap0.time, kicked)
         harvest(0)
         start = 0

@@ -7,14 +7,19 @@ from pathlib import Path
 import numpy as np
 
 from rtml._errors import InputError
-from rtml._provenance import inputs_hash, provenance
-from rtml.chem import build_mole
+from rtml._provenance import inputs_hash
+from rtml.chem import SystemSpec, build_mole, centre_of_nuclear_charge
 from rtml.data import Trajectory
 from rtml.fields import Field
-from rtml.tddft.nwchem._engine import ao_permutation, one_electron_matrices
+from rtml.tddft import trajectory_record
+from rtml.tddft.nwchem._engine import ao_permutation
 from rtml.tddft.nwchem._parse import parse_rt_output, read_rt_restart
+from rtml.tddft.nwchem._simulate import PROPAGATOR_NAME
 
 __all__ = ["import_nwchem"]
+
+#: ``engine`` of imported trajectories (attributes and provenance).
+IMPORT_ENGINE_NAME = "nwchem-import"
 
 
 def import_nwchem(outputs, spec, *, restarts=(), basis: str | None = None, xc: str | None = None,
@@ -38,8 +43,9 @@ def import_nwchem(outputs, spec, *, restarts=(), basis: str | None = None, xc: s
     The dipole is moved from NWChem's centre of mass to our origin (centre of nuclear
     charge); the energy is NWChem's Etot.
     """
+    paths = [outputs] if isinstance(outputs, (str, Path)) else list(outputs)
     texts = []
-    for path in [outputs] if isinstance(outputs, (str, Path)) else list(outputs):
+    for path in paths:
         try:
             texts.append(Path(path).read_text(errors="replace"))
         except OSError as err:
@@ -50,11 +56,10 @@ def import_nwchem(outputs, spec, *, restarts=(), basis: str | None = None, xc: s
     field = field or Field("none")
     mol = build_mole(spec, basis=basis, positions_angstrom=positions_angstrom)
     perm = ao_permutation(mol)
-    ints = one_electron_matrices(mol)
     if len(parsed.time) < 2:
         raise InputError("NWChem output has fewer than two printed times")
     dt = float(np.round(np.median(np.diff(parsed.time)), 6))
-    shift = mol.charge * (parsed.dipole_origin - ints["origin"])
+    shift = mol.charge * (parsed.dipole_origin - centre_of_nuclear_charge(mol))
     index = {round(t, 6): i for i, t in enumerate(parsed.time)}
     if restarts:
         snaps = sorted((read_rt_restart(p) for p in restarts), key=lambda s: s.time)
@@ -80,23 +85,15 @@ def import_nwchem(outputs, spec, *, restarts=(), basis: str | None = None, xc: s
         density = np.full((len(rows), nspin, mol.nao, mol.nao), np.nan, dtype=complex)
         source = "none"
         save_every = 1
-    from rtml.tddft._simulate import basis_metadata
-
-    atom_index, ang, mag = basis_metadata(mol)
-    hashed = {"engine": "nwchem-import", "outputs": [inputs_hash({"text": t}) for t in texts],
+    hashed = {"engine": IMPORT_ENGINE_NAME, "outputs": [inputs_hash({"text": t}) for t in texts],
               "restarts": [str(p) for p in restarts], "molecule": spec.name, "basis": basis}
-    return Trajectory(
-        molecule=spec.name, atomic_numbers=mol.atom_charges().astype(int),
-        positions_angstrom=mol.atom_coords(unit="Angstrom"), charge=mol.charge,
-        multiplicity=mol.spin + 1, basis=basis, xc=xc, n_electrons=mol.nelectron,
-        basis_atom_index=atom_index, basis_angular_momentum=ang, basis_magnetic_quantum=mag,
-        overlap=ints["overlap"], core_hamiltonian=ints["hcore"], density=density,
-        time=parsed.time[rows], field=np.nan_to_num(parsed.field[rows]),
-        energy=parsed.energy[rows], dipole=parsed.dipole[rows] + shift, dt=dt,
-        save_every=save_every, propagator="nwchem-magnus2-interpol",
-        field_spec=field.to_json_dict(), dipole_origin_bohr=ints["origin"],
-        provenance=provenance(inputs_hash(hashed), engine="nwchem-import"),
-        extra_attrs={"engine": "nwchem-import", "density_source": source,
-                     "density_available": bool(restarts),
-                     "kick_strength": field.amplitude if field.is_kick else 0.0,
-                     "imported_from": [str(p) for p in ([outputs] if isinstance(outputs, (str, Path)) else outputs)]})
+    system = SystemSpec(spec, positions_angstrom=mol.atom_coords(unit="Angstrom"), basis=basis,
+                        xc=xc)
+    frames = {"time": parsed.time[rows], "density": density,
+              "field": np.nan_to_num(parsed.field[rows]), "energy": parsed.energy[rows],
+              "dipole": parsed.dipole[rows] + shift}
+    return trajectory_record(
+        system, mol, field, frames, dt=dt, save_every=save_every, propagator=PROPAGATOR_NAME,
+        engine=IMPORT_ENGINE_NAME, inputs_sha256=inputs_hash(hashed),
+        extra_attrs={"density_source": source, "density_available": bool(restarts),
+                     "imported_from": [str(p) for p in paths]})

@@ -9,11 +9,11 @@ import subprocess
 import numpy as np
 
 from rtml._errors import InputError
-from rtml._provenance import inputs_hash, provenance
-from rtml.chem import build_mole
+from rtml._provenance import inputs_hash
 from rtml.data import Trajectory
+from rtml.tddft import trajectory_record
 from rtml.tddft.nwchem._deck import GRID_KEYWORDS, nwchem_xc
-from rtml.tddft.nwchem._engine import ao_permutation, one_electron_matrices, propagate_nwchem
+from rtml.tddft.nwchem._engine import ao_permutation, propagate_nwchem
 from rtml.tddft.nwchem._run import nwchem_executable
 
 log = logging.getLogger("rtml.tddft")
@@ -23,7 +23,7 @@ ENGINE_NAME = "nwchem"
 #: to self-consistency (the field enters as (E(t) + E(t+dt))/2).
 PROPAGATOR_NAME = "nwchem-magnus2-interpol"
 
-__all__ = ["simulate_nwchem", "ENGINE_NAME", "nwchem_version"]
+__all__ = ["simulate_nwchem", "ENGINE_NAME", "PROPAGATOR_NAME", "nwchem_version"]
 
 
 def nwchem_version() -> str:
@@ -42,7 +42,7 @@ def nwchem_version() -> str:
 def simulate_nwchem(inputs, ranks: int = 1, progress=None, workdir=None) -> list[Trajectory]:
     """One NWChem job per field of ``inputs`` (:class:`rtml.tddft.SimulationInputs`).
 
-    Fields must be resolved (S<n>/B<n>/auto: :func:`rtml.tddft.prepare_ground_state`).
+    Fields must be resolved (S<n>/B<n>/auto: :func:`rtml.tddft.resolve_fields`).
     The trajectories have the PySCF engine's schema: frames every ``save_every`` steps with
     P(t) read from NWChem's restart files, dipole (about the centre of nuclear charge),
     NWChem's energy Etot and the field of our definition (checked against the field
@@ -52,21 +52,18 @@ def simulate_nwchem(inputs, ranks: int = 1, progress=None, workdir=None) -> list
     if settings.propagator != "magnus2":
         log.info("engine nwchem: propagator '%s' ignored, NWChem uses %s", settings.propagator,
                  PROPAGATOR_NAME)
-    nwchem_xc(inputs.xc_name)  # fail early on an unsupported functional
-    mol = build_mole(inputs.molecule, basis=inputs.basis_name, positions_angstrom=inputs.positions)
+    system = inputs.system
+    nwchem_xc(system.xc_name)  # fail early on an unsupported functional
+    mol = system.mole()
     ao_permutation(mol)  # fail early on d shells
-    ints = one_electron_matrices(mol)
-    from rtml.tddft._simulate import basis_metadata
-
-    atom_index, ang, mag = basis_metadata(mol)
     version = nwchem_version()
     out = []
     for b, field in enumerate(inputs.fields):
         if not field.is_resolved:
             raise InputError(f"field '{field.to_spec()}' is unresolved; resolve it first")
         sub = None if workdir is None else f"{workdir}/f{b:02d}"
-        run = propagate_nwchem(mol, inputs.xc_name, field, settings.dt, settings.n_steps,
-                               settings.save_every, grid_level=inputs.grid_level, ranks=ranks,
+        run = propagate_nwchem(mol, system.xc_name, field, settings.dt, settings.n_steps,
+                               settings.save_every, grid_level=system.grid_level, ranks=ranks,
                                workdir=sub, progress=None if progress is None else
                                (lambda done, b=b: progress(b * settings.n_steps + done)))
         expected = field.values(run.time)
@@ -77,29 +74,21 @@ def simulate_nwchem(inputs, ranks: int = 1, progress=None, workdir=None) -> list
         frames = run.frame_steps
         log.info("nwchem %s: %d steps in %d jobs, %.3f s/step", field.to_spec(),
                  settings.n_steps, run.n_jobs, run.wall_time_s / settings.n_steps)
-        hashed = inputs.hash_dict([field])
-        hashed["engine"] = ENGINE_NAME
-        out.append(Trajectory(
-            molecule=inputs.molecule.name, atomic_numbers=mol.atom_charges().astype(int),
-            positions_angstrom=inputs.positions, charge=mol.charge, multiplicity=mol.spin + 1,
-            basis=inputs.basis_name, xc=inputs.xc_name, n_electrons=mol.nelectron,
-            basis_atom_index=atom_index, basis_angular_momentum=ang, basis_magnetic_quantum=mag,
-            overlap=ints["overlap"], core_hamiltonian=ints["hcore"],
-            density=run.density, time=run.time[frames], field=expected[frames],
-            energy=run.energy[frames], dipole=run.dipole[frames], dt=settings.dt,
-            save_every=settings.save_every, propagator=PROPAGATOR_NAME,
-            field_spec=field.to_json_dict(), dipole_origin_bohr=ints["origin"],
-            provenance=provenance(inputs_hash(hashed), engine=ENGINE_NAME,
-                                  nwchem_version=version, nwchem_executable=nwchem_executable()),
+        out.append(trajectory_record(
+            system, mol, field,
+            {"time": run.time[frames], "density": run.density, "field": expected[frames],
+             "energy": run.energy[frames], "dipole": run.dipole[frames]},
+            dt=settings.dt, save_every=settings.save_every, propagator=PROPAGATOR_NAME,
+            engine=ENGINE_NAME,
+            inputs_sha256=inputs_hash(inputs.hash_dict([field], engine=ENGINE_NAME)),
+            engine_provenance={"nwchem_version": version, "nwchem_executable": nwchem_executable()},
             extra_attrs={
-                "engine": ENGINE_NAME,
-                "geometry_id": inputs.geometry_id,
-                "grid_level": inputs.grid_level,
-                "nwchem_grid": GRID_KEYWORDS.get(inputs.grid_level, "fine"),
+                "geometry_id": system.geometry_id,
+                "grid_level": system.grid_level,
+                "nwchem_grid": GRID_KEYWORDS.get(system.grid_level, "fine"),
                 "ground_state_energy": run.ground_state_energy,
                 # a kick U = exp(-i kappa e.D') commutes with D': the t=0 dipole is unchanged
                 "ground_state_dipole": run.dipole[0],
-                "kick_strength": field.amplitude if field.is_kick else 0.0,
                 "density_source": "nwchem rt_restart files, every saved frame",
                 "nwchem_jobs": run.n_jobs,
                 "nwchem_wall_time_per_step_s": run.wall_time_s / settings.n_steps,

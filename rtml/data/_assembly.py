@@ -1,9 +1,10 @@
 r"""The rtml dataset store: all trajectories of a study in one chunked Zarr v3 store.
 
 :func:`assemble_store` copies trajectory HDF5 files (:mod:`rtml.data._hdf5`) into a Zarr
-v3 directory store, one group per molecule, and :func:`store_info` summarises one.
-Reading is :func:`rtml.data.open_dataset` (xarray) and :class:`rtml.data.TrajectoryWindows`
-(PyTorch).
+v3 directory store, one group per molecule, appending to an existing store under a lock,
+and rebuilds its index. :func:`rtml.data.store_info` summarises a store and writes its
+dataset card (:mod:`rtml.data._card`). Reading is :func:`rtml.data.open_dataset` (xarray)
+and :class:`rtml.data.TrajectoryWindows` (PyTorch).
 
 On-disk layout (``format = "rtml-dataset"``, ``format_version = 1``)
 ----------------------------------------------------------------------
@@ -31,9 +32,12 @@ On-disk layout (``format = "rtml-dataset"``, ``format_version = 1``)
         atomic_numbers           (atom,)                         int64
         basis_atom_index, basis_angular_momentum, basis_magnetic_quantum  (ao,) int64
 
-Every array carries ``dimension_names`` (read by xarray as dims), ``units`` and
-``long_name`` attributes; the group attribute ``coordinates`` names the variables xarray
-should treat as coordinates (everything except rho, fock, dipole, energy, field).
+The arrays are the rows of :data:`rtml.data._schema.PER_TRAJECTORY` and
+:data:`~rtml.data._schema.STATIC`: one per quantity of the trajectory file schema, plus the
+columns computed here from a file's metadata (ids, field parameters, provenance). Every
+array carries ``dimension_names`` (read by xarray as dims), ``units`` and ``long_name``
+attributes; the group attribute ``coordinates`` names the variables xarray should treat as
+coordinates (everything except rho, fock, dipole, energy, field).
 
 ``fock`` is the AO Fock matrix F[P(t)] of each frame without the field term (complex
 Hermitian), as the engine accepted it (see :mod:`rtml.data._hdf5`); ``rho_ground`` and
@@ -44,7 +48,8 @@ the first file of a group decides, and a later file that disagrees (a file witho
 frames, e.g. an imported NWChem one, for a group that has them, or the reverse) is an
 :class:`~rtml._errors.InputError`. ``rho_ground``/``fock_ground`` are NaN for files without
 a recorded ground state; a group written by an older rtml without these two arrays gets
-them on its next append (NaN for its earlier rows).
+them on its next append (NaN for its earlier rows). A quantity added to the schema later
+follows the same rules (``if_absent`` of its :class:`~rtml.data._schema.StoreVar`).
 
 Chunks and shards
 -----------------
@@ -80,6 +85,7 @@ group and the dataset card are rebuilt after the groups are committed.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import hashlib
@@ -88,117 +94,35 @@ import logging
 import math
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field as dc_field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Container, Iterable
 
 import numpy as np
+import zarr
+from zarr.codecs import ZstdCodec
+from zarr.core.sync import sync
 
+from rtml import __version__
 from rtml._errors import InputError
+from rtml._progress import Progress
+from rtml._provenance import provenance
 from rtml.data import _hdf5
+from rtml.data._card import write_card
+from rtml.data._schema import (AO_ORDER_CONVENTION, DATASETS, DENSITY_CONVENTION,
+                               DIPOLE_ORIGIN_CONVENTION, GROUP_OPTIONAL, GROUP_SCALARS,
+                               INDEX_COLUMNS, INDEX_GROUP, PER_TRAJECTORY, RHO_DTYPES, STATIC,
+                               STORE_FORMAT_NAME, STORE_FORMAT_VERSION, UNITS_NOTE, ZSTD_LEVEL,
+                               Variable, check_is_store, dataset, evaluate_shape, strings)
+from rtml.fields import field_from_json
 from rtml.units import UNITS
 
 log = logging.getLogger("rtml.data")
 
-STORE_FORMAT_NAME = "rtml-dataset"
-STORE_FORMAT_VERSION = 1
-
-#: Allowed storage dtypes of ``rho``.
-RHO_DTYPES = ("complex128", "complex64")
-
-#: Zstandard level used for every array (see the module docstring for the measurement).
-ZSTD_LEVEL = 3
-
-AO_ORDER_CONVENTION = (
-    "PySCF AO order; spherical p shells are (px, py, pz) = m (+1, -1, 0); d and higher "
-    "shells run m = -l..l"
-)
-DIPOLE_ORIGIN_CONVENTION = (
-    "dipole about the centre of nuclear charge of each geometry (dipole_origin, bohr); "
-    "mu = -Tr(P D) + sum_A Z_A (R_A - O)"
-)
-DENSITY_CONVENTION = (
-    "rho is the AO density matrix P(t); n_spin = 1: total density (Tr PS = N), "
-    "n_spin = 2: alpha and beta densities"
-)
-
-#: Root-group name of the index table (a molecule may not use it).
-INDEX_GROUP = "index"
-
-#: Index columns: (name, numpy kind) -- ``str`` or an integer dtype.
-INDEX_COLUMNS = (
-    ("traj_id", str), ("molecule", str), ("row", "int64"), ("n_basis", "int64"),
-    ("n_spin", "int64"), ("n_time", "int64"), ("geometry_id", str), ("field_kind", str),
-    ("field_spec", str), ("inputs_sha256", str), ("source_file", str),
-)
-
-#: Data variables; every other array of a molecule group is a coordinate.
-DATA_VARS = ("rho", "fock", "dipole", "energy", "field")
-
-# (name, dims, dtype, units, long_name); "rho" dtype is set per store. Dims: traj, time,
-# spin, ao_i, ao_j, atom, ao, xyz.
-_PER_TRAJ = (
-    ("rho", ("traj", "time", "spin", "ao_i", "ao_j"), None, UNITS["density"],
-     "AO density matrix P(t) (n_spin=1: total; 2: alpha, beta)"),
-    ("dipole", ("traj", "time", "xyz"), "float64", UNITS["dipole"],
-     "total dipole (electrons + nuclei) about dipole_origin"),
-    ("energy", ("traj", "time"), "float64", UNITS["energy"],
-     "molecular energy E[P(t)] (electronic + nuclear repulsion), without the field term"),
-    ("field", ("traj", "time", "xyz"), "float64", UNITS["field"],
-     "applied electric field E(t) (zero for a delta kick, applied before the first frame)"),
-    ("traj_id", ("traj",), str, "", "stable trajectory id {molecule}/{geometry_id}/{file stem}"),
-    ("geometry_id", ("traj",), str, "", "geometry sample id (eq: equilibrium)"),
-    ("field_kind", ("traj",), str, "", "field type: none, kick, gaussian, resonant"),
-    ("field_spec", ("traj",), str, "", "canonical field spec string (rtml.fields)"),
-    ("field_amplitude", ("traj",), "float64", "atomic_unit_of_electric_field",
-     "E0 (kick: kick strength kappa, field x time)"),
-    ("field_omega", ("traj",), "float64", UNITS["frequency"], "carrier frequency (NaN: none)"),
-    ("field_polarization", ("traj", "xyz"), "float64", "1", "unit polarisation vector"),
-    ("field_t0", ("traj",), "float64", UNITS["time"], "Gaussian pulse centre (NaN: none)"),
-    ("field_sigma", ("traj",), "float64", UNITS["time"], "Gaussian pulse width (NaN: none)"),
-    ("field_duration", ("traj",), "float64", UNITS["time"], "resonant drive length (NaN: none)"),
-    ("kick_strength", ("traj",), "float64", "atomic_unit_of_electric_field*atomic_unit_of_time",
-     "delta-kick strength kappa (0: no kick)"),
-    ("positions", ("traj", "atom", "xyz"), "float64", UNITS["positions"],
-     "Cartesian nuclear positions"),
-    ("dipole_origin", ("traj", "xyz"), "float64", UNITS["dipole_origin"],
-     "origin of the dipole operator (centre of nuclear charge)"),
-    ("overlap", ("traj", "ao_i", "ao_j"), "float64", UNITS["overlap"], "AO overlap S"),
-    ("core_hamiltonian", ("traj", "ao_i", "ao_j"), "float64", UNITS["core_hamiltonian"],
-     "AO core Hamiltonian h = T + V_nuc"),
-    ("rho_ground", ("traj", "spin", "ao_i", "ao_j"), "float64", UNITS["density"],
-     "SCF ground-state AO density P0 of the geometry (idempotent; NaN: not recorded)"),
-    ("fock_ground", ("traj", "spin", "ao_i", "ao_j"), "float64", UNITS["energy"],
-     "F0 = F[P0], ground-state AO Fock matrix, same Fock build as fock (NaN: not recorded)"),
-    ("ground_state_energy", ("traj",), "float64", UNITS["energy"],
-     "SCF ground-state energy (NaN: not recorded)"),
-    ("ground_state_dipole", ("traj", "xyz"), "float64", UNITS["dipole"],
-     "SCF ground-state dipole about dipole_origin (NaN: not recorded)"),
-    ("inputs_sha256", ("traj",), str, "", "SHA-256 of all inputs of the trajectory (provenance)"),
-    ("source_file", ("traj",), str, "", "HDF5 file the trajectory was assembled from"),
-    ("provenance", ("traj",), str, "", "provenance of the trajectory file (JSON)"),
-)
-
-#: The optional per-trajectory array: present in a group iff all its trajectories have it;
-#: dtype, chunks and shards as ``rho``.
-_FOCK_VAR = ("fock", ("traj", "time", "spin", "ao_i", "ao_j"), None, UNITS["energy"],
-             "AO Fock matrix F[P(t)] without the field term (n_spin=2: alpha, beta), as "
-             "accepted by the propagator for the frame")
-
-# Static (per-group) arrays: name, dims, dtype, units, long_name.
-_STATIC = (
-    ("time", ("time",), "float64", UNITS["time"], "time of each saved frame"),
-    ("atomic_numbers", ("atom",), "int64", "1", "nuclear charges Z"),
-    ("basis_atom_index", ("ao",), "int64", "1", "0-based atom of each AO (PySCF AO order)"),
-    ("basis_angular_momentum", ("ao",), "int64", "1", "angular momentum l of each AO"),
-    ("basis_magnetic_quantum", ("ao",), "int64", "1",
-     "real-spherical-harmonic m of each AO; p shells (px, py, pz) = m (+1, -1, 0)"),
-)
-
-#: Group attributes that every file of a molecule must share (besides the arrays).
-_GROUP_SCALARS = ("n_basis", "n_spin", "n_atoms", "n_time", "n_electrons", "charge",
-                  "multiplicity", "xc", "basis", "dt", "save_every", "propagator")
+#: File quantities read before any write: the static arrays, and the positions that name a
+#: geometry when the file does not.
+_SCANNED = tuple(v.attr for v in STATIC) + ("positions_angstrom",)
 
 
 # --------------------------------------------------------------------------- sources
@@ -210,67 +134,47 @@ class _Source:
 
     path: Path
     molecule: str
-    scalars: dict[str, Any]          # _GROUP_SCALARS
-    time: np.ndarray
-    atomic_numbers: np.ndarray
-    basis_labels: tuple[np.ndarray, np.ndarray, np.ndarray]
+    scalars: dict[str, Any]          # GROUP_SCALARS
+    static: dict[str, np.ndarray]    # the STATIC arrays, by name
     geometry_id: str
     inputs_sha256: str
     provenance: dict
     traj_id: str = ""
-    has_fock: bool = False
+    has: dict[str, bool] = dc_field(default_factory=dict)  # GROUP_OPTIONAL in the file
 
 
 def _scan(path: Path) -> _Source:
-    """Read a trajectory file's attributes and small arrays (not the density)."""
-    with _hdf5.open_trajectory_file(path) as f:
-        _hdf5._check_format(path, f)
-        missing = [a for a in _hdf5.ROOT_ATTRS if a not in f.attrs]
-        if missing:
-            raise InputError(f"{path}: missing root attribute(s) {', '.join(missing)}")
-        attrs = {k: _hdf5._decode_scalar(f.attrs[k]) for k in f.attrs}
-        needed = ("dynamics/time", "geometry/atomic_numbers", "geometry/positions",
-                  "basis/atom_index", "basis/angular_momentum", "basis/magnetic_quantum")
-        arrays = {}
-        for name in needed:
-            if name not in f:
-                raise InputError(f"{path}: missing dataset {name!r}")
-            arrays[name] = f[name][()]
-        shape = f["dynamics/density_real"].shape if "dynamics/density_real" in f else None
-        has_fock = "dynamics/fock_real" in f and "dynamics/fock_imag" in f
+    """Read a trajectory file's attributes and small arrays (not the frames)."""
+    header = _hdf5.read_header(path, _SCANNED)
+    density = dataset("density").h5_names[0]
+    shape = header.shapes.get(density)
     if shape is None or len(shape) != 4:
-        raise InputError(f"{path}: missing or malformed dataset 'dynamics/density_real'")
-    provenance = _hdf5._from_json(path, "provenance", attrs["provenance"])
+        raise InputError(f"{path}: missing or malformed dataset {density!r}")
+    attrs = header.attrs
+    prov = _hdf5.decode_attribute(path, "provenance", attrs["provenance"])
     molecule = str(attrs["molecule"])
     if (not molecule or "/" in molecule or molecule.startswith((".", "__"))
             or molecule == INDEX_GROUP):
         raise InputError(f"{path}: molecule name {molecule!r} cannot name a store group")
-    scalars = {
-        "n_basis": int(shape[-1]), "n_spin": int(shape[1]),
-        "n_atoms": int(len(arrays["geometry/atomic_numbers"])), "n_time": int(shape[0]),
-        "n_electrons": int(attrs["n_electrons"]), "charge": int(attrs["charge"]),
-        "multiplicity": int(attrs["multiplicity"]), "xc": str(attrs["xc"]),
-        "basis": str(attrs["basis"]), "dt": float(attrs["dt"]),
-        "save_every": int(attrs["save_every"]), "propagator": str(attrs["propagator"]),
-    }
+    dims = {"n_basis": int(shape[-1]), "n_spin": int(shape[1]),
+            "n_atoms": int(len(header.arrays["atomic_numbers"])), "n_time": int(shape[0])}
+    scalars = {key: dims[key] if key in dims else _hdf5.decode_attribute(path, key, attrs[key])
+               for key in GROUP_SCALARS}
     geometry_id = attrs.get("geometry_id")
     if geometry_id is None:  # older files: name the geometry by its coordinates
-        digest = hashlib.sha256(np.ascontiguousarray(arrays["geometry/positions"],
+        digest = hashlib.sha256(np.ascontiguousarray(header.arrays["positions_angstrom"],
                                                      dtype="<f8").tobytes()).hexdigest()
         geometry_id = f"pos-{digest[:12]}"
-    inputs_sha = provenance.get("inputs_sha256") if isinstance(provenance, dict) else None
+    inputs_sha = prov.get("inputs_sha256") if isinstance(prov, dict) else None
     if not inputs_sha:  # no input hash recorded: fall back to the file's bytes
         inputs_sha = "file-" + _file_sha256(path)
     src = _Source(
         path=path, molecule=molecule, scalars=scalars,
-        time=np.asarray(arrays["dynamics/time"], dtype=np.float64),
-        atomic_numbers=_hdf5._to_int(path, "geometry/atomic_numbers",
-                                     arrays["geometry/atomic_numbers"]),
-        basis_labels=tuple(_hdf5._to_int(path, n, arrays[n]) for n in (
-            "basis/atom_index", "basis/angular_momentum", "basis/magnetic_quantum")),
+        static={v.name: header.arrays[v.attr] for v in STATIC},
         geometry_id=str(geometry_id), inputs_sha256=str(inputs_sha),
-        provenance=provenance if isinstance(provenance, dict) else {},
-        has_fock=has_fock,
+        provenance=prov if isinstance(prov, dict) else {},
+        has={v.name: all(n in header.shapes for n in v.source.h5_names)
+             for v in GROUP_OPTIONAL},
     )
     src.traj_id = f"{molecule}/{src.geometry_id}/{path.stem}"
     return src
@@ -289,10 +193,8 @@ class _GroupRef:
     """The reference every file of one molecule group must agree with."""
 
     scalars: dict[str, Any]
-    time: np.ndarray
-    atomic_numbers: np.ndarray
-    basis_labels: tuple[np.ndarray, np.ndarray, np.ndarray]
-    has_fock: bool = False
+    static: dict[str, np.ndarray]
+    has: dict[str, bool]
 
 
 def _check_against(src: _Source, ref: _GroupRef, origin: str) -> None:
@@ -303,21 +205,20 @@ def _check_against(src: _Source, ref: _GroupRef, origin: str) -> None:
             raise InputError(f"{src.path}: {key} = {src.scalars[key]} but molecule group "
                              f"'{mol}' has {key} = {ref.scalars[key]} ({origin}); a group "
                              "holds one molecule, one basis and one time grid")
-    if not np.array_equal(src.atomic_numbers, ref.atomic_numbers):
-        raise InputError(f"{src.path}: atoms {src.atomic_numbers.tolist()} differ from "
-                         f"molecule group '{mol}' ({ref.atomic_numbers.tolist()}, {origin})")
-    if not all(np.array_equal(a, b) for a, b in zip(src.basis_labels, ref.basis_labels)):
-        raise InputError(f"{src.path}: AO labels (atom, l, m) differ from molecule group "
-                         f"'{mol}' ({origin})")
-    if not np.array_equal(src.time, ref.time):
-        raise InputError(f"{src.path}: time grid differs from molecule group '{mol}' "
-                         f"({origin}); a group holds one time grid")
-    if src.has_fock != ref.has_fock:
-        raise InputError(f"{src.path}: {'has' if src.has_fock else 'lacks'} Fock frames "
-                         f"(dynamics/fock_*) but molecule group '{mol}' "
-                         f"{'does not store' if src.has_fock else 'stores'} them ({origin}); "
-                         "a group stores fock only if all its trajectories have it")
-    for key in _GROUP_SCALARS:
+    for spec in (d.store for d in DATASETS if d.store.static):
+        got, want = src.static[spec.name], ref.static[spec.name]
+        if not np.array_equal(got, want):
+            raise InputError(f"{src.path}: " + spec.mismatch.format(
+                name=spec.name, mol=mol, origin=origin, got=got.tolist(), want=want.tolist()))
+    for var in GROUP_OPTIONAL:
+        has = src.has[var.name]
+        if has != ref.has[var.name]:
+            files = var.source.path + ("_*" if var.source.kind == "complex" else "")
+            raise InputError(f"{src.path}: {'has' if has else 'lacks'} {var.label} ({files}) "
+                             f"but molecule group '{mol}' "
+                             f"{'does not store' if has else 'stores'} them ({origin}); "
+                             f"a group stores {var.name} only if all its trajectories have it")
+    for key in GROUP_SCALARS:
         if src.scalars[key] != ref.scalars[key]:
             raise InputError(f"{src.path}: {key} = {src.scalars[key]!r} but molecule group "
                              f"'{mol}' has {key} = {ref.scalars[key]!r} ({origin})")
@@ -328,8 +229,6 @@ def _field_columns(field_spec: dict) -> dict[str, Any]:
     nan = float("nan")
     kind = str(field_spec.get("kind", "unknown"))
     try:
-        from rtml.fields import field_from_json
-
         spec = field_from_json(field_spec).to_spec()  # canonical
     except Exception:  # not an rtml.fields dict (foreign or older file): keep what it says
         spec = field_spec.get("spec") or json.dumps(field_spec, sort_keys=True)
@@ -354,8 +253,10 @@ def _field_columns(field_spec: dict) -> dict[str, Any]:
             "field_sigma": num("sigma"), "field_duration": num("duration")}
 
 
-def _row_values(src: _Source, traj, rho_dtype: np.dtype) -> dict[str, Any]:
-    """Values of every per-trajectory array for one trajectory (``traj`` as read)."""
+def _row_values(src: _Source, traj, rho_dtype: np.dtype,
+                names: Container[str]) -> dict[str, Any]:
+    """Values of the per-trajectory arrays ``names`` for one trajectory (``traj`` as read):
+    the computed columns, and the file quantities (NaN for an optional one it lacks)."""
     nan = float("nan")
     extra = traj.extra_attrs
     values = _field_columns(traj.field_spec if isinstance(traj.field_spec, dict) else {})
@@ -368,27 +269,26 @@ def _row_values(src: _Source, traj, rho_dtype: np.dtype) -> dict[str, Any]:
         gs_dipole = np.asarray(gs_dipole, dtype=np.float64).reshape(3)
     except (TypeError, ValueError):
         gs_dipole = np.full(3, nan)
-    shape = np.shape(traj.density)[1:]
-
-    def ground(value):
-        return np.full(shape, nan) if value is None else np.asarray(value, dtype=np.float64)
-
     values.update(
-        rho=np.asarray(traj.density).astype(rho_dtype, copy=False),
-        fock=None if traj.fock is None else np.asarray(traj.fock).astype(rho_dtype, copy=False),
-        rho_ground=ground(traj.ground_state_density),
-        fock_ground=ground(traj.ground_state_fock),
-        dipole=traj.dipole, energy=traj.energy, field=traj.field,
-        traj_id=src.traj_id, geometry_id=src.geometry_id,
-        kick_strength=float(kick), positions=traj.positions_angstrom,
-        dipole_origin=traj.dipole_origin_bohr, overlap=traj.overlap,
-        core_hamiltonian=traj.core_hamiltonian,
+        traj_id=src.traj_id, geometry_id=src.geometry_id, kick_strength=float(kick),
         ground_state_energy=nan if gs_energy is None else float(gs_energy),
         ground_state_dipole=gs_dipole, inputs_sha256=src.inputs_sha256,
         source_file=str(src.path.resolve()),
         provenance=json.dumps(traj.provenance, sort_keys=True, default=str),
     )
+    for var in PER_TRAJECTORY:
+        if var.source is not None and var.name in names:
+            values[var.name] = _row_value(var, getattr(traj, var.attr), rho_dtype, traj.dims)
     return values
+
+
+def _row_value(var: Variable, value, rho_dtype: np.dtype, dims: dict[str, int]) -> np.ndarray:
+    """A file quantity as stored in ``var`` (NaN of its shape for ``None``)."""
+    if value is None:
+        return np.full(evaluate_shape(var.source.shape, dims), np.nan)
+    if var.dtype == "rho":
+        return np.asarray(value).astype(rho_dtype, copy=False)
+    return np.asarray(value, dtype=var.dtype)
 
 
 # --------------------------------------------------------------------------- layout
@@ -407,9 +307,12 @@ def time_chunking(n_time: int, frame_bytes: int, chunk_mib: float) -> tuple[int,
 
 
 def _compressors():
-    from zarr.codecs import ZstdCodec
-
     return [ZstdCodec(level=ZSTD_LEVEL, checksum=False)]
+
+
+def _zarr_dtype(var: Variable, rho_dtype: np.dtype):
+    """The dtype zarr creates ``var`` with: ``str`` for strings, the store's rho dtype."""
+    return {"string": str, "rho": rho_dtype}.get(var.dtype, var.dtype)
 
 
 def _fill(dtype) -> Any:
@@ -419,6 +322,13 @@ def _fill(dtype) -> Any:
     return {"f": np.nan, "c": complex(np.nan, np.nan), "i": 0}[kind]
 
 
+def _coordinates() -> str:
+    """The group attribute ``coordinates``: every array but the data variables and the
+    ``time`` dimension coordinate."""
+    return " ".join(v.name for v in PER_TRAJECTORY + STATIC
+                    if not v.data and v.name != "time")
+
+
 def _create_group(root, src: _Source, rho_dtype: np.dtype, chunk_mib: float):
     """Create the molecule group of ``src`` with zero trajectories and its static arrays."""
     s = src.scalars
@@ -426,57 +336,53 @@ def _create_group(root, src: _Source, rho_dtype: np.dtype, chunk_mib: float):
             "ao_j": s["n_basis"], "atom": s["n_atoms"], "ao": s["n_basis"], "xyz": 3}
     frame_bytes = s["n_spin"] * s["n_basis"] ** 2 * rho_dtype.itemsize
     ct, shard_t = time_chunking(s["n_time"], frame_bytes, chunk_mib)
-    coords = [name for name, *_ in _PER_TRAJ + _STATIC if name not in DATA_VARS]
     attrs = {
-        "molecule": src.molecule, **s, "rho_dtype": rho_dtype.name, "has_fock": src.has_fock,
+        "molecule": src.molecule, **s, "rho_dtype": rho_dtype.name,
+        **{f"has_{name}": has for name, has in src.has.items()},
         "chunk_mib": float(chunk_mib), "n_committed": 0,
-        "units": {**UNITS, "note": _hdf5.UNITS_NOTE},
+        "units": {**UNITS, "note": UNITS_NOTE},
         "dipole_origin_convention": DIPOLE_ORIGIN_CONVENTION,
         "ao_order_convention": AO_ORDER_CONVENTION,
         "density_convention": DENSITY_CONVENTION,
-        "coordinates": " ".join(c for c in coords if c != "time"),
+        "coordinates": _coordinates(),
     }
     g = root.create_group(src.molecule, overwrite=True, attributes=attrs)
-    comp = _compressors()
-    for spec in _PER_TRAJ + ((_FOCK_VAR,) if src.has_fock else ()):
-        _create_per_traj_array(g, spec, dims, rho_dtype, ct, shard_t)
-    static_values = {"time": src.time, "atomic_numbers": src.atomic_numbers,
-                     "basis_atom_index": src.basis_labels[0],
-                     "basis_angular_momentum": src.basis_labels[1],
-                     "basis_magnetic_quantum": src.basis_labels[2]}
-    for name, dnames, dtype, units, long_name in _STATIC:
-        data = np.asarray(static_values[name], dtype=dtype)
-        a = g.create_array(name, shape=data.shape, chunks=data.shape or (1,), dtype=dtype,
-                           fill_value=_fill(dtype), compressors=comp,
-                           dimension_names=list(dnames),
-                           attributes={"units": units, "long_name": long_name})
+    for var in PER_TRAJECTORY:
+        if var.if_absent != "group" or src.has[var.name]:
+            _create_per_traj_array(g, var, dims, rho_dtype, ct, shard_t)
+    for var in STATIC:
+        data = np.asarray(src.static[var.name], dtype=var.dtype)
+        a = g.create_array(var.name, shape=data.shape, chunks=data.shape or (1,),
+                           dtype=var.dtype, fill_value=_fill(var.dtype),
+                           compressors=_compressors(), dimension_names=list(var.dims),
+                           attributes={"units": var.units, "long_name": var.long_name})
         a[...] = data
     return g
 
 
-def _create_per_traj_array(g, spec, dims: dict[str, int], rho_dtype: np.dtype, ct: int,
-                           shard_t: int):
-    """Create one per-trajectory array of group ``g`` (``spec``: a row of _PER_TRAJ)."""
-    name, dnames, dtype, units, long_name = spec
-    shape = tuple(dims[d] for d in dnames)
+def _create_per_traj_array(g, var: Variable, dims: dict[str, int], rho_dtype: np.dtype,
+                           ct: int, shard_t: int):
+    """Create one per-trajectory array of group ``g``: one trajectory per chunk, or for a
+    ``frame_chunks`` array one per shard, in inner chunks of ``ct`` frames."""
+    shape = tuple(dims[d] for d in var.dims)
+    dtype = _zarr_dtype(var, rho_dtype)
     chunks = (1,) + shape[1:]
     kwargs: dict[str, Any] = {}
-    if name in ("rho", "fock"):
-        dtype = rho_dtype
+    if var.frame_chunks:
         chunks = (1, ct) + shape[2:]
         kwargs["shards"] = (1, shard_t) + shape[2:]
-    a_attrs = {"units": units, "long_name": long_name}
-    if name in DATA_VARS:
-        a_attrs["coordinates"] = " ".join(n for n, *_ in _PER_TRAJ if n not in DATA_VARS)
-    return g.create_array(name, shape=shape, chunks=chunks, dtype=dtype,
+    a_attrs = {"units": var.units, "long_name": var.long_name}
+    if var.data:
+        a_attrs["coordinates"] = " ".join(v.name for v in PER_TRAJECTORY if not v.data)
+    return g.create_array(var.name, shape=shape, chunks=chunks, dtype=dtype,
                           fill_value=_fill(dtype), compressors=_compressors(),
-                          dimension_names=list(dnames), attributes=a_attrs, **kwargs)
+                          dimension_names=list(var.dims), attributes=a_attrs, **kwargs)
 
 
 def _add_missing_arrays(g) -> None:
-    """Give a group written by an older rtml the per-trajectory arrays it lacks
-    (``rho_ground``, ``fock_ground``), filled with NaN for its existing rows."""
-    missing = [spec for spec in _PER_TRAJ if spec[0] not in g]
+    """Give a group written by an older rtml the per-trajectory arrays it lacks (today
+    ``rho_ground``, ``fock_ground``), filled with NaN for its existing rows."""
+    missing = [var for var in PER_TRAJECTORY if var.if_absent != "group" and var.name not in g]
     if not missing:
         return
     ga = g.attrs.asdict()
@@ -484,28 +390,20 @@ def _add_missing_arrays(g) -> None:
     dims = {"traj": rho.shape[0], "time": ga["n_time"], "spin": ga["n_spin"],
             "ao_i": ga["n_basis"], "ao_j": ga["n_basis"], "atom": ga["n_atoms"],
             "ao": ga["n_basis"], "xyz": 3}
-    for spec in missing:
-        _create_per_traj_array(g, spec, dims, rho.dtype, rho.chunks[1], rho.shards[1])
-    coords = [name for name, *_ in _PER_TRAJ + _STATIC if name not in DATA_VARS]
-    g.attrs["coordinates"] = " ".join(c for c in coords if c != "time")
+    for var in missing:
+        _create_per_traj_array(g, var, dims, rho.dtype, rho.chunks[1], rho.shards[1])
+    g.attrs["coordinates"] = _coordinates()
     log.info("group '%s': added %s (NaN for its %d earlier rows)", ga.get("molecule"),
-             ", ".join(spec[0] for spec in missing), dims["traj"])
+             ", ".join(var.name for var in missing), dims["traj"])
 
 
 def _group_ref(g) -> _GroupRef:
     attrs = g.attrs.asdict()
     return _GroupRef(
-        scalars={k: attrs[k] for k in _GROUP_SCALARS},
-        time=np.asarray(g["time"][...]),
-        atomic_numbers=np.asarray(g["atomic_numbers"][...]),
-        basis_labels=tuple(np.asarray(g[n][...]) for n in (
-            "basis_atom_index", "basis_angular_momentum", "basis_magnetic_quantum")),
-        has_fock="fock" in g,
+        scalars={k: attrs[k] for k in GROUP_SCALARS},
+        static={var.name: np.asarray(g[var.name][...]) for var in STATIC},
+        has={var.name: var.name in g for var in GROUP_OPTIONAL},
     )
-
-
-def _strings(values) -> list[str]:
-    return [str(v) for v in np.asarray(values).reshape(-1)]
 
 
 # --------------------------------------------------------------------------- assembly
@@ -555,7 +453,7 @@ def assemble_store(trajectory_paths: Iterable[str | os.PathLike], store_path: st
     empty_dir = (store_path.is_dir() and not store_path.is_symlink()
                  and not any(store_path.iterdir()))
     if (store_path.exists() or store_path.is_symlink()) and not empty_dir:
-        _check_is_store(store_path)
+        check_is_store(store_path)
         with _locked(store_path):
             return _assemble_into(store_path, sources, dtype, chunk_mib, progress, False)
     if not store_path.parent.is_dir():
@@ -573,7 +471,7 @@ def assemble_store(trajectory_paths: Iterable[str | os.PathLike], store_path: st
             # another process created the store meanwhile: append to it instead
             shutil.rmtree(tmp, ignore_errors=True)
             log.info("%s appeared while assembling; appending to it", store_path)
-            _check_is_store(store_path)
+            check_is_store(store_path)
             with _locked(store_path):
                 return _assemble_into(store_path, sources, dtype, chunk_mib, False, False)
     except BaseException:
@@ -581,23 +479,6 @@ def assemble_store(trajectory_paths: Iterable[str | os.PathLike], store_path: st
         raise
     summary["store"] = str(store_path)
     return summary
-
-
-def _check_is_store(store_path: Path) -> None:
-    meta = store_path / "zarr.json"
-    if not store_path.is_dir() or not meta.is_file():
-        raise InputError(f"'{store_path}' exists and is not an rtml dataset store")
-    try:
-        attrs = json.loads(meta.read_text()).get("attributes", {})
-    except (OSError, ValueError):
-        attrs = {}
-    if attrs.get("format") != STORE_FORMAT_NAME:
-        raise InputError(f"'{store_path}' exists and is not an rtml dataset store "
-                         f"(format attribute {attrs.get('format')!r})")
-    if int(attrs.get("format_version", 0)) > STORE_FORMAT_VERSION:
-        raise InputError(f"'{store_path}': unsupported rtml-dataset format_version "
-                         f"{attrs.get('format_version')!r} (this rtml writes "
-                         f"{STORE_FORMAT_VERSION})")
 
 
 @contextlib.contextmanager
@@ -618,10 +499,6 @@ def _locked(store_path: Path):
 def _concurrently(coroutines) -> None:
     """Run zarr ``AsyncArray`` operations concurrently on zarr's event loop (one
     round trip instead of one per array)."""
-    import asyncio
-
-    from zarr.core.sync import sync
-
     coroutines = list(coroutines)
 
     async def _all():
@@ -637,11 +514,6 @@ def _utc_now() -> str:
 
 def _assemble_into(path: Path, sources: list[_Source], dtype: str | None, chunk_mib: float,
                    progress, created: bool, name: str | None = None) -> dict[str, Any]:
-    import zarr
-
-    from rtml import __version__
-    from rtml.data._hdf5 import read_trajectory
-
     name = name or path.name
     if created:
         path.mkdir()
@@ -670,16 +542,15 @@ def _assemble_into(path: Path, sources: list[_Source], dtype: str | None, chunk_
         committed[mol] = n
         refs[mol] = (_group_ref(g), f"in store '{name}'")
         if n:
-            ids = _strings(g["traj_id"][:n])
-            shas = _strings(g["inputs_sha256"][:n])
+            ids = strings(g["traj_id"][:n])
+            shas = strings(g["inputs_sha256"][:n])
             known.update(zip(ids, shas))
     plan: dict[str, list[_Source]] = {}
     skipped: dict[str, int] = {}
     for src in sources:
         mol = src.molecule
         if mol not in refs:
-            refs[mol] = (_GroupRef(src.scalars, src.time, src.atomic_numbers, src.basis_labels,
-                                   src.has_fock), f"from {src.path}")
+            refs[mol] = (_GroupRef(src.scalars, src.static, src.has), f"from {src.path}")
         _check_against(src, *refs[mol])
         if src.traj_id in known:
             if known[src.traj_id] != src.inputs_sha256:
@@ -699,8 +570,6 @@ def _assemble_into(path: Path, sources: list[_Source], dtype: str | None, chunk_
 
     # -- write: one group at a time, commit after each trajectory
     if progress is None:
-        from rtml._progress import Progress
-
         bar = Progress(max(n_add, 1), f"assemble {name}", unit="trajectories")
         report = bar
     else:
@@ -717,16 +586,15 @@ def _assemble_into(path: Path, sources: list[_Source], dtype: str | None, chunk_
                 root.attrs["molecules"] = molecules  # listed once its arrays exist
             g = groups[mol]
             _add_missing_arrays(g)
-            names = [var for var, *_ in _PER_TRAJ] + (["fock"] if "fock" in g else [])
-            arrays = {var: g[var] for var in names}
+            arrays = {var.name: g[var.name] for var in PER_TRAJECTORY if var.name in g}
             row = committed[mol]
             target = row + len(srcs)
             # grow (or trim leftovers of an interrupted append); only zarr.json changes
             _concurrently(a.async_array.resize((target,) + a.shape[1:])
                           for a in arrays.values() if a.shape[0] != target)
             for src in srcs:
-                traj = read_trajectory(src.path)
-                values = _row_values(src, traj, rho_dtype)
+                traj = _hdf5.read_trajectory(src.path)
+                values = _row_values(src, traj, rho_dtype, arrays)
                 _concurrently(a.async_array.setitem(row, values[var])
                               for var, a in arrays.items())
                 row += 1
@@ -748,8 +616,6 @@ def _assemble_into(path: Path, sources: list[_Source], dtype: str | None, chunk_
     dataset_hash = hashlib.sha256("\n".join(
         f"{t} {s}" for t, s in sorted(zip(index["traj_id"], index["inputs_sha256"]))
     ).encode()).hexdigest()
-    from rtml._provenance import provenance
-
     prov = provenance(dataset_hash, zarr_version=zarr.__version__)
     source_versions = dict(rattrs.get("source_software", {}))
     for srcs in plan.values():
@@ -771,7 +637,7 @@ def _assemble_into(path: Path, sources: list[_Source], dtype: str | None, chunk_
         "provenance": prov,
         "source_software": source_versions,
     })
-    _write_card(path, root, name or path.name)
+    write_card(path, root, name or path.name)
     per_mol = {m: {"added": len(plan.get(m, [])), "skipped": skipped.get(m, 0),
                    "n_trajectories": committed[m]}
                for m in list(dict.fromkeys(molecules + list(skipped)))}
@@ -797,7 +663,7 @@ def _new_root_attrs() -> dict[str, Any]:
         "history": "",
         "molecules": [],
         "n_trajectories": 0,
-        "units": {**UNITS, "note": _hdf5.UNITS_NOTE},
+        "units": {**UNITS, "note": UNITS_NOTE},
         "ao_order_convention": AO_ORDER_CONVENTION,
         "dipole_origin_convention": DIPOLE_ORIGIN_CONVENTION,
         "density_convention": DENSITY_CONVENTION,
@@ -835,7 +701,7 @@ def _rebuild_index(root, molecules: list[str], committed: dict[str, int]) -> dic
         if k < n:
             for name in ("traj_id", "geometry_id", "field_kind", "field_spec",
                          "inputs_sha256", "source_file"):
-                fresh[name] = _strings(g[name][k:n])
+                fresh[name] = strings(g[name][k:n])
         for j in range(n):
             if j < k:
                 for name, _ in INDEX_COLUMNS:
@@ -863,197 +729,3 @@ def _rebuild_index(root, molecules: list[str], committed: dict[str, int]) -> dic
             a[:] = data
     return {name: [str(v) if kind is str else int(v) for v in cols[name]]
             for name, kind in INDEX_COLUMNS}
-
-
-# --------------------------------------------------------------------------- info and card
-
-
-def _dir_size(path: Path) -> int:
-    total = 0
-    for dirpath, _, files in os.walk(path):
-        for f in files:
-            try:
-                total += os.path.getsize(os.path.join(dirpath, f))
-            except OSError:
-                pass
-    return total
-
-
-def store_info(store_path: str | os.PathLike) -> dict[str, Any]:
-    """Summary of a dataset store: molecules, sizes, dtypes, chunk/shard shapes, provenance.
-
-    Returns a JSON-ready dict ``{"store", "format_version", "rho_dtype", "size_bytes",
-    "n_trajectories", "molecules": {name: {...}}, "provenance", "history", ...}``.
-
-    Raises:
-        InputError: ``store_path`` is not an rtml dataset store.
-    """
-    import zarr
-
-    path = Path(store_path)
-    _check_is_store(path)
-    root = zarr.open_group(str(path), mode="r", zarr_format=3)
-    attrs = root.attrs.asdict()
-    mols = {}
-    for mol in attrs.get("molecules", []):
-        g = root[mol]
-        ga = g.attrs.asdict()
-        rho = g["rho"]
-        n = int(ga["n_committed"])
-        mols[mol] = {
-            "n_trajectories": n,
-            "n_geometries": len(set(_strings(g["geometry_id"][:n]))) if n else 0,
-            "n_basis": ga["n_basis"], "n_spin": ga["n_spin"], "n_atoms": ga["n_atoms"],
-            "n_electrons": ga["n_electrons"], "n_time": ga["n_time"], "dt": ga["dt"],
-            "save_every": ga["save_every"], "xc": ga["xc"], "basis": ga["basis"],
-            "propagator": ga["propagator"], "rho_dtype": ga["rho_dtype"],
-            "has_fock": "fock" in g,
-            "has_ground_state": "rho_ground" in g,
-            "rho_chunk_shape": list(rho.chunks), "rho_shard_shape": list(rho.shards or ()),
-            "rho_chunk_mib": float(np.prod(rho.chunks) * rho.dtype.itemsize / 2 ** 20),
-            "size_bytes": _dir_size(path / mol),
-        }
-    return {
-        "store": str(path),
-        "format": attrs.get("format"), "format_version": attrs.get("format_version"),
-        "rho_dtype": attrs.get("rho_dtype"),
-        "n_trajectories": int(sum(m["n_trajectories"] for m in mols.values())),
-        "size_bytes": _dir_size(path),
-        "codec": f"zstd level {ZSTD_LEVEL}",
-        "molecules": mols,
-        "date_created": attrs.get("date_created"), "date_modified": attrs.get("date_modified"),
-        "dataset_sha256": attrs.get("dataset_sha256"),
-        "provenance": attrs.get("provenance", {}),
-        "source_software": attrs.get("source_software", {}),
-        "history": attrs.get("history", ""),
-    }
-
-
-def _write_card(path: Path, root, name: str) -> None:
-    """Write ``README.md`` (the dataset card) into the store directory, atomically."""
-    text = dataset_card(name, root)
-    tmp = path / f".README.md.tmp-{os.getpid()}"
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path / "README.md")
-
-
-def dataset_card(name: str, root) -> str:
-    """The Markdown dataset card of the store ``root`` named ``name``."""
-    attrs = root.attrs.asdict()
-    prov = attrs.get("provenance", {})
-    example = (attrs.get("molecules") or ["lih"])[0]
-    lines = [
-        f"# {attrs.get('title', 'rtml dataset')}: `{name}`",
-        "",
-        str(attrs.get("summary", "")),
-        "",
-        f"- format: `{STORE_FORMAT_NAME}` version {STORE_FORMAT_VERSION} (Zarr v3 directory "
-        "store), conventions " + str(attrs.get("Conventions", "")),
-        f"- created {attrs.get('date_created')}, modified {attrs.get('date_modified')}",
-        f"- trajectories: {attrs.get('n_trajectories', 0)}; dataset SHA-256 "
-        f"`{attrs.get('dataset_sha256', '')}` (of the sorted traj_id + inputs_sha256 pairs)",
-        f"- rho dtype: {attrs.get('rho_dtype')}; compression zstd level {ZSTD_LEVEL}",
-        "",
-        "## Contents",
-        "",
-        "| molecule | trajectories | geometries | nbf | n_spin | atoms | electrons | frames "
-        "| dt (a.u.) | save every | xc | basis | rho chunk | rho shard | fock |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for mol in attrs.get("molecules", []):
-        g = root[mol]
-        ga = g.attrs.asdict()
-        n = int(ga["n_committed"])
-        n_geo = len(set(_strings(g["geometry_id"][:n]))) if n else 0
-        rho = g["rho"]
-        lines.append(
-            f"| {mol} | {n} | {n_geo} | {ga['n_basis']} | {ga['n_spin']} | {ga['n_atoms']} | "
-            f"{ga['n_electrons']} | {ga['n_time']} | {ga['dt']:g} | {ga['save_every']} | "
-            f"{ga['xc']} | {ga['basis']} | {tuple(rho.chunks)} | {tuple(rho.shards or ())} | "
-            f"{'yes' if 'fock' in g else 'no'} |")
-    lines += [
-        "",
-        "## Units and conventions",
-        "",
-        "- Positions are in Ångström; everything else is in atomic units (Hartree, bohr, "
-        "a.u. of time, e·bohr, a.u. of field). Each array states its unit in its `units` "
-        "attribute.",
-        f"- AO order: {AO_ORDER_CONVENTION}.",
-        f"- Density: {DENSITY_CONVENTION}.",
-        f"- Dipole: {DIPOLE_ORIGIN_CONVENTION}.",
-        "- Field: E(t) couples in the length gauge, H(t) = F[P] + E(t)·r (electron charge "
-        "-1). A delta kick is applied as an exact unitary before the first frame; its "
-        "stored field values are zero and `kick_strength` holds kappa.",
-        "",
-        "## Schema (each molecule group)",
-        "",
-        "| array | dims | dtype | units | description |",
-        "|---|---|---|---|---|",
-    ]
-    schema = _PER_TRAJ[:1] + (_FOCK_VAR,) + _PER_TRAJ[1:] + _STATIC
-    for var, dims, dtype, units, long_name in schema:
-        dt = (attrs.get("rho_dtype") if var in ("rho", "fock")
-              else ("string" if dtype is str else dtype))
-        role = "data" if var in DATA_VARS else "coord"
-        lines.append(f"| `{var}` ({role}) | ({', '.join(dims)}) | {dt} | {units or '-'} "
-                     f"| {long_name} |")
-    lines += [
-        "",
-        "Group attributes: molecule, n_basis, n_spin, n_atoms, n_time, n_electrons, charge, "
-        "multiplicity, xc, basis, dt, save_every, propagator, rho_dtype, has_fock, units, "
-        "conventions, "
-        "and **`n_committed`**: only rows `< n_committed` along `traj` are valid (an "
-        "interrupted append leaves rows beyond it, overwritten by the next append).",
-        "",
-        "`fock` (optional) is present only in groups whose trajectories all recorded their "
-        "frames' Fock matrix (group attribute `has_fock`; files imported from NWChem have "
-        "none): F[P(t)] without the field term, as accepted by the propagator. "
-        "`rho_ground`/`fock_ground` are the geometry's SCF ground state P0 and F0 = F[P0] "
-        "(same Fock build), NaN where not recorded; `fock - fock_ground` is the "
-        "two-electron change of each frame.",
-        "",
-        "`rho` (and `fock`) is sharded one trajectory per shard (one file per trajectory), "
-        "with inner "
-        "chunks along time of at most the chunk size given at assembly; every other "
-        "per-trajectory array is chunked one trajectory per chunk.",
-        "",
-        "The root group `index` is a table of all committed trajectories (1-D arrays: "
-        + ", ".join(f"`{c}`" for c, _ in INDEX_COLUMNS) + ").",
-        "",
-        "## How to open it",
-        "",
-        "```python",
-        "import rtml.data as rd",
-        f"ds = rd.open_dataset('{name}', molecule='{example}')   # xarray.Dataset, dask-backed",
-        f"all_groups = rd.open_dataset('{name}')          # dict: molecule -> Dataset",
-        f"index = rd.open_index('{name}')                 # pandas.DataFrame",
-        "",
-        "# PyTorch: time windows, geometry-disjoint splits, batches of equal basis size",
-        "from torch.utils.data import DataLoader",
-        f"train = rd.TrajectoryWindows('{name}', window=32, stride=16, split='train')",
-        "loader = DataLoader(train, batch_sampler=rd.EqualBasisBatchSampler(train, 16),",
-        "                    num_workers=2, collate_fn=rd.collate_windows)",
-        "```",
-        "",
-        "Plain xarray works too (trim to `n_committed` yourself):",
-        "",
-        "```python",
-        "import xarray as xr",
-        f"ds = xr.open_zarr('{name}', group='{example}', consolidated=False)",
-        "ds = ds.isel(traj=slice(0, ds.attrs['n_committed']))",
-        "```",
-        "",
-        "## Provenance",
-        "",
-    ]
-    for key in ("rtml_version", "rtml_git_commit", "pyscf_version", "numpy_version",
-                "zarr_version", "python_version"):
-        if key in prov:
-            lines.append(f"- assembled with {key.replace('_', ' ')}: {prov[key]}")
-    for key, values in sorted(attrs.get("source_software", {}).items()):
-        lines.append(f"- trajectories produced with {key.replace('_', ' ')}: "
-                     f"{', '.join(values)}")
-    lines += ["", "## History", ""]
-    lines += [f"- {h}" for h in str(attrs.get("history", "")).splitlines() if h.strip()]
-    lines.append("")
-    return "\n".join(lines)

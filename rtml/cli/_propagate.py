@@ -1,0 +1,78 @@
+"""``rtml propagate``: one geometry, one or more fields, by the engine chosen
+(:func:`rtml.engines.run_engine`), written as trajectory files."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from rtml import __version__, atomic_directory, atomic_write, check_output_path
+from rtml._errors import InputError
+from rtml.chem import load_molecule, read_matching_geometry
+from rtml.cli._threads import set_threads
+from rtml.data import read_ground_state, trajectory_file_name, write_trajectory
+from rtml.engines import EngineOptions, run_engine
+from rtml.fields import parse_field
+from rtml.tddft import PropagationSettings, SimulationInputs
+
+log = logging.getLogger("rtml")
+
+
+def cmd_propagate(args) -> int:
+    """Validate everything cheap, run the engine, write the trajectories; print their paths."""
+    # validate everything cheap before any SCF
+    set_threads(args.threads)
+    spec = load_molecule(args.molecule)
+    fields = [parse_field(s) for s in args.field]
+    settings = PropagationSettings(dt=args.dt, n_steps=args.steps, propagator=args.propagator,
+                                   save_every=args.save_every, pc_tol=args.pc_tol,
+                                   linear_corrector=args.corrector == "linear",
+                                   checkpoint_every=args.checkpoint_every)
+    positions, geometry_id = None, "eq"
+    if args.geometry:
+        positions, geometry_id = read_matching_geometry(spec, args.geometry)
+    if not 0 <= args.grid_level <= 9:
+        raise InputError(f"grid level must be 0-9, got {args.grid_level}")
+    saved = read_ground_state(args.ground_state) if args.ground_state else None
+    as_directory = args.output_dir is not None or len(fields) > 1
+    out = Path(args.output_dir if args.output_dir is not None else args.output)
+    check_output_path(out, args.force)
+    inputs = SimulationInputs(molecule=spec, fields=fields, settings=settings,
+                              positions_angstrom=positions, basis=args.basis, xc=args.xc,
+                              grid_level=args.grid_level, geometry_id=geometry_id)
+    system = inputs.system
+    log.info("rtml %s propagate: %s (%s), xc=%s, basis=%s, grid level %d, %d field(s): %s",
+             __version__, spec.name, geometry_id, system.xc_name, system.basis_name,
+             args.grid_level, len(fields), " ".join(f.to_spec() for f in fields))
+    log.info("dt=%g au, %d steps (%g au), save every %d, propagator %s, pc_tol %g, %s corrector",
+             settings.dt, settings.n_steps, settings.dt * settings.n_steps, settings.save_every,
+             settings.propagator, settings.pc_tol, args.corrector)
+
+    options = EngineOptions(saved=saved, scf_max_cycle=args.scf_max_cycle,
+                            checkpoint_dir=out.with_name(out.name + ".ckpt"),
+                            ranks=args.threads or 1, model_dir=args.model,
+                            show_progress=not args.quiet)
+    trajectories = run_engine(args.engine, inputs, options)
+    return _write_trajectories(trajectories, fields, out, as_directory)
+
+
+def _write_trajectories(trajectories, fields, out: Path, as_directory: bool) -> int:
+    """Write one file, or a directory of t<NN>-<spec>.h5 files, atomically; print paths."""
+    if not as_directory:
+        if out.is_dir():  # --force over an earlier multi-field output
+            atomic_write(out, lambda tmp: write_trajectory(tmp, trajectories[0]))
+        else:
+            write_trajectory(out, trajectories[0])
+        written = [out]
+    else:
+        names = [trajectory_file_name(i, f.to_spec()) for i, f in enumerate(fields)]
+
+        def write_files(directory: Path) -> None:
+            for name, traj in zip(names, trajectories):
+                write_trajectory(directory / name, traj)
+
+        atomic_directory(out, write_files)
+        written = [out / name for name in names]
+    for path in written:
+        print(path)
+    return 0

@@ -1,0 +1,76 @@
+"""Hyper-parameters of the rtml model (:class:`ModelConfig`) and the command-line options
+derived from them.
+
+Kept apart from the network so that ``rtml train --help`` reads them without torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field as dc_field, fields as dc_fields
+
+from rtml._errors import InputError
+
+__all__ = ["ModelConfig", "LEARNED", "add_model_options", "model_options"]
+
+#: What the network learns: the exchange-correlation change only, or all of ΔG.
+LEARNED = ("xc", "two-electron")
+
+
+@dataclass
+class ModelConfig:
+    """Hyper-parameters of :class:`RTMLModel` (stored in checkpoints).
+
+    A field whose metadata has a ``help`` is a command-line option of ``rtml train``
+    (:func:`add_model_options`), with the metadata's ``choices`` when it has them.
+    """
+
+    irreps_hidden: str | None = None
+    irreps_geometry: str = "16x0e+8x1o+4x2e"
+    n_interactions: int = 2
+    learned: str = dc_field(default="xc", metadata={
+        "choices": LEARNED,
+        "help": "xc (default): Coulomb and exact exchange of ΔP exact, the network learns the "
+                "XC change; two-electron: the network learns all of ΔG"})
+    dynamics: str = "mamba"
+    d_model: int = dc_field(default=32, metadata={"help": "width of the gate dynamics (Mamba/MLP)"})
+    n_layers: int = 2
+    d_state: int = 8
+    lmax_basis: int = 1
+    n_elements: int = 20
+    n_radial: int = 8
+    r_cut_bohr: float = 12.0
+    radial_hidden: int = 32
+
+    def __post_init__(self):
+        if self.dynamics not in ("mamba", "mlp"):
+            raise InputError(f"dynamics must be 'mamba' or 'mlp', got '{self.dynamics}'")
+        if self.learned not in LEARNED:
+            raise InputError(f"learned must be one of {', '.join(LEARNED)}, got '{self.learned}'")
+        if self.irreps_hidden is None:
+            # enough channels per irrep for every atom and atom pair of the 6-31G ladder
+            # (C-C pairs: 13 real 0e, 12 real 1o; twice that for complex ΔP), so the codec is
+            # injective on what the network reads (checked per molecule in forward)
+            self.irreps_hidden = ("16x0e+12x1o+4x1e+4x2e" if self.learned == "xc"
+                                  else "32x0e+24x1o+8x1e+8x2e")
+        if self.n_interactions < 0:
+            raise InputError(f"n_interactions must be >= 0, got {self.n_interactions}")
+
+
+def _option_fields() -> list:
+    """The :class:`ModelConfig` fields that are command-line options, in field order."""
+    return [f for f in dc_fields(ModelConfig) if "help" in f.metadata]
+
+
+def add_model_options(parser) -> None:
+    """Add ``--<field-name>`` (``_`` written ``-``) to an :class:`argparse.ArgumentParser`
+    for every :class:`ModelConfig` field that is a command-line option: the field's default
+    and type, its metadata's ``help`` and ``choices``."""
+    for f in _option_fields():
+        parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default,
+                            choices=f.metadata.get("choices"), help=f.metadata["help"])
+
+
+def model_options(args) -> dict:
+    """``{field name: value}`` of the options :func:`add_model_options` added, from the parsed
+    ``args``, in field order: keyword arguments of :class:`ModelConfig`."""
+    return {f.name: getattr(args, f.name) for f in _option_fields()}
