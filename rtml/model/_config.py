@@ -24,21 +24,33 @@ class ModelConfig:
     (:func:`add_model_options`), with the metadata's ``choices`` when it has them.
     """
 
+    #: channels on atoms and atom pairs (default: enough for the 6-31G ladder, see below)
     irreps_hidden: str | None = None
+    #: per-atom output of the e3nn geometry encoder (its invariants condition the gates)
     irreps_geometry: str = "16x0e+8x1o+4x2e"
+    #: equivariant message-passing layers between the tokens
     n_interactions: int = 2
+    #: what the network learns (the rest of ΔG is exact)
     learned: str = dc_field(default="xc", metadata={
         "choices": LEARNED,
         "help": "xc (default): Coulomb and exact exchange of ΔP exact, the network learns the "
                 "XC change; two-electron: the network learns all of ΔG"})
+    #: gate dynamics: "mamba" (memory along time) or "mlp" (current frame only, the ablation)
     dynamics: str = "mamba"
     d_model: int = dc_field(default=32, metadata={"help": "width of the gate dynamics (Mamba/MLP)"})
+    #: Mamba blocks (or MLP layers) of the gate dynamics
     n_layers: int = 2
+    #: SSM state size N per Mamba channel
     d_state: int = 8
+    #: highest angular momentum of the basis shells the codec handles (1: s and p)
     lmax_basis: int = 1
+    #: largest nuclear charge Z (elements enter one-hot, Z in 1..n_elements)
     n_elements: int = 20
+    #: radial basis functions of the interatomic distance
     n_radial: int = 8
+    #: cutoff of the radial basis, bohr
     r_cut_bohr: float = 12.0
+    #: hidden width of the radial networks that weight the tensor products
     radial_hidden: int = 32
 
     def __post_init__(self):
