@@ -26,6 +26,10 @@ from rtml._errors import InputError
 #: File suffixes handled by :func:`read_geometry` / :func:`write_geometry`.
 GEOMETRY_SUFFIXES = (".xyz", ".extxyz")
 
+#: Atoms closer than this (Å) are refused: no molecule has them (the shortest bond, H2's,
+#: is 0.74 Å), and PySCF stops on them with a traceback ("Ill geometry").
+MIN_ATOM_DISTANCE_ANGSTROM = 0.1
+
 
 def _check_suffix(path: Path) -> None:
     if path.suffix.lower() not in GEOMETRY_SUFFIXES:
@@ -38,6 +42,34 @@ def _one_line(exc: BaseException) -> str:
     """``str(exc)`` squeezed onto one line (falls back to the exception's class name)."""
     text = " ".join(str(exc).split())
     return text or type(exc).__name__
+
+
+def check_atom_distances(symbols, positions_angstrom, where: str) -> None:
+    r"""Refuse a geometry with two atoms closer than :data:`MIN_ATOM_DISTANCE_ANGSTROM`.
+
+    :math:`d_{ij} = |\mathbf R_i - \mathbf R_j|` over all pairs i < j.
+
+    Args:
+        symbols: element symbols, length natm.
+        positions_angstrom: (natm, 3) positions, Å.
+        where: what the geometry is, for the message (``"geometry file 'x.xyz'"``).
+
+    Raises:
+        InputError: naming the closest pair (1-based indices and symbols) and its distance.
+    """
+    positions = np.asarray(positions_angstrom, dtype=np.float64)
+    first, second = np.triu_indices(len(positions), k=1)
+    distances = np.linalg.norm(positions[first] - positions[second], axis=-1)
+    too_close = distances < MIN_ATOM_DISTANCE_ANGSTROM
+    if not too_close.any():
+        return
+    k = int(np.argmin(distances))
+    i, j = int(first[k]), int(second[k])
+    more = int(too_close.sum()) - 1
+    also = f" (and {more} more pair{'s' if more > 1 else ''})" if more else ""
+    raise InputError(f"{where}: atoms {i + 1} ({symbols[i]}) and {j + 1} ({symbols[j]}) are "
+                     f"{distances[k]:.3f} Å apart, closer than {MIN_ATOM_DISTANCE_ANGSTROM} Å"
+                     f"{also}")
 
 
 def _plain(value):
@@ -66,7 +98,8 @@ def read_geometry(path) -> tuple[list[str], np.ndarray, dict]:
             ``basis``, ``xc``, ``source``, ...), with plain Python values.
 
     Raises:
-        InputError: the file is missing, empty, unreadable or holds no atoms.
+        InputError: the file is missing, empty, unreadable, holds no atoms or two atoms
+            closer than :data:`MIN_ATOM_DISTANCE_ANGSTROM`.
     """
     path = Path(path)
     _check_suffix(path)
@@ -83,8 +116,10 @@ def read_geometry(path) -> tuple[list[str], np.ndarray, dict]:
     positions = np.array(atoms.get_positions(), dtype=np.float64)
     if not np.all(np.isfinite(positions)):
         raise InputError(f"cannot read geometry file '{path}': non-finite positions")
+    symbols = list(atoms.get_chemical_symbols())
+    check_atom_distances(symbols, positions, f"geometry file '{path}'")
     info = {str(k): _plain(v) for k, v in atoms.info.items()}
-    return list(atoms.get_chemical_symbols()), positions, info
+    return symbols, positions, info
 
 
 def read_matching_geometry(spec, path) -> tuple[np.ndarray, str]:

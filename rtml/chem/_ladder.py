@@ -35,7 +35,8 @@ from pyscf.data.elements import ELEMENTS
 from pyscf.lib.exceptions import BasisNotFoundError
 
 from rtml._errors import InputError
-from rtml.chem._geometry_io import GEOMETRY_SUFFIXES, _one_line, read_geometry, write_geometry
+from rtml.chem._geometry_io import (GEOMETRY_SUFFIXES, _one_line, check_atom_distances,
+                                   read_geometry, write_geometry)
 
 #: name -> (ase.build.molecule name of the starting structure, charge, multiplicity)
 _LADDER_TABLE: dict[str, tuple[str, int, int]] = {
@@ -121,7 +122,7 @@ class MoleculeSpec:
 
     def __post_init__(self):
         self.symbols = [str(s) for s in self.symbols]
-        self.positions_angstrom = _check_positions(self.positions_angstrom, len(self.symbols))
+        self.positions_angstrom = _check_positions(self.positions_angstrom, self.symbols, self.name)
         self.charge = _as_int(self.charge, "charge", self.name)
         self.multiplicity = _as_int(self.multiplicity, "multiplicity", self.name)
         _check_spin(self.name, self.n_electrons, self.multiplicity)
@@ -157,8 +158,11 @@ def _as_int(value, what: str, name: str) -> int:
     return int(as_float)
 
 
-def _check_positions(positions, natm: int) -> np.ndarray:
-    """Return ``positions`` as a float64 (natm, 3) array or raise :class:`InputError`."""
+def _check_positions(positions, symbols, name: str) -> np.ndarray:
+    """Return ``positions`` as a float64 (natm, 3) array or raise :class:`InputError`
+    (wrong shape, non-finite, two atoms closer than
+    :data:`~rtml.chem._geometry_io.MIN_ATOM_DISTANCE_ANGSTROM`)."""
+    natm = len(symbols)
     try:
         pos = np.array(positions, dtype=np.float64)
     except (TypeError, ValueError):
@@ -167,6 +171,7 @@ def _check_positions(positions, natm: int) -> np.ndarray:
         raise InputError(f"positions_angstrom has shape {pos.shape}; expected ({natm}, 3)")
     if not np.all(np.isfinite(pos)):
         raise InputError("positions_angstrom contains non-finite values")
+    check_atom_distances(symbols, pos, f"molecule {name!r}")
     return pos
 
 
@@ -288,13 +293,14 @@ def build_mole(spec: MoleculeSpec, basis=None, positions_angstrom=None, verbose=
         ``spin=spec.multiplicity - 1``, ``cart=False`` and ``symmetry=False``.
 
     Raises:
-        InputError: wrong positions shape, impossible charge/multiplicity, unknown basis.
+        InputError: wrong positions shape, two atoms at (nearly) the same position,
+            impossible charge/multiplicity, unknown basis.
     """
     basis = spec.basis if basis is None else basis
     if positions_angstrom is None:
         positions = spec.positions_angstrom
     else:
-        positions = _check_positions(positions_angstrom, len(spec.symbols))
+        positions = _check_positions(positions_angstrom, spec.symbols, spec.name)
     _check_spin(spec.name, spec.n_electrons, spec.multiplicity)
 
     mol = gto.Mole()
@@ -311,7 +317,7 @@ def build_mole(spec: MoleculeSpec, basis=None, positions_angstrom=None, verbose=
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # PySCF suggests basis-set-exchange on a miss
             mol.build(dump_input=False, parse_arg=False)
-    except BasisNotFoundError as exc:
+    except (BasisNotFoundError, KeyError) as exc:  # KeyError: a name PySCF cannot parse
         raise InputError(
             f"unknown basis {basis!r} for molecule {spec.name!r}: {_one_line(exc)}"
         ) from None

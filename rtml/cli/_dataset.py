@@ -3,10 +3,12 @@
 ::
 
     rtml dataset assemble FILES_OR_DIRS... -o STORE [--dtype complex64|complex128] [--chunk-mib X]
+                          [--allow-static]
     rtml dataset info STORE [--json]
 
-``assemble`` builds a new store atomically, or appends the trajectories not in it yet to an
-existing one (see :func:`rtml.data.assemble_store`). Directories are searched recursively
+``assemble`` checks every new file as ``rtml validate`` does, then builds a new store
+atomically, or appends the trajectories not in it yet to an existing one, all or none (see
+:func:`rtml.data.assemble_store`). Directories are searched recursively
 for ``*.h5``, skipping hidden entries and ``*.ckpt`` checkpoint folders.
 
 :func:`add_dataset_parser` registers the subcommand on the ``rtml`` parser; the handlers
@@ -75,9 +77,11 @@ def add_dataset_parser(subparsers) -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="dataset_command", required=True, metavar="{assemble,info}")
 
     a = sub.add_parser("assemble", help="build a store, or append new trajectories to one",
-                       description="Copy trajectory .h5 files into a dataset store. A new "
-                       "store appears atomically; an existing one gets only the trajectories "
-                       "it does not hold yet (same traj_id and inputs hash are skipped).")
+                       description="Copy trajectory .h5 files into a dataset store. Every "
+                       "new file must first pass the checks of 'rtml validate' (one that fails "
+                       "stops the assembly before anything is written). A new store appears "
+                       "atomically; an existing one gets only the trajectories it does not hold "
+                       "yet (same traj_id and inputs hash are skipped), all of them or none.")
     a.add_argument("files", nargs="+", metavar="FILE_OR_DIR",
                    help="trajectory .h5 files, or directories searched for *.h5")
     a.add_argument("-o", "--output", required=True, metavar="STORE",
@@ -86,6 +90,10 @@ def add_dataset_parser(subparsers) -> argparse.ArgumentParser:
                    help="storage dtype of rho (default: complex128, or the existing store's)")
     a.add_argument("--chunk-mib", type=_positive_float, default=1.0, metavar="X",
                    help="largest rho chunk along time in MiB (default 1.0; new molecules only)")
+    a.add_argument("--allow-static", action="store_true",
+                   help="accept trajectories whose density does not respond to their field "
+                        "(max|P(t) - P(0)| below numerical noise, 1e-8: the 'response' check "
+                        "of rtml validate); refused by default as dead data")
     a.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     a.set_defaults(func=Command("_dataset_assemble", "cmd_dataset_assemble"))
 

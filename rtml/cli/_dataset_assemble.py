@@ -10,7 +10,8 @@ def cmd_dataset_assemble(args) -> int:
     """Assemble (or append to) the store; print what was added per molecule."""
     files = expand_trajectory_paths(args.files)
     summary = assemble_store(files, args.output, dtype=args.dtype, chunk_mib=args.chunk_mib,
-                             progress=False if args.quiet else None)
+                             progress=False if args.quiet else None,
+                             allow_static=args.allow_static)
     verb = "created" if summary["created"] else "updated"
     print(f"{summary['store']}: {verb}, {summary['added']} trajectories added, "
           f"{summary['skipped']} already present")

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import select
 import sys
 
 from rtml import __version__
@@ -25,6 +27,22 @@ from rtml.train import BASELINE_MODELS, NEURAL_MODELS, TrainConfig
 log = logging.getLogger("rtml")
 
 EXIT_USER_ERROR = 2
+#: 128 + SIGPIPE: the status of a Unix tool whose reader went away (``rtml ... | head -1``).
+EXIT_BROKEN_PIPE = 141
+
+
+def _stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe whose reading end is closed (poll reports an error on it);
+    if so, point stdout at /dev/null so that the interpreter's last flush stays quiet."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        gone = any(event & select.POLLERR for _, event in poller.poll(0))
+    except (OSError, ValueError):  # no file descriptor behind stdout
+        return False
+    if gone:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return gone
 
 
 def add_train_arguments(p) -> None:
@@ -101,7 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scf-max-cycle", type=int, default=200, metavar="N",
                    help="SCF iterations before giving up (default 200)")
     p.add_argument("--checkpoint-every", type=int, default=500, metavar="N",
-                   help="checkpoint every N steps (OUT.ckpt/; resumed automatically)")
+                   help="checkpoint every N steps (OUT.ckpt/; resumed automatically, removed "
+                        "once OUT is written; a damaged one is reported and started over)")
+    p.add_argument("--restart", action="store_true",
+                   help="start from step 0: remove the checkpoint OUT.ckpt/ of an earlier run "
+                        "instead of resuming it")
     p.add_argument("--ground-state", default=None, metavar="GS.h5",
                    help="saved ground state (rtml ground-state) of the same geometry: SCF "
                         "restart and LR-TDDFT states for S<n>/B<n> fields")
@@ -109,8 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="OpenMP/BLAS threads (engine nwchem: MPI ranks)")
     p.add_argument("--engine", choices=["pyscf", "nwchem", "model"], default="pyscf",
                    help="propagation engine: pyscf (default), nwchem (rt_tddft, where "
-                        "installed; one NWChem job per field) or model (a trained rtml model "
-                        "from the SCF ground state; --model)")
+                        "installed; per field an SCF job and one propagation job, two for a "
+                        "resonant drive, streaming P(t) of every step: H2O/6-31G RT-TDHF "
+                        "about 0.02 s per step on one rank; no resume after a kill) or model "
+                        "(a trained rtml model from the SCF ground state; --model)")
     p.add_argument("--model", metavar="MODEL_DIR", default=None,
                    help="trained model directory (rtml train) for --engine model")
     out = p.add_mutually_exclusive_group(required=True)
@@ -118,7 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="output .h5 file (one field) or directory of .h5 files (several)")
     out.add_argument("--output-dir", metavar="DIR",
                      help="always write a directory of t<NN>-<spec>.h5 files")
-    p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite an existing output: a regular file or a directory of "
+                        "trajectory files (never a symbolic link, FIFO or device)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=Command("_propagate", "cmd_propagate"))
 
@@ -218,7 +244,9 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s: %(message)s", stream=sys.stderr)
     try:
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed reader shows here, not in the interpreter's last flush
+        return status
     except RtmlError as err:
         print(f"rtml: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -226,5 +254,7 @@ def main(argv=None) -> int:
         print("rtml: interrupted (a checkpoint, if any, is kept and resumed on rerun)", file=sys.stderr)
         return 130
     except (OSError, MemoryError) as err:
+        if isinstance(err, BrokenPipeError) and _stdout_reader_gone():
+            return EXIT_BROKEN_PIPE
         print(f"rtml: error: {type(err).__name__}: {err}", file=sys.stderr)
         return EXIT_USER_ERROR

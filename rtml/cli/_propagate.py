@@ -1,5 +1,11 @@
 """``rtml propagate``: one geometry, one or more fields, by the engine chosen
-(:func:`rtml.engines.run_engine`), written as trajectory files."""
+(:func:`rtml.engines.run_engine`), written as trajectory files.
+
+Everything that can be checked cheaply is checked before the SCF: the inputs, the output path
+(:func:`rtml.check_output_path`), the disk and memory the frames need
+(:func:`rtml.engines.check_storage`). The checkpoint ``OUT.ckpt/`` is removed only once the
+output is in place.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +17,15 @@ from rtml._errors import InputError
 from rtml.chem import load_molecule, read_matching_geometry
 from rtml.cli._threads import set_threads
 from rtml.data import read_ground_state, trajectory_file_name, write_trajectory
-from rtml.engines import EngineOptions, run_engine
+from rtml.engines import EngineOptions, check_storage, run_engine
 from rtml.fields import parse_field
 from rtml.tddft import PropagationSettings, SimulationInputs
 
 log = logging.getLogger("rtml")
+
+#: Names of the files of an output directory (:func:`rtml.data.trajectory_file_name`): what
+#: ``--force`` may replace.
+TRAJECTORY_FILES = r"t\d{2,}-.+\.h5"
 
 
 def cmd_propagate(args) -> int:
@@ -36,7 +46,7 @@ def cmd_propagate(args) -> int:
     saved = read_ground_state(args.ground_state) if args.ground_state else None
     as_directory = args.output_dir is not None or len(fields) > 1
     out = Path(args.output_dir if args.output_dir is not None else args.output)
-    check_output_path(out, args.force)
+    check_output_path(out, args.force, rtml_files=TRAJECTORY_FILES)
     inputs = SimulationInputs(molecule=spec, fields=fields, settings=settings,
                               positions_angstrom=positions, basis=args.basis, xc=args.xc,
                               grid_level=args.grid_level, geometry_id=geometry_id)
@@ -48,16 +58,22 @@ def cmd_propagate(args) -> int:
              settings.dt, settings.n_steps, settings.dt * settings.n_steps, settings.save_every,
              settings.propagator, settings.pc_tol, args.corrector)
 
+    checkpoint_dir = out.with_name(out.name + ".ckpt")
+    check_storage(args.engine, inputs, out.parent, checkpoint_dir)
     options = EngineOptions(saved=saved, scf_max_cycle=args.scf_max_cycle,
-                            checkpoint_dir=out.with_name(out.name + ".ckpt"),
+                            checkpoint_dir=checkpoint_dir, restart=args.restart,
                             ranks=args.threads or 1, model_dir=args.model,
                             show_progress=not args.quiet)
-    trajectories = run_engine(args.engine, inputs, options)
-    return _write_trajectories(trajectories, fields, out, as_directory)
+    return run_engine(args.engine, inputs, options,
+                      write=lambda trajectories: _write_trajectories(trajectories, fields, out,
+                                                                     as_directory))
 
 
 def _write_trajectories(trajectories, fields, out: Path, as_directory: bool) -> int:
-    """Write one file, or a directory of t<NN>-<spec>.h5 files, atomically; print paths."""
+    """Write one file, or a directory of t<NN>-<spec>.h5 files, atomically; print paths.
+
+    ``trajectories`` may read each one from the checkpoint when indexed: one at a time is
+    in memory."""
     if not as_directory:
         if out.is_dir():  # --force over an earlier multi-field output
             atomic_write(out, lambda tmp: write_trajectory(tmp, trajectories[0]))
@@ -68,8 +84,8 @@ def _write_trajectories(trajectories, fields, out: Path, as_directory: bool) -> 
         names = [trajectory_file_name(i, f.to_spec()) for i, f in enumerate(fields)]
 
         def write_files(directory: Path) -> None:
-            for name, traj in zip(names, trajectories):
-                write_trajectory(directory / name, traj)
+            for i, name in enumerate(names):
+                write_trajectory(directory / name, trajectories[i])
 
         atomic_directory(out, write_files)
         written = [out / name for name in names]

@@ -17,7 +17,7 @@ def cmd_sample_geometries(args) -> int:
     if args.n < 1:
         raise InputError(f"--n must be >= 1, got {args.n}")
     out = Path(args.output_dir)
-    check_output_path(out, args.force)
+    check_output_path(out, args.force, rtml_files=r"g\d{2,}\.xyz")
     samples = sample_geometries(spec, args.n, seed=args.seed, hessian_xc=args.hessian_xc,
                                 hessian_basis=args.hessian_basis)
 

@@ -55,6 +55,8 @@ def _train_config(args, fractions, held_out) -> TrainConfig:
 def cmd_train(args) -> int:
     """Train the learned model or fit a baseline; print the path of ``model.pt``."""
     set_threads(args.threads)
+    if args.epochs < 1:  # refused for every model: no run ever writes an untrained model
+        raise InputError(f"--epochs must be >= 1, got {args.epochs}")
     fractions = _split_fractions(args.split_fractions)
     held_out = tuple(args.held_out_molecules or ())
     if args.split_by == "molecule" and not held_out:

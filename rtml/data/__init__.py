@@ -3,11 +3,11 @@
 One RT-TDDFT run is one :class:`Trajectory` in memory and one HDF5 file on disk (positions
 in Å, everything else in atomic units, PySCF AO order). :func:`write_trajectory` writes it
 atomically, :func:`read_trajectory` reads it back exactly, and :func:`validate_trajectory`
-checks a file's schema and physics (trace, Hermiticity, idempotency, time grid, energy
-conservation).
+checks a file's schema and physics (trace, Hermiticity, idempotency, a response to the
+field above numerical noise, time grid, energy conservation).
 
 Many trajectories make one dataset store (Zarr v3, one group per molecule):
-:func:`assemble_store` builds or appends to it, :func:`store_info` summarises it,
+:func:`assemble_store` validates new files, then builds or appends to it (all or nothing), :func:`store_info` summarises it,
 :func:`open_dataset` / :func:`open_index` open it with xarray / pandas, and
 :class:`TrajectoryWindows`, :class:`EqualBasisBatchSampler`, :func:`collate_windows` and
 :func:`assign_splits` feed it to PyTorch. The first three are imported (with torch) on

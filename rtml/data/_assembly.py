@@ -70,17 +70,26 @@ zstd-3 stores 72-82 % of the raw bytes (it finds the P_ij = conj(P_ji) repeats),
 8 ms, read 2 ms; no compression 100 %, read 1.4 ms. zstd-3 saves a fifth of the disk for a
 decode cost of ~3 ms per MiB.
 
-Appending and atomicity
------------------------
+Validation, appending and atomicity
+-----------------------------------
+Every file that would be added is first checked as ``rtml validate`` checks it
+(:func:`rtml.data.validate_trajectory`: schema, finite values, Hermiticity, trace,
+idempotency, time grid, energy, a response above numerical noise); one that fails stops the
+assembly, with one line naming the file and the failed checks, before anything is written.
+A trajectory that fails only ``response`` (static although a field acts) is accepted with
+``allow_static``.
+
 A new store is built at ``.{name}.tmp-{pid}`` beside ``store_path`` and renamed into place,
-so ``store_path`` is either absent or complete. Appending to an existing store (under an
-exclusive ``flock`` on its directory) never rewrites committed rows: a trajectory whose
-(``traj_id``, ``inputs_sha256``) pair is already committed is skipped; new ones are written
-into rows ``n_committed, n_committed + 1, ...`` of arrays grown along ``traj`` (growing
-rewrites only ``zarr.json``), and after each trajectory's data is written the group
-attribute ``n_committed`` is advanced. Readers use only rows ``< n_committed``; an
-interrupted append leaves uncommitted rows that the next append overwrites. The ``index``
-group and the dataset card are rebuilt after the groups are committed.
+so ``store_path`` is either absent or complete; such a temporary left by a killed process
+(whose pid no longer runs) is removed by the next assembly. Appending to an existing store
+(under an exclusive ``flock`` on its directory) never rewrites committed rows: a trajectory
+whose (``traj_id``, ``inputs_sha256``) pair is already committed is skipped; new ones are
+written into rows ``n, n + 1, ...`` of arrays grown along ``traj`` (growing rewrites only
+``zarr.json``), and all of them are committed at once, by one write of the root attributes
+(the commit record of :mod:`rtml.data._commit`, with the counts and ``dataset_sha256``). An
+append is all or nothing: one that fails or is killed before that write commits nothing,
+and the rows it wrote are overwritten by the next. The groups' ``n_committed`` attributes,
+the ``index`` group and the dataset card are rewritten after the commit.
 """
 
 from __future__ import annotations
@@ -105,16 +114,20 @@ from zarr.codecs import ZstdCodec
 from zarr.core.sync import sync
 
 from rtml import __version__
+from rtml._atomic import remove_stale_temporaries
 from rtml._errors import InputError
 from rtml._progress import Progress
 from rtml._provenance import provenance
 from rtml.data import _hdf5
 from rtml.data._card import write_card
+from rtml.data._commit import (INDEX_ROWS_ATTR, committed_counts, dataset_sha256,
+                               index_from_groups, read_index)
 from rtml.data._schema import (AO_ORDER_CONVENTION, DATASETS, DENSITY_CONVENTION,
                                DIPOLE_ORIGIN_CONVENTION, GROUP_OPTIONAL, GROUP_SCALARS,
                                INDEX_COLUMNS, INDEX_GROUP, PER_TRAJECTORY, RHO_DTYPES, STATIC,
                                STORE_FORMAT_NAME, STORE_FORMAT_VERSION, UNITS_NOTE, ZSTD_LEVEL,
                                Variable, check_is_store, dataset, evaluate_shape, strings)
+from rtml.data._validate import validate_trajectory
 from rtml.fields import field_from_json
 from rtml.units import UNITS
 
@@ -411,13 +424,15 @@ def _group_ref(g) -> _GroupRef:
 
 def assemble_store(trajectory_paths: Iterable[str | os.PathLike], store_path: str | os.PathLike,
                    *, dtype: str | None = "complex128", chunk_mib: float = 1.0,
-                   progress: Callable[[int], None] | bool | None = None) -> dict[str, Any]:
+                   progress: Callable[[int], None] | bool | None = None,
+                   allow_static: bool = False) -> dict[str, Any]:
     """Copy trajectory HDF5 files into the Zarr dataset store at ``store_path``.
 
-    A new store is built beside ``store_path`` and renamed into place. With an existing
-    store, only trajectories whose (``traj_id``, ``inputs_sha256``) pair is not committed
-    yet are appended; committed rows and their chunk files are never rewritten. See the
-    module docstring for the layout, chunking and commit protocol.
+    Every file to be added must pass :func:`rtml.data.validate_trajectory` first. A new
+    store is built beside ``store_path`` and renamed into place. With an existing store,
+    only trajectories whose (``traj_id``, ``inputs_sha256``) pair is not committed yet are
+    appended, all at once or none; committed rows and their chunk files are never
+    rewritten. See the module docstring for the layout, chunking and commit protocol.
 
     Args:
         trajectory_paths: rtml trajectory ``.h5`` files (see :func:`rtml.data.write_trajectory`).
@@ -429,13 +444,16 @@ def assemble_store(trajectory_paths: Iterable[str | os.PathLike], store_path: st
         chunk_mib: largest inner chunk of ``rho`` in MiB (new molecule groups only).
         progress: ``None`` for a :class:`rtml._progress.Progress` bar/log lines, ``False``
             for silence, or a callable receiving the number of trajectories written.
+        allow_static: accept trajectories that fail only the ``response`` check (no
+            response above numerical noise although a field acts); refused by default.
 
     Returns:
         ``{"store", "created", "added", "skipped", "molecules": {name: {"added",
         "skipped", "n_trajectories"}}}``.
 
     Raises:
-        InputError: no or unreadable files, a file whose nbf, atoms, AO labels, time grid or
+        InputError: no or unreadable files, a file that fails validation (the message
+            names it and the failed checks), a file whose nbf, atoms, AO labels, time grid or
             settings disagree with its molecule group (the message names the file), a
             ``traj_id`` already in the store with other inputs, an existing path that is not
             an rtml store, a bad ``dtype`` or ``chunk_mib``.
@@ -452,17 +470,20 @@ def assemble_store(trajectory_paths: Iterable[str | os.PathLike], store_path: st
 
     empty_dir = (store_path.is_dir() and not store_path.is_symlink()
                  and not any(store_path.iterdir()))
+    if store_path.parent.is_dir():
+        remove_stale_temporaries(store_path.parent, store_path.name)
     if (store_path.exists() or store_path.is_symlink()) and not empty_dir:
         check_is_store(store_path)
         with _locked(store_path):
-            return _assemble_into(store_path, sources, dtype, chunk_mib, progress, False)
+            return _assemble_into(store_path, sources, dtype, chunk_mib, progress, False,
+                                  allow_static=allow_static)
     if not store_path.parent.is_dir():
         raise InputError(f"output directory '{store_path.parent}' does not exist")
     tmp = store_path.with_name(f".{store_path.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         summary = _assemble_into(tmp, sources, dtype, chunk_mib, progress, True,
-                                 name=store_path.name)
+                                 name=store_path.name, allow_static=allow_static)
         try:
             os.rename(tmp, store_path)  # atomic; also replaces an empty directory
         except OSError:
@@ -473,7 +494,8 @@ def assemble_store(trajectory_paths: Iterable[str | os.PathLike], store_path: st
             log.info("%s appeared while assembling; appending to it", store_path)
             check_is_store(store_path)
             with _locked(store_path):
-                return _assemble_into(store_path, sources, dtype, chunk_mib, False, False)
+                return _assemble_into(store_path, sources, dtype, chunk_mib, False, False,
+                                      allow_static=allow_static)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -513,7 +535,8 @@ def _utc_now() -> str:
 
 
 def _assemble_into(path: Path, sources: list[_Source], dtype: str | None, chunk_mib: float,
-                   progress, created: bool, name: str | None = None) -> dict[str, Any]:
+                   progress, created: bool, name: str | None = None,
+                   allow_static: bool = False) -> dict[str, Any]:
     name = name or path.name
     if created:
         path.mkdir()
@@ -521,6 +544,7 @@ def _assemble_into(path: Path, sources: list[_Source], dtype: str | None, chunk_
         root.attrs.update(_new_root_attrs())
     else:
         root = zarr.open_group(str(path), mode="r+", zarr_format=3)
+        _remove_leftovers(path)
     rattrs = root.attrs.asdict()
     store_dtype = rattrs.get("rho_dtype")
     if store_dtype is None:
@@ -528,30 +552,56 @@ def _assemble_into(path: Path, sources: list[_Source], dtype: str | None, chunk_
     elif dtype is not None and dtype != store_dtype:
         raise InputError(f"store '{path}' holds rho as {store_dtype}; cannot append as {dtype}")
     rho_dtype = np.dtype(store_dtype)
-    molecules: list[str] = list(rattrs.get("molecules", []))
 
-    # -- plan: what is committed, what each file adds (all checks before any write)
-    groups: dict[str, Any] = {}
-    refs: dict[str, tuple[_GroupRef, str]] = {}
-    committed: dict[str, int] = {}
+    # -- plan and checks, before any write
+    committed = committed_counts(root)
+    plan, skipped = _plan(root, committed, sources)
+    new = [src for srcs in plan.values() for src in srcs]
+    log.debug("validate %d new trajectory file(s)", len(new))
+    _validate_all(new, allow_static)
+    _check_groups(root, name, committed, sources)
+    n_add = sum(len(v) for v in plan.values())
+    n_skip = sum(skipped.values())
+    log.info("assemble %s: %d new trajector%s, %d already present", name, n_add,
+             "y" if n_add == 1 else "ies", n_skip)
+
+    # -- write the new rows, uncommitted
+    counts = _write_rows(root, plan, committed, rho_dtype, chunk_mib,
+                         _reporter(progress, n_add, name))
+
+    # -- commit: one write of the root attributes; then the copies for plain readers
+    index = index_from_groups(root, counts, read_index(root))
+    _commit(root, rattrs, counts, index, plan, rho_dtype,
+            entry=f"+{n_add} trajectories ({n_skip} already present) from "
+                  f"{len(sources)} file(s)")
+    for mol, n in counts.items():
+        if root[mol].attrs.get("n_committed") != n:
+            root[mol].attrs["n_committed"] = n
+    _write_index(root, index)
+    write_card(path, root, name)
+    per_mol = {m: {"added": len(plan.get(m, [])), "skipped": skipped.get(m, 0),
+                   "n_trajectories": counts[m]}
+               for m in list(dict.fromkeys(list(counts) + list(skipped)))}
+    return {"store": str(path), "created": created, "added": n_add, "skipped": n_skip,
+            "molecules": per_mol}
+
+
+def _plan(root, committed: dict[str, int],
+          sources: list[_Source]) -> tuple[dict[str, list[_Source]], dict[str, int]]:
+    """What each file adds: ``({molecule: new sources}, {molecule: skipped count})``.
+
+    Raises:
+        InputError: a file whose ``traj_id`` is committed with other inputs.
+    """
     known: dict[str, str] = {}  # traj_id -> inputs_sha256 (committed or planned)
-    for mol in molecules:
-        g = root[mol]
-        groups[mol] = g
-        n = int(g.attrs["n_committed"])
-        committed[mol] = n
-        refs[mol] = (_group_ref(g), f"in store '{name}'")
+    for mol, n in committed.items():
         if n:
-            ids = strings(g["traj_id"][:n])
-            shas = strings(g["inputs_sha256"][:n])
-            known.update(zip(ids, shas))
+            g = root[mol]
+            known.update(zip(strings(g["traj_id"][:n]), strings(g["inputs_sha256"][:n])))
     plan: dict[str, list[_Source]] = {}
     skipped: dict[str, int] = {}
     for src in sources:
         mol = src.molecule
-        if mol not in refs:
-            refs[mol] = (_GroupRef(src.scalars, src.static, src.has), f"from {src.path}")
-        _check_against(src, *refs[mol])
         if src.traj_id in known:
             if known[src.traj_id] != src.inputs_sha256:
                 raise InputError(f"{src.path}: trajectory id '{src.traj_id}' is already in "
@@ -563,60 +613,89 @@ def _assemble_into(path: Path, sources: list[_Source], dtype: str | None, chunk_
             continue
         known[src.traj_id] = src.inputs_sha256
         plan.setdefault(mol, []).append(src)
-    n_add = sum(len(v) for v in plan.values())
-    n_skip = sum(skipped.values())
-    log.info("assemble %s: %d new trajector%s, %d already present", path.name, n_add,
-             "y" if n_add == 1 else "ies", n_skip)
+    return plan, skipped
 
-    # -- write: one group at a time, commit after each trajectory
+
+def _check_groups(root, name: str, committed: dict[str, int], sources: list[_Source]) -> None:
+    """:class:`InputError` naming the first file that does not fit its molecule group (the
+    store's, or for a new molecule the first file's)."""
+    refs = {mol: (_group_ref(root[mol]), f"in store '{name}'") for mol in committed}
+    for src in sources:
+        if src.molecule not in refs:
+            refs[src.molecule] = (_GroupRef(src.scalars, src.static, src.has),
+                                  f"from {src.path}")
+        _check_against(src, *refs[src.molecule])
+
+
+def _validate_all(sources: list[_Source], allow_static: bool) -> None:
+    """:func:`rtml.data.validate_trajectory` on each file; :class:`InputError` naming the
+    first that fails (one that fails only ``response`` passes with ``allow_static``)."""
+    for src in sources:
+        report = validate_trajectory(src.path)
+        failed = report.failed
+        if allow_static and [c.name for c in failed] == ["response"]:
+            log.warning("%s: static trajectory accepted (allow_static): %s", src.path,
+                        failed[0].message)
+            continue
+        if not failed:
+            continue
+        if [c.name for c in failed] == ["response"]:
+            raise InputError(f"{src.path}: fails check 'response': {failed[0].message}; pass "
+                             "--allow-static (allow_static=True) to store static trajectories")
+        raise InputError(f"{src.path}: fails validation ({', '.join(c.name for c in failed)}): "
+                         f"{failed[0].message}; 'rtml validate {src.path}' shows every check")
+
+
+def _reporter(progress, n_add: int, name: str):
+    """The progress sink of :func:`assemble_store`'s ``progress`` argument: a context
+    manager yielding a callable (or None) that receives the number of rows written."""
     if progress is None:
-        bar = Progress(max(n_add, 1), f"assemble {name}", unit="trajectories")
-        report = bar
-    else:
-        bar = None
-        report = progress if callable(progress) else None
+        return contextlib.closing(Progress(max(n_add, 1), f"assemble {name}",
+                                           unit="trajectories"))
+    return contextlib.nullcontext(progress if callable(progress) else None)
+
+
+def _write_rows(root, plan: dict[str, list[_Source]], committed: dict[str, int],
+                rho_dtype: np.dtype, chunk_mib: float, reporter) -> dict[str, int]:
+    """Write the planned trajectories into rows ``committed[m], ...`` of their groups
+    (creating new groups, growing or trimming the arrays) without committing them.
+
+    Returns the counts after the commit to come, ``{molecule: rows}``, store order.
+    """
+    counts = dict(committed)
     done = 0
-    try:
+    with reporter as report:
         for mol, srcs in plan.items():
-            if mol not in groups:
-                first = srcs[0]
-                groups[mol] = _create_group(root, first, rho_dtype, chunk_mib)
-                committed[mol] = 0
-                molecules.append(mol)
-                root.attrs["molecules"] = molecules  # listed once its arrays exist
-            g = groups[mol]
+            if mol in committed:
+                g = root[mol]
+            else:  # listed in the root at the commit
+                g = _create_group(root, srcs[0], rho_dtype, chunk_mib)
             _add_missing_arrays(g)
             arrays = {var.name: g[var.name] for var in PER_TRAJECTORY if var.name in g}
-            row = committed[mol]
-            target = row + len(srcs)
+            row = counts.get(mol, 0)
+            counts[mol] = row + len(srcs)
             # grow (or trim leftovers of an interrupted append); only zarr.json changes
-            _concurrently(a.async_array.resize((target,) + a.shape[1:])
-                          for a in arrays.values() if a.shape[0] != target)
+            _concurrently(a.async_array.resize((counts[mol],) + a.shape[1:])
+                          for a in arrays.values() if a.shape[0] != counts[mol])
             for src in srcs:
                 traj = _hdf5.read_trajectory(src.path)
                 values = _row_values(src, traj, rho_dtype, arrays)
                 _concurrently(a.async_array.setitem(row, values[var])
                               for var, a in arrays.items())
                 row += 1
-                g.attrs["n_committed"] = row  # the commit
-                committed[mol] = row
                 done += 1
                 if report is not None:
                     report(done)
-    finally:
-        if bar is not None:
-            bar.close()
+    return counts
 
-    # -- index, root attributes, dataset card
-    index = _rebuild_index(root, molecules, committed)
+
+def _commit(root, rattrs: dict[str, Any], counts: dict[str, int], index: dict[str, list],
+            plan: dict[str, list[_Source]], rho_dtype: np.dtype, entry: str) -> None:
+    """Commit the rows of ``counts``: one write of the root attributes (the commit record
+    of :mod:`rtml.data._commit`, history, provenance)."""
     now = _utc_now()
-    entry = (f"{now} rtml {__version__} dataset assemble: +{n_add} trajectories "
-             f"({n_skip} already present) from {len(sources)} file(s)")
     history = str(rattrs.get("history", "")).strip()
-    dataset_hash = hashlib.sha256("\n".join(
-        f"{t} {s}" for t, s in sorted(zip(index["traj_id"], index["inputs_sha256"]))
-    ).encode()).hexdigest()
-    prov = provenance(dataset_hash, zarr_version=zarr.__version__)
+    digest = dataset_sha256(index)
     source_versions = dict(rattrs.get("source_software", {}))
     for srcs in plan.values():
         for src in srcs:
@@ -625,24 +704,28 @@ def _assemble_into(path: Path, sources: list[_Source], dtype: str | None, chunk_
                     vals = set(source_versions.get(key, []))
                     vals.add(str(src.provenance[key]))
                     source_versions[key] = sorted(vals)
-    counts = {m: committed[m] for m in molecules}
     root.attrs.update({
-        "history": (history + "\n" + entry).strip(),
+        "history": (history + f"\n{now} rtml {__version__} dataset assemble: {entry}").strip(),
         "date_modified": now,
-        "molecules": molecules,
+        "molecules": list(counts),
+        "n_committed": dict(counts),
         "n_trajectories": int(sum(counts.values())),
-        "n_trajectories_per_molecule": counts,
+        "n_trajectories_per_molecule": dict(counts),
         "rho_dtype": rho_dtype.name,
-        "dataset_sha256": dataset_hash,
-        "provenance": prov,
+        "dataset_sha256": digest,
+        "provenance": provenance(digest, zarr_version=zarr.__version__),
         "source_software": source_versions,
     })
-    write_card(path, root, name or path.name)
-    per_mol = {m: {"added": len(plan.get(m, [])), "skipped": skipped.get(m, 0),
-                   "n_trajectories": committed[m]}
-               for m in list(dict.fromkeys(molecules + list(skipped)))}
-    return {"store": str(path), "created": created, "added": n_add, "skipped": n_skip,
-            "molecules": per_mol}
+
+
+def _remove_leftovers(path: Path) -> None:
+    """Remove what a killed assembly leaves inside the store: the dataset card's temporary
+    and the ``*.partial`` files zarr writes before renaming them into place (called under
+    the store's lock: no writer is active)."""
+    remove_stale_temporaries(path, "README.md")
+    for leftover in path.rglob("*.partial"):
+        leftover.unlink(missing_ok=True)
+        log.info("removed '%s', left by an interrupted assembly", leftover)
 
 
 def _new_root_attrs() -> dict[str, Any]:
@@ -667,65 +750,31 @@ def _new_root_attrs() -> dict[str, Any]:
         "ao_order_convention": AO_ORDER_CONVENTION,
         "dipole_origin_convention": DIPOLE_ORIGIN_CONVENTION,
         "density_convention": DENSITY_CONVENTION,
-        "commit_protocol": ("rows of a molecule group beyond its n_committed attribute are "
-                            "uncommitted and must be ignored"),
+        "commit_protocol": ("the root attribute n_committed {molecule: rows} is the commit "
+                            "record: rows of a molecule group at or beyond it are uncommitted "
+                            "and must be ignored; the groups' n_committed attributes and the "
+                            "index group are copies written after it (they may lag, never "
+                            "lead)"),
+        "n_committed": {},
     }
 
 
-def _rebuild_index(root, molecules: list[str], committed: dict[str, int]) -> dict[str, list]:
-    """Rewrite the ``index`` group from the committed rows of every molecule group.
-
-    Rows already in the previous index are reused (committed rows never change); rows past
-    them are read from the group arrays.
-    """
-    old: dict[str, list] = {}
-    try:
-        ig = root[INDEX_GROUP]
-        old = {name: list(np.asarray(ig[name][...])) for name, _ in INDEX_COLUMNS}
-    except (KeyError, FileNotFoundError):
-        old = {}
-    cols: dict[str, list] = {name: [] for name, _ in INDEX_COLUMNS}
-    for mol in molecules:
-        g = root[mol]
-        n = committed[mol]
-        s = g.attrs.asdict()
-        have = []
-        if old:
-            have = [i for i, m in enumerate(old["molecule"]) if str(m) == mol
-                    and int(old["row"][i]) < n]
-            have.sort(key=lambda i: int(old["row"][i]))
-            if [int(old["row"][i]) for i in have] != list(range(len(have))):
-                have = []
-        k = len(have)
-        fresh = {}
-        if k < n:
-            for name in ("traj_id", "geometry_id", "field_kind", "field_spec",
-                         "inputs_sha256", "source_file"):
-                fresh[name] = strings(g[name][k:n])
-        for j in range(n):
-            if j < k:
-                for name, _ in INDEX_COLUMNS:
-                    cols[name].append(old[name][have[j]])
-                continue
-            for name in fresh:
-                cols[name].append(fresh[name][j - k])
-            cols["molecule"].append(mol)
-            cols["row"].append(j)
-            cols["n_basis"].append(s["n_basis"])
-            cols["n_spin"].append(s["n_spin"])
-            cols["n_time"].append(s["n_time"])
+def _write_index(root, index: dict[str, list]) -> None:
+    """Rewrite the ``index`` group from ``index`` (columns of :data:`INDEX_COLUMNS`). Its
+    attribute ``n_rows`` marks it complete (see :mod:`rtml.data._commit`): cleared before
+    anything is deleted, set after the last column is written."""
+    with contextlib.suppress(KeyError):
+        root[INDEX_GROUP].attrs[INDEX_ROWS_ATTR] = None
     ig = root.create_group(INDEX_GROUP, overwrite=True,
                            attributes={"description": "one row per committed trajectory; "
                                        "row is the trajectory's position in its molecule group"})
-    n_rows = len(cols["traj_id"])
+    n_rows = len(index["traj_id"])
     for name, kind in INDEX_COLUMNS:
-        data = (np.array([str(v) for v in cols[name]], dtype=object) if kind is str
-                else np.asarray(cols[name], dtype=kind))
-        a = ig.create_array(name, shape=(n_rows,), chunks=(max(n_rows, 1),),
-                            dtype=str if kind is str else kind, fill_value=_fill(
-                                str if kind is str else kind),
-                            compressors=_compressors(), dimension_names=["row_index"])
+        dtype = str if kind is str else kind
+        a = ig.create_array(name, shape=(n_rows,), chunks=(max(n_rows, 1),), dtype=dtype,
+                            fill_value=_fill(dtype), compressors=_compressors(),
+                            dimension_names=["row_index"])
         if n_rows:
-            a[:] = data
-    return {name: [str(v) if kind is str else int(v) for v in cols[name]]
-            for name, kind in INDEX_COLUMNS}
+            a[:] = (np.array(index[name], dtype=object) if kind is str
+                    else np.asarray(index[name], dtype=kind))
+    ig.attrs[INDEX_ROWS_ATTR] = n_rows

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import zarr
 
+from rtml.data._commit import committed_counts
 from rtml.data._schema import (AO_ORDER_CONVENTION, DENSITY_CONVENTION,
                                DIPOLE_ORIGIN_CONVENTION, GROUP_OPTIONAL, INDEX_COLUMNS,
                                PER_TRAJECTORY, STATIC, STORE_FORMAT_NAME, STORE_FORMAT_VERSION,
@@ -45,11 +46,10 @@ def store_info(store_path: str | os.PathLike) -> dict[str, Any]:
     root = zarr.open_group(str(path), mode="r", zarr_format=3)
     attrs = root.attrs.asdict()
     mols = {}
-    for mol in attrs.get("molecules", []):
+    for mol, n in committed_counts(root).items():
         g = root[mol]
         ga = g.attrs.asdict()
         rho = g["rho"]
-        n = int(ga["n_committed"])
         mols[mol] = {
             "n_trajectories": n,
             "n_geometries": len(set(strings(g["geometry_id"][:n]))) if n else 0,
@@ -110,10 +110,9 @@ def dataset_card(name: str, root) -> str:
         "| dt (a.u.) | save every | xc | basis | rho chunk | rho shard | fock |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for mol in attrs.get("molecules", []):
+    for mol, n in committed_counts(root).items():
         g = root[mol]
         ga = g.attrs.asdict()
-        n = int(ga["n_committed"])
         n_geo = len(set(strings(g["geometry_id"][:n]))) if n else 0
         rho = g["rho"]
         lines.append(
@@ -151,7 +150,11 @@ def dataset_card(name: str, root) -> str:
         "multiplicity, xc, basis, dt, save_every, propagator, rho_dtype, has_fock, units, "
         "conventions, "
         "and **`n_committed`**: only rows `< n_committed` along `traj` are valid (an "
-        "interrupted append leaves rows beyond it, overwritten by the next append).",
+        "interrupted append leaves rows beyond it, overwritten by the next append). The "
+        "commit record is the root attribute `n_committed` (molecule: rows), written in one "
+        "step with `n_trajectories` and `dataset_sha256`; the group attributes and the "
+        "`index` table are copies written after it, which an interrupted assembly can leave "
+        "behind the record (never ahead of it) until the next assembly.",
         "",
         "`fock` (optional) is present only in groups whose trajectories all recorded their "
         "frames' Fock matrix (group attribute `has_fock`; files imported from NWChem have "

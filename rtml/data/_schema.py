@@ -443,6 +443,8 @@ def check_is_store(store_path: Path) -> None:
     """Raise :class:`InputError` unless ``store_path`` is an rtml dataset store this rtml
     reads (root ``zarr.json`` with the store's ``format`` and a supported version)."""
     meta = store_path / "zarr.json"
+    if not store_path.exists():
+        raise InputError(f"dataset store '{store_path}' does not exist")
     if not store_path.is_dir() or not meta.is_file():
         raise InputError(f"'{store_path}' exists and is not an rtml dataset store")
     try:

@@ -17,6 +17,10 @@ name                        what passes
 ``electron_count``          :math:`|\mathrm{Tr}(P_\sigma(t) S) - N_\sigma|` <= ``atol_trace``
 ``idempotency``             :math:`\max|P'_\sigma P'_\sigma - P'_\sigma|` <=
                             ``atol_idempotency`` (Löwdin basis)
+``response``                a field acts (``field_spec`` kind not ``none``):
+                            :math:`\max_{t\sigma\mu\nu}|P_\sigma(t) - P_\sigma(0)|` >
+                            ``atol_response``, above numerical noise (a static
+                            trajectory is dead data, see :func:`check_density`)
 ``time_grid``               :math:`t` strictly increasing, :math:`t_{k+1} - t_k =
                             \Delta t \cdot \mathrm{save\_every}`
 ``energy_conservation``     field-free: :math:`\max_t|E(t) - E(0)|` < ``atol_energy``
@@ -149,6 +153,7 @@ def validate_trajectory(
     atol_idempotency: float = 1e-6,
     atol_energy: float = 1e-5,
     rtol_fock_hermitian: float = 1e-12,
+    atol_response: float = 1e-8,
     block_frames: int = 256,
 ) -> ValidationReport:
     r"""Check an rtml trajectory file against its schema and basic physics.
@@ -161,6 +166,8 @@ def validate_trajectory(
         atol_energy: bound on :math:`\max_t|E(t) - E(0)|` (Hartree), field-free runs only.
         rtol_fock_hermitian: bound on :math:`\max|F - F^\dagger| / \max|F|` of the
             optional Fock matrices (the engine's are Hermitian to ~1e-15 of max|F|).
+        atol_response: least :math:`\max_t|P(t) - P(0)|` of a trajectory with a field
+            (its numerical noise is ~1e-10; see :func:`check_density`).
         block_frames: frames read at a time when streaming the density, Fock matrices
             and other per-frame datasets; memory is a few blocks of
             ``block_frames * n_spin * nbf**2`` complex values. The results do not depend on it.
@@ -181,7 +188,8 @@ def validate_trajectory(
         checks += check_overlap(f, ctx, atol_hermitian=atol_hermitian)
         checks += check_density(f, ctx, atol_trace=atol_trace,
                                 atol_hermitian=atol_hermitian,
-                                atol_idempotency=atol_idempotency, block_frames=block_frames)
+                                atol_idempotency=atol_idempotency,
+                                atol_response=atol_response, block_frames=block_frames)
         checks.append(check_time_grid(f, ctx))
         checks.append(check_energy(f, ctx, atol_energy=atol_energy, block_frames=block_frames))
         checks += check_optional(f, ctx, atol_trace=atol_trace, atol_hermitian=atol_hermitian,
@@ -440,9 +448,10 @@ def _spin_targets(ctx: _Context) -> tuple[list[float] | None, str]:
 
 
 def check_density(f: h5py.File, ctx: _Context, *, atol_trace: float,
-                  atol_hermitian: float, atol_idempotency: float,
+                  atol_hermitian: float, atol_idempotency: float, atol_response: float,
                   block_frames: int) -> list[Check]:
-    r"""Hermiticity, electron count and idempotency of :math:`P_\sigma(t)`, one pass.
+    r"""Hermiticity, electron count, idempotency and response of :math:`P_\sigma(t)`,
+    one pass.
 
     With :math:`P = P^\mathrm{re} + i P^\mathrm{im}` for every frame t and spin σ:
 
@@ -455,15 +464,28 @@ def check_density(f: h5py.File, ctx: _Context, *, atol_trace: float,
         r = \max_{t\sigma}\max_{\mu\nu}|P'_\sigma P'_\sigma - P'_\sigma|_{\mu\nu},\quad
         P'_\sigma = w\, S^{1/2} P_\sigma S^{1/2}
 
+        d = \max_{t\sigma}\max_{\mu\nu}|P_\sigma(t) - P_\sigma(0)|_{\mu\nu}
+
     with :math:`N_\sigma` from :func:`_spin_targets`, :math:`w = 1/2` for n_spin=1 (closed
     shell, total density) and :math:`w = 1` for n_spin=2;
     :math:`S^{1/2} = V \mathrm{diag}(\sqrt{\lambda}) V^T` from :math:`S = V \Lambda V^T`.
     The frames are read ``block_frames`` at a time.
+
+    The ``response`` check fails when a field acts (``field_spec`` kind other than ``none``,
+    non-zero amplitude) and ``d <= atol_response``: the field does not couple to the
+    molecule (an x field on H2 along z in a basis with only s functions on H), and the
+    trajectory is static, dead data for learning. The default bound 1e-8 sits between the
+    numerical noise and the weakest response of the dataset's fields, both measured with
+    ``rtml propagate`` (PBE0/6-31G, dt 0.2, magnus2, 1 thread): field-free runs of 200 a.u.
+    drift by d = 1.1e-10 (LiH), 9.8e-11 (H2O), 5.8e-13 (H2; an x kick of H2 gives the
+    same 5.8e-13), bounded, not growing with time (the SCF residual); a z kick of
+    1e-4 on H2 moves P by d = 3.6e-4.
     """
-    names = ("hermiticity", "electron_count", "idempotency")
+    names = ("hermiticity", "electron_count", "idempotency", "response")
     skip = _skip("hermiticity", ctx, _DENSITY)
     if skip:
         return [skip._replace(name=n) for n in names]
+    field_free = _field_free(ctx)
     skip_count = _skip("electron_count", ctx, (_OVERLAP,),
                        ("n_electrons",) + (("multiplicity",) if ctx.dims["n_spin"] == 2 else ()))
     skip_idem = _skip("idempotency", ctx, (_OVERLAP,))
@@ -491,9 +513,13 @@ def check_density(f: h5py.File, ctx: _Context, *, atol_trace: float,
             worst[key] = (float(per_frame[t, s]), (int(t) + offset, int(s)))
 
     re_ds, im_ds = f[_DENSITY[0]], f[_DENSITY[1]]
+    P0 = None
     for sl in _blocks(ctx.dims["n_steps"], block_frames):
         P = re_ds[sl] + 1j * im_ds[sl]                  # (b, n_spin, nbf, nbf)
+        if P0 is None:
+            P0 = P[0]
         _update("hermiticity", hermiticity_error(P), sl.start)
+        _update("response", np.abs(P - P0).max(axis=(-2, -1), initial=0.0), sl.start)
         if skip_count is None:
             _update("electron_count", trace_error(P, S, targets), sl.start)
         if skip_idem is None:
@@ -517,7 +543,46 @@ def check_density(f: h5py.File, ctx: _Context, *, atol_trace: float,
         skip_idem or _result("idempotency", atol_idempotency,
                              "max|P'P' - P'| (Löwdin, P' = S^1/2 P S^1/2"
                              + (" / 2)" if weight == 0.5 else ")")),
+        _response(worst["response"], field_free, atol_response, ctx.dims["n_steps"]),
     ]
+
+
+def _field_free(ctx: _Context) -> bool | None:
+    """Whether the file's ``field_spec`` says no field acts (kind ``none`` or amplitude 0);
+    None when it is missing or not a JSON object."""
+    try:
+        spec = json.loads(ctx.attrs["field_spec"])
+    except (KeyError, TypeError, json.JSONDecodeError):
+        return None
+    if not isinstance(spec, dict):
+        return None
+    return spec.get("kind") == "none" or spec.get("amplitude", 1.0) == 0
+
+
+def _response(worst: tuple[float, tuple[int, int]], field_free: bool | None,
+              atol: float, n_frames: int) -> Check:
+    """The ``response`` check from the largest :math:`|P(t) - P(0)|` and its (frame, spin);
+    a single frame (an imported restart snapshot) has no response to measure."""
+    value, (t, s) = worst
+    if n_frames == 1 and field_free is not None:
+        return Check("response", True, None, atol, "one frame: no response to measure")
+    if field_free is None:
+        return Check("response", False, None, atol,
+                     "skipped: root attribute 'field_spec' missing or malformed (see schema)")
+    if value < 0:
+        return Check("response", field_free, None, atol, "no frames")
+    if not np.isfinite(value):
+        return Check("response", False, value, atol,
+                     f"non-finite density values (frame {t}, spin {s}; see finite)")
+    what = f"max|P(t) - P(0)| = {value:.3e}"
+    if field_free:
+        return Check("response", True, value, atol, f"field-free: {what} (no response expected)")
+    if value <= atol:
+        return Check("response", False, value, atol,
+                     f"static: {what} <= {atol:.1e} (numerical noise) although a field acts "
+                     "(it does not couple to the molecule)")
+    return Check("response", True, value, atol,
+                 f"{what} (above the noise bound {atol:.1e}; largest at frame {t}, spin {s})")
 
 
 def check_time_grid(f: h5py.File, ctx: _Context) -> Check:

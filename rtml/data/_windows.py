@@ -43,7 +43,8 @@ import zarr
 from torch.utils.data import Dataset, Sampler
 
 from rtml._errors import InputError
-from rtml.data._schema import INDEX_COLUMNS, INDEX_GROUP, check_is_store, strings
+from rtml.data._commit import committed_counts, read_index
+from rtml.data._schema import check_is_store
 from rtml.data._splits import SPLITS, _check_fractions, assign_splits  # noqa: F401
 
 
@@ -148,7 +149,8 @@ class TrajectoryWindows(Dataset):
 
         check_is_store(self.path)
         root = zarr.open_group(str(self.path), mode="r", zarr_format=3)
-        available = list(root.attrs.get("molecules", []))
+        committed = committed_counts(root)
+        available = list(committed)
         held_out = list(dict.fromkeys(str(m) for m in held_out_molecules))
         selected = list(available if molecules is None else dict.fromkeys(map(str, molecules)))
         selected += [m for m in held_out if m not in selected]
@@ -167,7 +169,7 @@ class TrajectoryWindows(Dataset):
             g = root[mol]
             a = g.attrs.asdict()
             self._group[mol] = {
-                "n_committed": int(a["n_committed"]), "n_time": int(a["n_time"]),
+                "n_committed": committed[mol], "n_time": int(a["n_time"]),
                 "n_basis": int(a["n_basis"]), "n_spin": int(a["n_spin"]),
                 "n_atoms": int(a["n_atoms"]), "n_electrons": int(a["n_electrons"]),
                 "time": np.asarray(g["time"][...], dtype=np.float64),
@@ -179,14 +181,11 @@ class TrajectoryWindows(Dataset):
                                                      dtype=np.int64),
             }
 
-        # committed trajectories from the index (it never lists uncommitted rows)
-        ig = root[INDEX_GROUP]
-        cols = {name: ig[name][...] for name, _ in INDEX_COLUMNS
-                if name in ("traj_id", "molecule", "row", "geometry_id")}
-        all_trajs = [(str(m), int(r), str(t), str(gid)) for m, r, t, gid in zip(
-            strings(cols["molecule"]), cols["row"], strings(cols["traj_id"]),
-            strings(cols["geometry_id"])) if str(m) in self._group
-            and int(r) < self._group[str(m)]["n_committed"]]
+        # committed trajectories from the index (checked against the commit record)
+        index = read_index(root)
+        all_trajs = [(m, r, t, gid) for m, r, t, gid in zip(
+            index["molecule"], index["row"], index["traj_id"], index["geometry_id"])
+            if m in self._group]
 
         # splits
         f_train, f_val, f_test = self.fractions

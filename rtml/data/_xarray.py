@@ -1,7 +1,7 @@
 """Open the rtml dataset store (:mod:`rtml.data._assembly`) with xarray and pandas.
 
 Every molecule group becomes one lazy, dask-backed :class:`xarray.Dataset` trimmed to its
-committed trajectories (group attribute ``n_committed``), with dims ``traj, time, spin,
+committed trajectories (the store's commit record, :mod:`rtml.data._commit`), with dims ``traj, time, spin,
 ao_i, ao_j, atom, ao, xyz``. Data variables are ``rho``, ``dipole``, ``energy``,
 ``field`` and, in groups whose trajectories all recorded it, ``fock`` (traj, time, spin,
 ao_i, ao_j; F[P(t)] without the field term, dtype of ``rho``); everything else (``time``,
@@ -23,17 +23,19 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import xarray as xr
 import zarr
 
 from rtml._errors import InputError
-from rtml.data._schema import INDEX_COLUMNS, INDEX_GROUP, check_is_store
+from rtml.data._commit import committed_counts, read_index
+from rtml.data._schema import INDEX_COLUMNS, check_is_store
 
 
-def _root_attrs(path: Path) -> dict[str, Any]:
+def _open_root(path: Path):
     check_is_store(path)
-    return zarr.open_group(str(path), mode="r", zarr_format=3).attrs.asdict()
+    return zarr.open_group(str(path), mode="r", zarr_format=3)
 
 
 def open_dataset(path: str | os.PathLike, molecule: str | None = None, *,
@@ -59,41 +61,51 @@ def open_dataset(path: str | os.PathLike, molecule: str | None = None, *,
         >>> ds.rho.isel(traj=0, time=slice(0, 10)).values    # doctest: +SKIP
     """
     path = Path(path)
-    attrs = _root_attrs(path)
-    molecules = list(attrs.get("molecules", []))
+    root = _open_root(path)
+    counts = committed_counts(root)
     if molecule is None:
-        out = {}
-        for mol in molecules:
-            ds = _open_group(path, mol, chunks)
-            if ds.sizes["traj"]:
-                out[mol] = ds
-        return out
-    if molecule not in molecules:
+        return {mol: _open_group(path, root[mol], chunks, n) for mol, n in counts.items() if n}
+    if molecule not in counts:
         raise InputError(f"store '{path}' has no molecule '{molecule}' "
-                         f"(it has: {', '.join(molecules) or 'none'})")
-    return _open_group(path, molecule, chunks)
+                         f"(it has: {', '.join(counts) or 'none'})")
+    return _open_group(path, root[molecule], chunks, counts[molecule])
 
 
-def _open_group(path: Path, molecule: str, chunks: Any):
-    ds = xr.open_zarr(str(path), group=molecule, consolidated=False, zarr_format=3,
-                      chunks={} if chunks is None else chunks)
-    n = int(ds.attrs["n_committed"])
-    return ds.isel(traj=slice(0, n))
+def _open_group(path: Path, group, chunks: Any, n_committed: int):
+    """The Dataset of molecule group ``group``, its first ``n_committed`` rows (attribute
+    set to match).
+
+    An assembly killed while growing the group's arrays along ``traj`` leaves them of
+    different lengths (each at least ``n_committed``), which one Dataset cannot hold: the
+    arrays are then opened in sets of equal length, trimmed, and merged.
+    """
+    lengths: dict[int, list[str]] = {}
+    for name, array in group.arrays():
+        if tuple(array.metadata.dimension_names or ())[:1] == ("traj",):
+            lengths.setdefault(array.shape[0], []).append(name)
+    kwargs = dict(group=group.basename, consolidated=False, zarr_format=3,
+                  chunks={} if chunks is None else chunks)
+    if len(lengths) <= 1:
+        ds = xr.open_zarr(str(path), **kwargs).isel(traj=slice(0, n_committed))
+    else:
+        every = [name for names in lengths.values() for name in names]
+        parts = [xr.open_zarr(str(path), drop_variables=[v for v in every if v not in names],
+                              **kwargs).isel(traj=slice(0, n_committed))
+                 for names in lengths.values()]
+        ds = xr.merge(parts, compat="override", combine_attrs="override")
+        coordinates = str(group.attrs.get("coordinates", "")).split()
+        ds = ds.set_coords([name for name in coordinates if name in ds.data_vars])
+    ds.attrs["n_committed"] = n_committed
+    return ds
 
 
 def open_index(path: str | os.PathLike):
     """The store's ``index`` table as a :class:`pandas.DataFrame`, one row per committed
     trajectory: ``traj_id, molecule, row`` (position in its group), ``n_basis, n_spin,
-    n_time, geometry_id, field_kind, field_spec, inputs_sha256, source_file``."""
-    path = Path(path)
-    _root_attrs(path)
-    root = zarr.open_group(str(path), mode="r", zarr_format=3)
-    try:
-        ig = root[INDEX_GROUP]
-    except KeyError:
-        raise InputError(f"store '{path}' has no index group") from None
-    data = {}
-    for name, kind in INDEX_COLUMNS:
-        values = ig[name][...]
-        data[name] = [str(v) for v in values] if kind is str else values.astype(kind)
-    return pd.DataFrame(data)
+    n_time, geometry_id, field_kind, field_spec, inputs_sha256, source_file``. It always
+    agrees with the commit record (rows the stored index lacks after an interrupted
+    assembly are read from the groups)."""
+    index = read_index(_open_root(Path(path)))
+    return pd.DataFrame({name: index[name] if kind is str
+                         else np.asarray(index[name], dtype=kind)
+                         for name, kind in INDEX_COLUMNS})

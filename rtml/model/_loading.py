@@ -23,7 +23,13 @@ def load_model(model_dir):
     path = Path(model_dir) / "model.pt"
     if not path.is_file():
         raise InputError(f"no trained model at '{path}'")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # truncated or foreign file: torch raises several kinds, none clear
+        raise InputError(f"'{path}' is not a readable model file (damaged, or not written by "
+                         "rtml train); retrain the model") from None
+    if not isinstance(state, dict):
+        raise InputError(f"'{path}' is not an rtml model file (it holds a {type(state).__name__})")
     if state.get("model") == "rtml":
         return load_rtml(state), state
     return load_baseline(state), state

@@ -25,17 +25,17 @@ __all__ = [
     "PROPAGATORS", "exp_hermitian", "step_magnus2", "step_etrs", "PropagationSettings",
     "propagate", "apply_kicks", "fock_response", "to_orthonormal", "density_to_ao", "fock_to_ao",
     "build_fock_response", "response_size_mb", "density_on_grid", "libxc_rows", "block_ao_values",
-    "block_point_slices", "Checkpoint",
+    "block_point_slices", "Checkpoint", "CheckpointFrames", "PHYSICS_LIMITS", "physics_warnings",
     "PropagationState", "SimulationInputs", "simulate", "prepare_ground_state",
     "converged_ground_state", "resolve_fields", "ground_state_record", "trajectory_record",
     "batch_trajectory_records", "Spectrum", "absorption_spectrum", "find_peaks", "plot_spectrum",
 ]
 
 __getattr__, __dir__ = lazy_exports(__name__, {
-    "_checkpoint": ["Checkpoint", "PropagationState"],
+    "_checkpoint": ["Checkpoint", "CheckpointFrames", "PropagationState"],
     "_engine": [
-        "PropagationSettings", "apply_kicks", "density_to_ao", "fock_response", "fock_to_ao",
-        "propagate", "to_orthonormal",
+        "PHYSICS_LIMITS", "PropagationSettings", "apply_kicks", "density_to_ao", "fock_response",
+        "fock_to_ao", "physics_warnings", "propagate", "to_orthonormal",
     ],
     "_fock": [
         "FockContext", "block_ao_values", "block_point_slices", "build_fock_context",

@@ -7,29 +7,45 @@ A checkpoint is a directory holding
   (nsaved, nb, nspin, n, n) complex; time, field, energy, dipole), each written to a
   temporary name and renamed;
 - ``state.npz``: the full propagator state at the last checkpoint (step index, P' and the
-  Fock history used for extrapolation, counters) and the number of valid chunks, written
-  last, also atomically.
+  Fock history used for extrapolation, counters, the engine's energy reference) and the
+  numbers of valid chunks and frames, written last, also atomically.
 
 A run killed between the chunk and the state writes leaves an extra chunk that the state
-does not count; it is ignored and overwritten on resume. The inputs' hash is stored so that
-a checkpoint is never resumed with different inputs. A checkpoint written before frames
-carried their Fock matrix (no ``fock.npy`` chunks) is not resumed: the run starts over.
+does not count; it is ignored and overwritten on resume, and the temporaries of a killed
+write are removed. The inputs' hash is stored so that a checkpoint is never resumed with
+different inputs (one of other inputs is removed and the run starts over).
+
+Before a checkpoint is resumed it is verified: ``state.npz`` readable and complete, every
+chunk it counts present and readable, of the state's batch shape, and the chunks' frames
+adding up to the state's count. A damaged one (garbage, truncated, a chunk missing, or one
+written before frames carried their Fock matrix) is reported in one warning line and
+removed, and the run starts over from step 0. (Only structure is verified: a chunk of the
+right size whose numbers were overwritten in place is not detected.)
+
+After the run the frames stay on disk: :class:`CheckpointFrames` reads them back one
+quantity, or one batch member, at a time.
 """
 
 from __future__ import annotations
 
+import logging
 import shutil
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from rtml._atomic import atomic_write
+from rtml._atomic import atomic_write, remove_stale_temporaries
+
+log = logging.getLogger("rtml.tddft")
 
 _FRAME_KEYS = ("time", "field", "energy", "dipole")
 #: Per-frame matrices, one ``.npy`` file per chunk each (memory-mapped when read).
 _MATRIX_KEYS = ("density", "fock")
 _MODEL_KEYS = ("model_error", "build_density", "build_fock")
+_OPTIONAL_KEYS = _MODEL_KEYS + ("energy_reference",)
+_STATE_KEYS = ("step", "p_orth", "fock_history", "energy", "n_builds", "n_chunks", "input_hash")
 
 
 @dataclass
@@ -52,6 +68,10 @@ class PropagationState:
         Measured relative error of the linear-response corrector model per member.
     build_density, build_fock : (nb, nspin, n, n) complex or None
         P' and F' of each member's last full Fock build (the model's expansion point).
+    energy_reference : (nb,) float or None
+        E[P] when each member's field was last on (after the kick, at step 0 for kicks and
+        field-free runs): the energy the engine holds a field-free member to. None: the
+        energy at ``step`` (a checkpoint written before it was recorded).
     """
 
     step: int
@@ -62,6 +82,11 @@ class PropagationState:
     model_error: np.ndarray | None = None
     build_density: np.ndarray | None = None
     build_fock: np.ndarray | None = None
+    energy_reference: np.ndarray | None = None
+
+
+class _Damaged(Exception):
+    """A checkpoint that cannot be resumed; the message says what is wrong, in a few words."""
 
 
 def _atomic_save(path: Path, writer) -> None:
@@ -79,6 +104,7 @@ class Checkpoint:
         self.path = Path(path)
         self.input_hash = input_hash
         self.n_chunks = 0
+        self.n_frames = 0
 
     def exists(self) -> bool:
         return (self.path / "state.npz").is_file()
@@ -96,41 +122,150 @@ class Checkpoint:
             _atomic_save(self._chunk(self.n_chunks, "frames.npz"),
                          lambda fh: np.savez(fh, **{k: frames[k] for k in _FRAME_KEYS}))
             self.n_chunks += 1
-        model = {k: getattr(state, k) for k in _MODEL_KEYS if getattr(state, k) is not None}
+            self.n_frames += len(frames["time"])
+        optional = {k: getattr(state, k) for k in _OPTIONAL_KEYS if getattr(state, k) is not None}
         _atomic_save(self.path / "state.npz", lambda fh: np.savez(
             fh, step=state.step, p_orth=state.p_orth, fock_history=state.fock_history,
             energy=state.energy, n_builds=state.n_builds, n_chunks=self.n_chunks,
-            input_hash=self.input_hash, **model))
+            n_frames=self.n_frames, input_hash=self.input_hash, **optional))
 
     def load(self) -> PropagationState | None:
-        """The saved state, or None when there is no usable checkpoint for these inputs."""
-        if not self.exists():
-            return None
-        with np.load(self.path / "state.npz") as data:
-            if str(data["input_hash"]) != self.input_hash:
-                return None
-            n_chunks = int(data["n_chunks"])
-            if not all(self._chunk(i, f"{key}.npy").is_file()
-                       for i in range(n_chunks) for key in _MATRIX_KEYS):
-                return None  # an older checkpoint without the frames' Fock matrices
-            self.n_chunks = n_chunks
-            model = {k: data[k] for k in _MODEL_KEYS if k in data}
-            return PropagationState(step=int(data["step"]), p_orth=data["p_orth"],
-                                    fock_history=data["fock_history"], energy=data["energy"],
-                                    n_builds=int(data["n_builds"]), **model)
+        """The saved state, or None when there is no usable checkpoint for these inputs.
 
-    def read_frames(self, member: int | None = None) -> dict:
-        """All checkpointed frames, concatenated in time; one batch member if given."""
-        sel = slice(None) if member is None else member
-        parts = {k: [] for k in _MATRIX_KEYS + _FRAME_KEYS}
-        for i in range(self.n_chunks):
+        A damaged checkpoint, or one of other inputs, is removed (a damaged one with a
+        warning line), so that the run starts over from step 0.
+        """
+        if not self.path.is_dir():
+            return None
+        remove_stale_temporaries(self.path)
+        if not self.exists():
+            return None  # killed before its first state was written: nothing to resume
+        try:
+            state, input_hash, n_chunks, n_frames = self._read_state()
+            if input_hash != self.input_hash:
+                log.info("checkpoint %s belongs to other inputs; starting over", self.path)
+                self.remove()
+                return None
+            counted = self._verify_chunks(n_chunks, state.p_orth.shape)
+            if n_frames is not None and counted != n_frames:
+                raise _Damaged(f"its chunks hold {counted} frames, its state counts {n_frames}")
+        except _Damaged as err:
+            log.warning("checkpoint %s is damaged (%s); removed, starting over from step 0",
+                        self.path, err)
+            self.remove()
+            return None
+        self.n_chunks, self.n_frames = n_chunks, counted
+        return state
+
+    def _read_state(self) -> tuple[PropagationState, str, int, int | None]:
+        """The state, inputs hash, chunk count and frame count (None: not recorded) of
+        ``state.npz``; raises :class:`_Damaged` when it cannot be read."""
+        try:
+            with np.load(self.path / "state.npz") as data:
+                missing = [k for k in _STATE_KEYS if k not in data.files]
+                if missing:
+                    raise _Damaged(f"state.npz lacks {', '.join(missing)}")
+                optional = {k: data[k] for k in _OPTIONAL_KEYS if k in data.files}
+                state = PropagationState(step=int(data["step"]), p_orth=data["p_orth"],
+                                         fock_history=data["fock_history"],
+                                         energy=data["energy"], n_builds=int(data["n_builds"]),
+                                         **optional)
+                n_frames = int(data["n_frames"]) if "n_frames" in data.files else None
+                return state, str(data["input_hash"]), int(data["n_chunks"]), n_frames
+        except _Damaged:
+            raise
+        except Exception as err:  # numpy and zipfile raise many types on garbage
+            raise _Damaged(f"state.npz unreadable: {type(err).__name__}") from None
+
+    def _verify_chunks(self, n_chunks: int, batch_shape: tuple) -> int:
+        """Check that the ``n_chunks`` chunks are present, readable and of ``batch_shape``
+        ((nb, nspin, n, n)); return the number of frames they hold."""
+        total = 0
+        for i in range(n_chunks):
+            lengths = set()
             for key in _MATRIX_KEYS:
-                matrices = np.load(self._chunk(i, f"{key}.npy"), mmap_mode="r")
-                parts[key].append(np.array(matrices[:, sel]))
+                lengths.add(self._verify_matrices(self._chunk(i, f"{key}.npy"), batch_shape))
+            path = self._chunk(i, "frames.npz")
+            if not path.is_file():
+                raise _Damaged(f"{path.name} is missing")
+            try:
+                with np.load(path) as data:
+                    lengths.update(len(data[k]) for k in _FRAME_KEYS)
+            except Exception as err:
+                raise _Damaged(f"{path.name} unreadable: {type(err).__name__}") from None
+            if len(lengths) != 1:
+                raise _Damaged(f"chunk {i:06d} holds different numbers of frames per quantity")
+            total += lengths.pop()
+        return total
+
+    @staticmethod
+    def _verify_matrices(path: Path, batch_shape: tuple) -> int:
+        """Frames in one ``.npy`` chunk of per-frame matrices (header and size checked)."""
+        if not path.is_file():
+            raise _Damaged(f"{path.name} is missing")
+        try:
+            matrices = np.load(path, mmap_mode="r")  # fails when the file is truncated
+        except Exception as err:
+            raise _Damaged(f"{path.name} unreadable: {type(err).__name__}") from None
+        if matrices.ndim != len(batch_shape) + 1 or matrices.shape[1:] != tuple(batch_shape):
+            raise _Damaged(f"{path.name} has shape {matrices.shape}, the state "
+                           f"(n, {', '.join(map(str, batch_shape))})")
+        return matrices.shape[0]
+
+    def read_frames(self, member: int | None = None, keys=None) -> dict:
+        """Checkpointed frames, concatenated in time: every quantity, or those in ``keys``;
+        (T, nb, ...) arrays, or (T, ...) of one batch member if given. Each matrix quantity
+        is copied from its memory-mapped chunks into one array (no second copy)."""
+        keys = _MATRIX_KEYS + _FRAME_KEYS if keys is None else tuple(keys)
+        sel = slice(None) if member is None else member
+        if not self.n_chunks:
+            return {}
+        out = {}
+        for key in (k for k in _MATRIX_KEYS if k in keys):
+            chunks = [np.load(self._chunk(i, f"{key}.npy"), mmap_mode="r")[:, sel]
+                      for i in range(self.n_chunks)]
+            whole = np.empty((sum(len(c) for c in chunks), *chunks[0].shape[1:]),
+                             dtype=chunks[0].dtype)
+            start = 0
+            for chunk in chunks:
+                whole[start:start + len(chunk)] = chunk
+                start += len(chunk)
+            out[key] = whole
+        vectors = {k: [] for k in _FRAME_KEYS if k in keys}
+        for i in range(self.n_chunks if vectors else 0):
             with np.load(self._chunk(i, "frames.npz")) as data:
-                for k in _FRAME_KEYS:
-                    parts[k].append(data[k] if k == "time" else data[k][:, sel])
-        return {k: np.concatenate(v) for k, v in parts.items()} if self.n_chunks else {}
+                for k, parts in vectors.items():
+                    parts.append(data[k] if k == "time" else data[k][:, sel])
+        out.update({k: np.concatenate(parts) for k, parts in vectors.items()})
+        return out
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+class CheckpointFrames(Mapping):
+    """The frames of a checkpointed propagation, read from its chunks when asked for.
+
+    ``frames[key]`` is one quantity of every batch member, (T, nb, ...), as
+    :func:`rtml.tddft.propagate` returns them; :meth:`member` is every quantity of one
+    member, (T, ...), so that a batch's trajectories can be written one at a time with only
+    one of them in memory. Valid until the checkpoint is removed.
+    """
+
+    def __init__(self, checkpoint: Checkpoint):
+        self._checkpoint = checkpoint
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        if key not in _MATRIX_KEYS + _FRAME_KEYS:
+            raise KeyError(key)
+        return self._checkpoint.read_frames(keys=(key,))[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_MATRIX_KEYS + _FRAME_KEYS)
+
+    def __len__(self) -> int:
+        return len(_MATRIX_KEYS + _FRAME_KEYS)
+
+    def member(self, member: int) -> dict:
+        """All frames of batch member ``member``: ``time`` (T,), the rest (T, ...)."""
+        return self._checkpoint.read_frames(member=member)

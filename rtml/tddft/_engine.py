@@ -35,6 +35,17 @@ point: a full build at :math:`P(t)` (always for the first frame), or the linear-
 corrector's fixed point :math:`F'_b + \mathcal L'[P' - P'_b]` when that was accepted without
 another build; either way it equals a fresh exact build at the frame's density to within
 the corrector's tolerance (measured in ``tests/tddft/test_fock_frames.py``).
+
+The engine checks its own invariants after every step (:func:`check_invariants`): the
+electron count of each spin, occupations (eigenvalues of :math:`P'_\sigma`) within
+[0, 2] (restricted) or [0, 1] (unrestricted), and, for a member whose field is off, its
+energy against the energy when its field was last on (after the kick), to within a
+fraction of the energy the field put in. A step that breaks one stops the run with one line
+naming the step, the field and dt, instead of a wrong file: a time step too long for the
+system (H2, kick 1.0, dt 2: 2e-2 Eh lost in the first step) breaks energy conservation first.
+
+Settings beyond :data:`PHYSICS_LIMITS` are allowed but warned about
+(:func:`physics_warnings`).
 """
 
 from __future__ import annotations
@@ -47,13 +58,32 @@ import numpy as np
 
 from rtml._errors import ConvergenceError, InputError, PropagationError
 from rtml.fields import Field
-from rtml.tddft._checkpoint import Checkpoint, PropagationState
+from rtml.tddft._checkpoint import Checkpoint, CheckpointFrames, PropagationState
 from rtml.tddft._fock import FockContext, _blas_controller, fock_and_energy
 from rtml.tddft._ground_state import GroundState, electronic_dipole
 from rtml.tddft._propagators import PROPAGATORS, exp_hermitian
 from rtml.tddft._response import build_fock_response
 
 log = logging.getLogger("rtml.tddft")
+
+#: Beyond these a propagation runs, with a warning (:func:`physics_warnings`; README, Fields):
+#: ``kick`` |κ| and ``amplitude`` |E0| in a.u. (the dataset's kicks are <= 0.01 au and its
+#: pulses 0.01 au; 0.1 au of field is ~3.5e14 W/cm², where molecules ionise and a bound
+#: Gaussian basis no longer describes the electrons), ``dt`` in a.u. of time (the tests and
+#: the workflow use 0.1-0.5; at dt 2 an H2 kick loses energy conservation in one step).
+PHYSICS_LIMITS = {"kick": 0.1, "amplitude": 0.1, "dt": 1.0}
+
+#: Tolerances of :func:`check_invariants`: energy drift of a member whose field is off, Eh
+#: (``rtml validate``'s bound for field-free files) plus a fraction of the energy its field
+#: put in (measured at dt 0.2: 7e-5 of it after the dataset's resonant drive of LiH, 1.6e-1
+#: Eh absorbed; 1e-8 of it after a kick of 0.01 au), electron count per spin, occupations
+#: outside [0, n_max].
+ENERGY_DRIFT_TOL = 1e-5
+ENERGY_DRIFT_RTOL = 1e-3
+TRACE_TOL = 1e-8
+OCCUPATION_TOL = 1e-6
+#: |E(t)| (a.u.) below which a member's field counts as off.
+FIELD_OFF = 1e-10
 
 
 @dataclass
@@ -118,6 +148,22 @@ class PropagationSettings:
         return {"dt": self.dt, "n_steps": self.n_steps, "propagator": self.propagator,
                 "save_every": self.save_every, "pc_tol": self.pc_tol,
                 "max_pc_iter": self.max_pc_iter, "linear_corrector": self.linear_corrector}
+
+
+def physics_warnings(fields: list[Field], settings: PropagationSettings) -> list[str]:
+    """One line for each field strength or time step beyond :data:`PHYSICS_LIMITS`."""
+    lines = []
+    for f in fields:
+        kind = "kick" if f.is_kick else "amplitude"
+        if f.kind != "none" and abs(f.amplitude) > PHYSICS_LIMITS[kind]:
+            what = "kick strength |κ|" if f.is_kick else "field amplitude |E0|"
+            lines.append(f"{what} {abs(f.amplitude):g} au of field {f.to_spec()} is above "
+                         f"{PHYSICS_LIMITS[kind]:g} au (see README, Fields): far from the regime "
+                         "rtml's data and models are made for")
+    if settings.dt > PHYSICS_LIMITS["dt"]:
+        lines.append(f"time step dt = {settings.dt:g} au is above {PHYSICS_LIMITS['dt']:g} au: "
+                     "expect the engine to stop when energy conservation breaks; reduce dt")
+    return lines
 
 
 def to_orthonormal(ctx: FockContext, mat_ao: np.ndarray, density: bool) -> np.ndarray:
@@ -232,6 +278,64 @@ def _density_error_estimate(fock_error: np.ndarray, p_orth: np.ndarray, dt: floa
     return dt * _commutator_max(fock_error, p_orth)
 
 
+def field_on(fields: list[Field], t: float, dt: float) -> np.ndarray:
+    """(nb,) bool: the member's field acts during the step [t, t + dt] (|E| > FIELD_OFF at
+    its start, middle or end); a kick acts before step 0 only."""
+    times = np.array([t, t + 0.5 * dt, t + dt])
+    return np.array([bool(np.any(np.abs(f.envelope(times)) > FIELD_OFF)) for f in fields])
+
+
+def check_invariants(p_orth: np.ndarray, energy: np.ndarray, energy_reference: np.ndarray,
+                     energy_ground: float, electrons: np.ndarray, field_is_on: np.ndarray
+                     ) -> tuple[str, np.ndarray] | None:
+    r"""What a step broke and for which members, or None when it kept the invariants.
+
+    .. math::
+
+        |\mathrm{Tr}\,P'_{b\sigma} - N_\sigma| \le \text{TRACE\_TOL},\qquad
+        -\text{tol} \le \lambda(P'_{b\sigma}) \le n_\text{max} + \text{tol},
+
+        |E_b - E_b^\text{ref}| \le \text{ENERGY\_DRIFT\_TOL}
+            + \text{ENERGY\_DRIFT\_RTOL}\,|E_b^\text{ref} - E_0| \text{ if the field is off}
+
+    with :math:`n_\text{max}` 2 for one (restricted) spin channel, 1 for two, and
+    :math:`E_0` the ground-state energy.
+
+    Args:
+        p_orth: (nb, nspin, n, n) density in the Löwdin basis after the step.
+        energy, energy_reference: (nb,) E[P] after the step and when the field was last on.
+        energy_ground: E[P0] of the ground state.
+        electrons: (nspin,) electrons per spin channel.
+        field_is_on: (nb,) bool, the field acted during the step (:func:`field_on`).
+
+    Returns:
+        The first invariant broken, in words (``"energy drifted by 2.1e-02 Eh with the field
+        off (tolerance 9.7e-04 Eh)"``, for the worst member), and the indices of the members
+        that broke it.
+    """
+    trace = np.einsum("bsii->bs", p_orth).real
+    trace_error = np.abs(trace - electrons).max(axis=1)
+    n_max = 2.0 if p_orth.shape[1] == 1 else 1.0
+    occupations = np.linalg.eigvalsh(p_orth)  # (nb, nspin, n), ascending
+    occupation_error = np.maximum(-occupations[..., 0], occupations[..., -1] - n_max).max(axis=1)
+    drift = np.where(field_is_on, 0.0, np.abs(energy - energy_reference))
+    drift_tol = ENERGY_DRIFT_TOL + ENERGY_DRIFT_RTOL * np.abs(energy_reference - energy_ground)
+    nb = len(energy)
+    for error, tol, what in (
+            (trace_error, np.full(nb, TRACE_TOL), "electron count drifted by {:.1e} "
+             "(tolerance {:.0e})"),
+            (occupation_error, np.full(nb, OCCUPATION_TOL),
+             f"an occupation left [0, {n_max:g}] by {{:.1e}} (tolerance {{:.0e}})"),
+            (drift, drift_tol, "energy drifted by {:.1e} Eh with the field off "
+             "(tolerance {:.1e} Eh)")):
+        members = np.flatnonzero(~(error <= tol))  # NaN breaks it too
+        if len(members):
+            ratio = np.where(np.isnan(error), np.inf, error / tol)
+            worst = members[np.argmax(ratio[members])]
+            return what.format(error[worst], tol[worst]), members
+    return None
+
+
 def _commutator_max(a: np.ndarray, p: np.ndarray) -> np.ndarray:
     """max |[A, P]| per batch member."""
     comm = a @ p - p @ a
@@ -271,14 +375,19 @@ def propagate(ground_state: GroundState, fields: list[Field], settings: Propagat
         progress: optional callable(n_steps_done) called after every step.
 
     Returns:
-        frames: dict with ``density`` (n_frames, nb, nspin, nao, nao) complex AO densities,
+        frames: mapping with ``density`` (n_frames, nb, nspin, nao, nao) complex AO densities,
             ``fock`` (n_frames, nb, nspin, nao, nao) complex AO Fock matrices F[P(t)]
             without the field term (the matrix the step accepted, see the module
             docstring), ``time`` (n_frames,), ``field`` (n_frames, nb, 3), ``energy`` (n_frames, nb),
-            ``dipole`` (n_frames, nb, 3).
+            ``dipole`` (n_frames, nb, 3); with a checkpoint a :class:`CheckpointFrames`, read
+            from the checkpoint when asked for (valid until it is removed), else a dict.
         stats: dict with ``n_builds``, ``builds_per_step``, ``wall_time_s`` (the time loop)
             and ``response_setup_s`` (building the linear-response model, once per ground
             state).
+
+    Raises:
+        PropagationError: NaN/inf, or a step broke an invariant (:func:`check_invariants`).
+        ConvergenceError: the predictor-corrector did not converge.
     """
     if not fields:
         raise InputError("at least one field is needed")
@@ -300,29 +409,35 @@ def propagate(ground_state: GroundState, fields: list[Field], settings: Propagat
         buffer.append(density=p_ao, fock=fock_to_ao(ctx, fock_orth), time=t,
                       field=field_vectors(t), energy=energy, dipole=electronic_dipole(p_ao, ctx))
 
+    ground_orth = to_orthonormal(ctx, ground_state.density, density=True).astype(complex)
+    electrons = np.einsum("sii->s", ground_orth).real  # (nspin,), kept by every step
+    invariants = {"electrons": electrons, "energy_ground": ground_state.energy}
     state = checkpoint.load() if checkpoint is not None else None
     if state is not None:
         log.info("resuming from checkpoint %s at step %d", checkpoint.path, state.step)
+        if state.energy_reference is None:  # written before the reference was recorded
+            state.energy_reference = state.energy
     else:
-        p0 = to_orthonormal(ctx, ground_state.density, density=True).astype(complex)
-        p0 = apply_kicks(ctx, np.repeat(p0[None], len(fields), axis=0), fields, dip_orth)
+        p0 = apply_kicks(ctx, np.repeat(ground_orth[None], len(fields), axis=0), fields,
+                         dip_orth)
         fock0, energy0 = build_orthonormal(ctx, p0)
         state = PropagationState(step=0, p_orth=p0, fock_history=fock0[None], energy=energy0,
-                                 n_builds=len(fields))
+                                 n_builds=len(fields), energy_reference=energy0)
         record(0, p0, energy0, fock0)
         if checkpoint is not None:
             checkpoint.save(state, buffer.arrays())
             buffer.clear()
 
     setup = _time.perf_counter()
-    response = fock_response(ground_state) if settings.linear_corrector else None
+    steps_left = state.step < settings.n_steps
+    response = fock_response(ground_state) if settings.linear_corrector and steps_left else None
     setup = _time.perf_counter() - setup
     # every matrix of a step is tiny: threaded BLAS would only add a thread synchronisation
     # to each of them (libxc and the integrals keep their OpenMP threads)
     with _blas_controller().limit(limits=1, user_api="blas"):
         stats = _propagate_steps(ctx, fields, settings, state, step_fn, coupling, buffer, record,
-                                 checkpoint, progress, response)
-    frames = checkpoint.read_frames() if checkpoint is not None else buffer.arrays()
+                                 checkpoint, progress, invariants, response)
+    frames = CheckpointFrames(checkpoint) if checkpoint is not None else buffer.arrays()
     return frames, {**stats, "response_setup_s": setup}
 
 
@@ -423,8 +538,11 @@ class _LinearCorrector:
 
 
 def _propagate_steps(ctx, fields, settings, state, step_fn, coupling, buffer, record, checkpoint,
-                     progress, response=None):
-    """The time loop of :func:`propagate` (advances ``state``); returns its statistics."""
+                     progress, invariants, response=None):
+    """The time loop of :func:`propagate` (advances ``state``); returns its statistics.
+
+    ``invariants``: ``electrons`` (nspin,) and ``energy_ground`` for :func:`check_invariants`.
+    """
     dt = settings.dt
 
     def field_term_for(members):
@@ -501,6 +619,16 @@ def _propagate_steps(ctx, fields, settings, state, step_fn, coupling, buffer, re
         if not (np.all(np.isfinite(p_next)) and np.all(np.isfinite(energy_next))):
             raise PropagationError(f"NaN/inf in the density at step {state.step + 1} "
                                    f"(t = {t + dt:.3f} au); reduce dt")
+        on = field_on(fields, t, dt)
+        broken = check_invariants(p_next, energy_next, state.energy_reference,
+                                  field_is_on=on, **invariants)
+        if broken is not None:
+            what, members = broken
+            bad = ", ".join(fields[b].to_spec() for b in members)
+            raise PropagationError(f"{what} at step {state.step + 1} (t = {t + dt:.3f} au) for "
+                                   f"field {bad}: the time step dt = {dt:g} au is too long for "
+                                   "this system; reduce dt")
+        state.energy_reference = np.where(on, energy_next, state.energy_reference)
         state.step += 1
         state.p_orth = p_next
         state.fock_history = np.concatenate([state.fock_history[-2:], fock_next[None]])

@@ -9,6 +9,7 @@ excitations is a separate step (:func:`resolve_fields`) that only propagation ne
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from rtml._provenance import inputs_hash, provenance
 from rtml.chem import MoleculeSpec, SystemSpec
 from rtml.data import GroundStateRecord, Trajectory
 from rtml.fields import Field, resolve_field
-from rtml.tddft._checkpoint import Checkpoint
+from rtml.tddft._checkpoint import Checkpoint, CheckpointFrames
 from rtml.tddft._engine import PropagationSettings, propagate
 from rtml.tddft._ground_state import (Excitations, GroundState, excitation_energies,
                                      ground_state_fock, run_ground_state)
@@ -168,12 +169,13 @@ def ground_state_record(system: SystemSpec, ground_state: GroundState, excitatio
 
 
 def simulate(inputs: SimulationInputs, checkpoint_dir: str | Path | None = None, progress=None,
-             ground_state: GroundState | None = None) -> list[Trajectory]:
+             ground_state: GroundState | None = None) -> Sequence[Trajectory]:
     """Run the ground state and a batched propagation; return one Trajectory per field.
 
     With ``checkpoint_dir`` the propagation checkpoints there every
     ``settings.checkpoint_every`` steps and resumes from it when it exists for the same
-    inputs (the caller removes it once the trajectories are returned). With
+    inputs; the trajectories are then read from it, one each time one is indexed (only its
+    frames in memory), so the caller removes it once they are written. With
     ``ground_state`` given, ``inputs.fields`` must already be resolved.
     """
     if ground_state is None:
@@ -191,13 +193,15 @@ def simulate(inputs: SimulationInputs, checkpoint_dir: str | Path | None = None,
 
 
 def batch_trajectory_records(inputs: SimulationInputs, ground_state: GroundState,
-                             fields: list[Field], frames: dict, stats: dict,
+                             fields: list[Field], frames, stats: dict,
                              engine: str = ENGINE_NAME, propagator: str | None = None,
-                             engine_provenance: dict | None = None) -> list[Trajectory]:
+                             engine_provenance: dict | None = None) -> Sequence[Trajectory]:
     """One :class:`Trajectory` per field from a batch propagated from ``ground_state``.
 
     ``frames`` are batched as :func:`rtml.tddft.propagate` returns them (``(T, nb, ...)``;
-    ``frames["fock"]`` may be None); ``engine``/``propagator`` name what produced them
+    ``frames["fock"]`` may be None): a dict gives a list of records, a
+    :class:`~rtml.tddft.CheckpointFrames` a sequence that reads each record's frames from the
+    checkpoint when it is indexed. ``engine``/``propagator`` name what produced them
     (default: this engine and the settings' propagator); ``engine_provenance`` adds to the
     provenance (e.g. the model's hash for ``engine="model"``). Each record's inputs hash
     is that of the PySCF batch of its one field.
@@ -216,17 +220,41 @@ def batch_trajectory_records(inputs: SimulationInputs, ground_state: GroundState
         "fock_builds_per_step": stats["builds_per_step"],
         "batch_size": len(fields),
     }
-    return [trajectory_record(system, ground_state.context.mol, field, _member_frames(frames, b),
-                              dt=settings.dt, save_every=settings.save_every,
-                              propagator=propagator or settings.propagator, engine=engine,
-                              inputs_sha256=inputs_hash(inputs.hash_dict([field])),
-                              extra_attrs=extra_attrs, engine_provenance=engine_provenance,
-                              ground_state_density=density0, ground_state_fock=fock0)
-            for b, field in enumerate(fields)]
+
+    def record(b: int) -> Trajectory:
+        return trajectory_record(system, ground_state.context.mol, fields[b],
+                                 _member_frames(frames, b), dt=settings.dt,
+                                 save_every=settings.save_every,
+                                 propagator=propagator or settings.propagator, engine=engine,
+                                 inputs_sha256=inputs_hash(inputs.hash_dict([fields[b]])),
+                                 extra_attrs=extra_attrs, engine_provenance=engine_provenance,
+                                 ground_state_density=density0, ground_state_fock=fock0)
+
+    if isinstance(frames, CheckpointFrames):
+        return _RecordsOnDemand(record, len(fields))
+    return [record(b) for b in range(len(fields))]
 
 
-def _member_frames(frames: dict, member: int) -> dict:
+class _RecordsOnDemand(Sequence):
+    """Records built when indexed (``record(b)``), none of them kept."""
+
+    def __init__(self, record: Callable[[int], Trajectory], n: int):
+        self._record = record
+        self._n = n
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self._record(b) for b in range(self._n)[index]]
+        return self._record(range(self._n)[index])  # range checks and wraps the index
+
+
+def _member_frames(frames, member: int) -> dict:
     """Frames of batch member ``member``: (T, nb, ...) arrays -> (T, ...); time is shared."""
+    if isinstance(frames, CheckpointFrames):
+        return frames.member(member)
     out = {"time": frames["time"]}
     for key in ("density", "fock", "field", "energy", "dipole"):
         out[key] = None if frames.get(key) is None else frames[key][:, member]

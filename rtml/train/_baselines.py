@@ -7,18 +7,16 @@ training trajectories; the validation trajectories only select its ridge penalty
 
 from __future__ import annotations
 
-import csv
 import logging
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from rtml._atomic import atomic_write
 from rtml._errors import InputError
 from rtml.data import open_store_groups, trajectory_data, trajectory_splits
 from rtml.model import PersistenceModel, fit_linear
 from rtml.train._config import BASELINE_MODELS
+from rtml.train._outputs import check_model_dir, save_state, write_rows
 
 log = logging.getLogger("rtml.train")
 
@@ -36,10 +34,13 @@ def train_baseline(store, model_name: str, output_dir, molecules=None, seed: int
                    fractions=(0.8, 0.1, 0.1), held_out_molecules=()) -> Path:
     """Fit a baseline on ``store`` and write ``model.pt`` and ``train_metrics.csv``.
 
-    Both files are written to temporary names and renamed.
+    Both files are written to temporary names and renamed; the directory is created only
+    then, so a fit that fails leaves none.
     """
     if model_name not in BASELINE_MODELS:
         raise InputError(f"unknown model '{model_name}'; choose from {', '.join(BASELINE_MODELS)}")
+    out = Path(output_dir)
+    check_model_dir(out)
     groups = open_store_groups(store, molecules)
     splits = trajectory_splits(groups, fractions, seed, held_out_molecules)
     model = fit_linear(groups, splits) if model_name == "linear" else PersistenceModel()
@@ -57,22 +58,11 @@ def train_baseline(store, model_name: str, output_dir, molecules=None, seed: int
         rows.append(row)
         log.info("%s: %s one-step MSE train %.3e, val %.3e", model_name, mol,
                  row["train_one_step_mse"], row["val_one_step_mse"])
-    out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     state = model.state_dict()
     state.update({"store": str(Path(store).resolve()), "dataset_molecules": sorted(groups),
                   "split": {"fractions": list(fractions), "seed": seed,
                             "held_out_molecules": list(held_out_molecules)}})
-    atomic_write(out / "model.pt", lambda p: torch.save(state, p))
-    atomic_write(out / "train_metrics.csv", lambda p: _write_csv(p, rows))
+    save_state(out / "model.pt", state)
+    write_rows(out / "train_metrics.csv", rows, list(rows[0]) if rows else ["molecule"])
     return out
-
-
-def _write_csv(path, rows) -> None:
-    with open(path, "w", newline="") as fh:
-        if not rows:
-            fh.write("molecule\n")
-            return
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)

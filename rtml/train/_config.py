@@ -6,6 +6,7 @@ defaults without importing torch.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field as dc_field
 
 from rtml._errors import InputError
@@ -45,6 +46,14 @@ class TrainConfig:
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1:
             raise InputError(f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
+        if self.frame_batches < 0 or self.sequence_epochs < 0:
+            raise InputError("frame_batches and sequence_epochs must be >= 0, got "
+                             f"{self.frame_batches}, {self.sequence_epochs}")
+        if self.frame_batches == 0 and self.sequence_epochs == 0:
+            raise InputError("frame_batches and sequence_epochs are both 0: no training step would "
+                             "run (an untrained model)")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise InputError(f"lr must be a positive number, got {self.lr}")
         if not self.rollout_horizons or min(self.rollout_horizons) < 1:
             raise InputError(f"rollout_horizons must be positive step counts, got {self.rollout_horizons}")
 

@@ -37,16 +37,18 @@ The gate head starts at zero, so the gated model starts as the fitted linear one
 Validation rolls out the validation trajectories (geometries carved from the training
 geometries by :func:`rtml.data.trajectory_splits`; the test split is never read) for
 ``val_horizon`` steps and scores the mean e(t); ``model.pt`` is the best validation model,
-and a non-finite loss or validation score stops training with an error (``model.pt`` is
-never replaced by a non-finite model). AdamW, learning rate a pure function of the step
-(warm-up, cosine). Every epoch writes ``checkpoint.pt`` (model, optimiser, step, every
-random state, best validation score, dataset hash, config); a resumed run continues from
-it. Metrics go to ``train_metrics.csv`` and TensorBoard.
+replaced only by a finite, better one. Non-finite data is refused when the store is read;
+a non-finite loss, gradient or validation score stops training with an error. AdamW,
+learning rate a pure function of the step (warm-up, cosine). Every epoch writes
+``checkpoint.pt`` (model, optimiser, step, every random state, best validation score and
+model, the metrics of every epoch, dataset hash, config); a resumed run continues from it
+bit-identically at the same thread count, and ``model.pt`` and ``train_metrics.csv`` are
+rebuilt from it. Metrics go to ``train_metrics.csv`` and TensorBoard.
 """
 
 from __future__ import annotations
 
-import csv
+import copy
 import logging
 import math
 import random
@@ -60,13 +62,13 @@ import torch
 import zarr
 from torch.utils.tensorboard import SummaryWriter
 
-from rtml._atomic import atomic_write
-from rtml._errors import InputError
+from rtml._errors import InputError, RtmlError
 from rtml._progress import Progress
-from rtml.train._config import TrainConfig
 from rtml.data import open_store_groups, trajectory_data, trajectory_splits
 from rtml.model import (ModelConfig, MoleculeSystem, RTMLModel, apply_coulomb_exchange,
                         frame_spacing, midpoint_fields, stack_systems, system_from_trajectories)
+from rtml.train._config import TrainConfig
+from rtml.train._outputs import check_model_dir, save_state, write_rows
 
 log = logging.getLogger("rtml.train")
 
@@ -227,8 +229,32 @@ def _store_hash(store) -> str:
     return str(zarr.open_group(str(store), mode="r", zarr_format=3).attrs.get("dataset_sha256", ""))
 
 
+#: Numeric fields of a :class:`rtml.data.TrajectoryData` that training reads.
+_NUMERIC_FIELDS = ("rho", "field", "positions_angstrom", "overlap", "core_hamiltonian",
+                   "rho_ground", "fock_ground", "fock", "time")
+
+
+def _check_finite_records(records, store) -> None:
+    """Refuse trajectory records holding NaN or inf (a store damaged after assembly).
+
+    Raises:
+        InputError: naming the first such trajectory and its non-finite fields.
+    """
+    for rec in records:
+        bad = [name for name in _NUMERIC_FIELDS
+               if getattr(rec, name) is not None and not np.isfinite(getattr(rec, name)).all()]
+        if bad:
+            raise InputError(f"trajectory '{rec.traj_id}' ({rec.molecule}) of '{store}' holds "
+                             f"non-finite values in {', '.join(bad)}: the store is damaged; "
+                             "re-assemble it from files that pass 'rtml validate'")
+
+
 def load_training_data(store, cfg: TrainConfig):
-    """Training and validation trajectory records of ``store`` (the test split is not read)."""
+    """Training and validation trajectory records of ``store`` (the test split is not read).
+
+    Raises:
+        InputError: no training or no validation trajectories, or one holds NaN or inf.
+    """
     groups = open_store_groups(store, cfg.molecules)
     held = tuple(cfg.held_out_molecules)
     splits = trajectory_splits(groups, cfg.fractions, cfg.seed, held)
@@ -244,18 +270,37 @@ def load_training_data(store, cfg: TrainConfig):
     if not val:
         raise InputError(f"no validation geometries in '{store}': training needs at least two "
                          "geometries of a trained molecule (validation is never taken from test)")
+    _check_finite_records(train + val, store)
     return train, val
+
+
+#: Columns of ``train_metrics.csv``: one row per finished epoch (``epoch`` counts from 0).
+METRIC_FIELDS = ["epoch", "step", "lr", "horizon", "fock_loss", "one_step_loss", "rollout_loss",
+                 "val_rollout_error", "seconds"]
+#: What a checkpoint holds beyond ``model.pt``'s state, all needed for an exact resume.
+_CHECKPOINT_KEYS = ("optimizer", "epoch", "step", "best_val", "best_model", "history",
+                    "generator", "torch_rng", "numpy_rng", "python_rng")
 
 
 def train_rtml(store, output_dir, cfg: TrainConfig, resume: bool = True, progress: bool = True) -> Path:
     """Train :class:`RTMLModel` on ``store``; returns the output directory.
 
     Resumes from ``output_dir/checkpoint.pt`` when it exists and was made from the same
-    dataset (hash) and config.
+    dataset (hash) and config; ``model.pt`` and ``train_metrics.csv`` are then rebuilt from
+    it (a workflow manager may have deleted them), and the run continues bit-identically
+    to an uninterrupted one at the same thread count. Each epoch writes the checkpoint
+    first, then ``model.pt`` (only when the validation error improved) and the metrics, so
+    a kill at any point loses at most the epoch under way. Nothing is written before the
+    first epoch ends: a run that fails earlier leaves no output directory behind.
+
+    Raises:
+        InputError: bad store, settings or output directory (before any training).
+        RtmlError: a non-finite loss, gradient or validation error (``model.pt`` is left as
+            it was), or a file cannot be written (disk full).
     """
-    seed_everything(cfg.seed)
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    check_model_dir(out)
+    seed_everything(cfg.seed)
     model_cfg = ModelConfig(**cfg.model)
     t_load = time.perf_counter()
     train_recs, val_recs = load_training_data(store, cfg)
@@ -263,6 +308,7 @@ def train_rtml(store, output_dir, cfg: TrainConfig, resume: bool = True, progres
     val = prepare_trajectories(val_recs, model_cfg.learned)
     log.info("training on %d trajectories, validating on %d (%.1f s to load)", len(train), len(val),
              time.perf_counter() - t_load)
+    _check_something_trains(train, cfg, store)
     dataset_hash = _store_hash(store)
 
     model = RTMLModel(model_cfg).to(torch.float64)
@@ -270,103 +316,213 @@ def train_rtml(store, output_dir, cfg: TrainConfig, resume: bool = True, progres
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     generator = torch.Generator().manual_seed(cfg.seed)
     n_seq = len(_batches(train, cfg.batch_size, torch.Generator().manual_seed(0)))
-    n_seq_epochs = min(cfg.sequence_epochs, cfg.epochs)
     total_steps = (cfg.epochs * cfg.frame_batches
-                   + n_seq_epochs * (n_seq + cfg.rollout_batches))
-    start_epoch, step, best_val = 0, 0, float("inf")
-    ckpt_path = out / "checkpoint.pt"
-    if resume and ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if ckpt.get("dataset_sha256") == dataset_hash and ckpt.get("train_config") == asdict(cfg):
-            model.load_state_dict(ckpt["state_dict"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            start_epoch, step, best_val = ckpt["epoch"] + 1, ckpt["step"], ckpt["best_val"]
-            generator.set_state(ckpt["generator"])
-            torch.set_rng_state(ckpt["torch_rng"])
-            np.random.set_state(ckpt["numpy_rng"])
-            random.setstate(ckpt["python_rng"])
-            log.info("resuming training from epoch %d (step %d)", start_epoch, step)
+                   + min(cfg.sequence_epochs, cfg.epochs) * (n_seq + cfg.rollout_batches))
+    ckpt = {"epoch": -1, "step": 0, "best_val": float("inf"), "best_model": None, "history": []}
+    resumed = _resume(out / "checkpoint.pt", dataset_hash, cfg, model, optimizer, generator) \
+        if resume else None
+    if resumed is not None:
+        ckpt = resumed
+        _write_outputs(out, ckpt, model_changed=True)
+        log.info("resuming training from epoch %d (step %d)", ckpt["epoch"] + 1, ckpt["step"])
     log.info("%r", model)
 
-    writer = SummaryWriter(log_dir=str(out / "tensorboard"))
-    metrics_path = out / "train_metrics.csv"
-    fields = ["epoch", "step", "lr", "horizon", "fock_loss", "one_step_loss", "rollout_loss",
-              "val_rollout_error", "seconds"]
-    if start_epoch == 0 or not metrics_path.is_file():
-        with open(metrics_path, "w", newline="") as fh:
-            csv.writer(fh).writerow(fields)
+    step = ckpt["step"]
+    scalars = _Scalars(out / "tensorboard", first_step=step)
     bar = Progress(total_steps, "train", enabled=progress, unit="batches")
     bar(step)
-    for epoch in range(start_epoch, cfg.epochs):
-        t0 = time.perf_counter()
-        horizon = horizon_at(epoch, cfg)
-        sums: dict[str, list] = {"fock": [], "one_step": [], "rollout": []}
-        plan = [("frames", b) for _ in range(cfg.frame_batches // max(1, len(train) // cfg.batch_size) + 1)
-                for b in _batches(train, cfg.batch_size, generator)][:cfg.frame_batches]
-        if horizon:
-            plan += [("fock", b) for b in _batches(train, cfg.batch_size, generator)]
-            roll = _batches(train, cfg.batch_size, generator)[:cfg.rollout_batches]
-            plan += [("rollout", b) for b in roll]
-        model.train()
-        for kind, batch in plan:
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(step, total_steps, cfg)
-            items = [train[i] for i in batch]
-            if kind == "frames":
-                loss = frame_loss(model, items, cfg.frames_per_trajectory, generator)
-                if loss is None:
-                    continue
-                sums["fock"].append(float(loss.detach()))
-            elif kind == "fock":
-                terms = fock_loss(model, items, cfg.sequence_frames)
-                loss = terms.get("fock", terms["one_step"])
-                sums["one_step"].append(float(terms["one_step"].detach()))
-                if "fock" in terms:
-                    sums["fock"].append(float(terms["fock"].detach()))
-            else:
-                loss = cfg.rollout_weight * rollout_loss(model, items, horizon)
-                sums["rollout"].append(float(loss.detach()))
-            if not torch.isfinite(loss):
-                raise InputError(f"non-finite training loss at epoch {epoch} (step {step}); the "
-                                 "store may hold non-finite data")
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            step += 1
-            bar(step)
-        model.eval()
-        val_err = validation_error(model, val, cfg.val_horizon, cfg.batch_size)
-        mean = lambda xs: float(np.mean(xs)) if xs else float("nan")
-        row = {"epoch": epoch, "step": step, "lr": learning_rate(step, total_steps, cfg),
-               "horizon": horizon, "fock_loss": mean(sums["fock"]), "one_step_loss": mean(sums["one_step"]),
-               "rollout_loss": mean(sums["rollout"]), "val_rollout_error": val_err,
-               "seconds": time.perf_counter() - t0}
-        with open(metrics_path, "a", newline="") as fh:
-            csv.writer(fh).writerow([row[f] for f in fields])
-        for key in ("fock_loss", "one_step_loss", "rollout_loss", "val_rollout_error", "lr"):
-            if np.isfinite(row[key]):
-                writer.add_scalar(key, row[key], step)
-        log.info("epoch %d: ΔG loss %.3e, one-step %.3e, rollout(%d) %.3e, val e %.3e (%.1f s)",
-                 epoch, row["fock_loss"], row["one_step_loss"], horizon, row["rollout_loss"], val_err,
-                 row["seconds"])
-        if not np.isfinite(val_err):
-            raise InputError(f"validation error is not finite at epoch {epoch}; model.pt left as it was")
-        if val_err < best_val:
-            best_val = val_err
-            _save(out / "model.pt", _model_state(model, cfg, dataset_hash, store, best_val))
-        _save(ckpt_path, {**_model_state(model, cfg, dataset_hash, store, best_val),
-                          "optimizer": optimizer.state_dict(), "epoch": epoch, "step": step,
-                          "best_val": best_val, "generator": generator.get_state(),
-                          "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
-                          "python_rng": random.getstate()})
-    bar.close()
-    writer.close()
+    try:
+        for epoch in range(ckpt["epoch"] + 1, cfg.epochs):
+            t0 = time.perf_counter()
+            step, sums = _train_epoch(model, optimizer, train, cfg, epoch, step, total_steps,
+                                      generator, bar)
+            model.eval()
+            val_err = validation_error(model, val, cfg.val_horizon, cfg.batch_size)
+            row = {"epoch": epoch, "step": step, "lr": learning_rate(step, total_steps, cfg),
+                   "horizon": horizon_at(epoch, cfg), "fock_loss": _mean(sums["fock"]),
+                   "one_step_loss": _mean(sums["one_step"]), "rollout_loss": _mean(sums["rollout"]),
+                   "val_rollout_error": val_err, "seconds": time.perf_counter() - t0}
+            log.info("epoch %d: ΔG loss %.3e, one-step %.3e, rollout(%d) %.3e, val e %.3e (%.1f s)",
+                     epoch, row["fock_loss"], row["one_step_loss"], row["horizon"],
+                     row["rollout_loss"], val_err, row["seconds"])
+            if not math.isfinite(val_err):
+                raise RtmlError(f"validation error is not finite at epoch {epoch}; model.pt is "
+                                "left as it was")
+            improved = val_err < ckpt["best_val"]
+            ckpt = _epoch_checkpoint(ckpt, _model_state(model, cfg, dataset_hash, store, val_err),
+                                     improved, row, optimizer, generator)
+            out.mkdir(parents=True, exist_ok=True)
+            save_state(out / "checkpoint.pt", ckpt, fsync=True)  # first: the rest derives from it
+            _write_outputs(out, ckpt, model_changed=improved)
+            scalars.add(row)
+    finally:
+        bar.close()
+        scalars.close()
     return out
 
 
+def _epoch_checkpoint(previous: dict, current: dict, improved: bool, row: dict, optimizer,
+                      generator: torch.Generator) -> dict:
+    """The checkpoint after the epoch of metrics ``row``: the ``current`` model state (as
+    :func:`_model_state`), the optimiser and every random state, the best model so far and
+    the metrics of every finished epoch (``previous``: the last checkpoint)."""
+    return {**current, "optimizer": optimizer.state_dict(), "epoch": row["epoch"],
+            "step": row["step"],
+            "best_val": row["val_rollout_error"] if improved else previous["best_val"],
+            "best_model": current if improved else previous["best_model"],
+            "history": [*previous["history"], row], "generator": generator.get_state(),
+            "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
+            "python_rng": random.getstate()}
+
+
+def _train_epoch(model: RTMLModel, optimizer, train: list[TrainingTrajectory], cfg: TrainConfig,
+                 epoch: int, step: int, total_steps: int, generator: torch.Generator,
+                 bar: Progress) -> tuple[int, dict[str, list[float]]]:
+    """One epoch of optimiser steps; returns the step count after it and the batch losses
+    by kind (``fock``, ``one_step``, ``rollout``).
+
+    Raises:
+        RtmlError: a loss or a gradient norm is not finite (training diverged).
+    """
+    horizon = horizon_at(epoch, cfg)
+    sums: dict[str, list[float]] = {"fock": [], "one_step": [], "rollout": []}
+    model.train()
+    for kind, batch in _epoch_plan(train, cfg, horizon, generator):
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, total_steps, cfg)
+        loss = _batch_loss(model, kind, [train[i] for i in batch], cfg, horizon, generator, sums)
+        if loss is None:
+            continue
+        _check_finite(loss, "training loss", epoch, step)
+        optimizer.zero_grad()
+        loss.backward()
+        _check_finite(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0), "gradient",
+                      epoch, step)
+        optimizer.step()
+        step += 1
+        bar(step)
+    return step, sums
+
+
+def _epoch_plan(train: list[TrainingTrajectory], cfg: TrainConfig, horizon: int,
+                generator: torch.Generator) -> list[tuple[str, list[int]]]:
+    """The epoch's batches in order: ``frame_batches`` of random frames, then (sequence
+    epochs, ``horizon`` > 0) every trajectory once whole and ``rollout_batches`` rollouts."""
+    repeats = cfg.frame_batches // max(1, len(train) // cfg.batch_size) + 1
+    plan = [("frames", b) for _ in range(repeats)
+            for b in _batches(train, cfg.batch_size, generator)][:cfg.frame_batches]
+    if horizon:
+        plan += [("fock", b) for b in _batches(train, cfg.batch_size, generator)]
+        plan += [("rollout", b)
+                 for b in _batches(train, cfg.batch_size, generator)[:cfg.rollout_batches]]
+    return plan
+
+
+def _batch_loss(model: RTMLModel, kind: str, items: list[TrainingTrajectory], cfg: TrainConfig,
+                horizon: int, generator: torch.Generator, sums: dict) -> torch.Tensor | None:
+    """The loss of one planned batch (None: nothing to fit); its terms go to ``sums``."""
+    if kind == "frames":
+        loss = frame_loss(model, items, cfg.frames_per_trajectory, generator)
+        if loss is not None:
+            sums["fock"].append(float(loss.detach()))
+        return loss
+    if kind == "fock":
+        terms = fock_loss(model, items, cfg.sequence_frames)
+        sums["one_step"].append(float(terms["one_step"].detach()))
+        if "fock" in terms:
+            sums["fock"].append(float(terms["fock"].detach()))
+        return terms.get("fock", terms["one_step"])
+    loss = cfg.rollout_weight * rollout_loss(model, items, horizon)
+    sums["rollout"].append(float(loss.detach()))
+    return loss
+
+
+def _check_finite(value: torch.Tensor, what: str, epoch: int, step: int) -> None:
+    if not torch.isfinite(value):
+        raise RtmlError(f"training diverged: non-finite {what} at epoch {epoch} (step {step}); "
+                        "model.pt is left as it was (try a lower --lr)")
+
+
+def _check_something_trains(train: list[TrainingTrajectory], cfg: TrainConfig, store) -> None:
+    """Refuse settings under which no optimiser step would run (an untrained model)."""
+    if min(cfg.sequence_epochs, cfg.epochs) == 0 and all(t.delta_fock is None for t in train):
+        raise InputError(f"'{store}' has no Fock matrices, so the frame batches have no target, "
+                         "and there are no sequence epochs: nothing would be trained")
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else float("nan")
+
+
+def _resume(path: Path, dataset_hash: str, cfg: TrainConfig, model: RTMLModel, optimizer,
+            generator: torch.Generator) -> dict | None:
+    """Load the checkpoint at ``path`` into the model, optimiser and every random state
+    (torch's generator of the batches and frames, torch's, numpy's and Python's global ones).
+
+    Returns:
+        The checkpoint, or None when there is none to resume: no file, an unreadable or
+        incomplete one, or one made from another dataset or settings (each logged; training
+        then starts over and replaces it after its first epoch).
+    """
+    if not path.is_file():
+        return None
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # truncated or garbage file: torch raises several kinds
+        log.warning("checkpoint '%s' is unreadable (%s): training starts over", path,
+                    str(err).splitlines()[0] if str(err) else type(err).__name__)
+        return None
+    if not isinstance(ckpt, dict) or any(key not in ckpt for key in _CHECKPOINT_KEYS):
+        log.warning("checkpoint '%s' is incomplete or from an older rtml: training starts over",
+                    path)
+        return None
+    if ckpt.get("dataset_sha256") != dataset_hash or ckpt.get("train_config") != asdict(cfg):
+        log.info("checkpoint '%s' was made from another dataset or settings: training starts "
+                 "over", path)
+        return None
+    model.load_state_dict(ckpt["state_dict"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    generator.set_state(ckpt["generator"])
+    torch.set_rng_state(ckpt["torch_rng"])
+    np.random.set_state(ckpt["numpy_rng"])
+    random.setstate(ckpt["python_rng"])
+    return ckpt
+
+
+def _write_outputs(out: Path, ckpt: dict, model_changed: bool) -> None:
+    """``model.pt`` (the best model so far, when ``model_changed``) and ``train_metrics.csv``
+    (every finished epoch once), both derived from the checkpoint ``ckpt``."""
+    if model_changed:
+        save_state(out / "model.pt", ckpt["best_model"])
+    write_rows(out / "train_metrics.csv", ckpt["history"], METRIC_FIELDS)
+
+
+class _Scalars:
+    """TensorBoard scalars of the finished epochs. The event file is opened at the first
+    one (a run that fails earlier writes nothing); events from ``first_step`` on, left by
+    a killed run, are purged, so a redone epoch is shown once."""
+
+    KEYS = ("fock_loss", "one_step_loss", "rollout_loss", "val_rollout_error", "lr")
+
+    def __init__(self, log_dir: Path, first_step: int):
+        self.log_dir, self.first_step, self.writer = log_dir, first_step, None
+
+    def add(self, row: dict) -> None:
+        if self.writer is None:
+            self.writer = SummaryWriter(log_dir=str(self.log_dir), purge_step=self.first_step)
+        for key in self.KEYS:
+            if np.isfinite(row[key]):
+                self.writer.add_scalar(key, row[key], row["step"])
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
 def _model_state(model: RTMLModel, cfg: TrainConfig, dataset_hash: str, store, val: float) -> dict:
-    return {**model.state_dict_for_checkpoint(), "train_config": asdict(cfg),
+    """What ``model.pt`` holds: a copy of the weights (kept as the best model while the live
+    ones train on), the settings, the dataset hash and the split."""
+    return {**copy.deepcopy(model.state_dict_for_checkpoint()), "train_config": asdict(cfg),
             "dataset_sha256": dataset_hash, "store": str(Path(store).resolve()),
             "val_rollout_error": val,
             "split": {"fractions": list(cfg.fractions), "seed": cfg.seed,
@@ -385,7 +541,3 @@ def _initialise_scales(model: RTMLModel, items: list[TrainingTrajectory]) -> Non
         out = math.sqrt(sum(it.fock_scale * it.delta_fock.numel() for it in with_fock)
                         / sum(it.delta_fock.numel() for it in with_fock))
     model.set_scales(math.sqrt(sq / size), out)
-
-
-def _save(path: Path, state: dict) -> None:
-    atomic_write(path, lambda tmp: torch.save(state, tmp))

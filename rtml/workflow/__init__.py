@@ -4,7 +4,8 @@ The workflow's rule files stay thin: everything they compute comes from here.
 
 - :func:`validate_config` checks a config against ``workflow/schemas/config.schema.yaml``,
   fills in the defaults and raises :class:`ConfigError` naming each offending key.
-- :func:`field_plan` is the deterministic list of field specs of a molecule's trajectories.
+- :func:`field_plan` is the deterministic list of field specs of a molecule's trajectories,
+  using only the polarisations :func:`coupled_polarizations` finds the molecule responds to.
 - :class:`WorkflowPlan` lists every output path (geometries, ground states, trajectories,
   datasets, models, evaluations) and gives each rule its threads and resources.
 - :mod:`rtml.workflow.resources` holds the resource estimates (memory in MB, runtime in
@@ -26,6 +27,7 @@ from rtml.workflow._config import (
     schema_path,
     validate_config,
 )
+from rtml.workflow._coupling import COUPLING_ATOL, coupled_polarizations, dipole_coupling
 from rtml.workflow._plan import WorkflowPlan, field_candidates, field_plan, geometry_ids
 
 __all__ = [
@@ -35,6 +37,9 @@ __all__ = [
     "load_schema",
     "load_config",
     "validate_config",
+    "COUPLING_ATOL",
+    "dipole_coupling",
+    "coupled_polarizations",
     "field_candidates",
     "field_plan",
     "geometry_ids",

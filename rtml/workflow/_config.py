@@ -3,9 +3,10 @@
 The schema is ``workflow/schemas/config.schema.yaml``. :func:`validate_config` fills in
 every default the schema gives, reports every violation with the dotted key it concerns
 (``propagation.dt``, ``molecules.xyz``), then checks what a schema cannot express: the
-training sets name configured molecules, the field plan offers enough distinct fields for
-each molecule's trajectories, resonant drives ask for computed LR-TDDFT states, and the
-training window fits in a trajectory. It raises :class:`ConfigError` before any job runs.
+training sets name configured molecules, the field plan offers enough distinct fields (of
+polarisations the molecule responds to) for each molecule's trajectories, resonant drives
+ask for computed LR-TDDFT states, and the training window fits in a trajectory. It raises
+:class:`ConfigError` before any job runs.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from pathlib import Path
 import yaml
 from jsonschema import Draft202012Validator, validators
 
-from rtml._errors import ConfigError
+from rtml._errors import ConfigError, InputError
+from rtml.workflow._coupling import uncoupled_note
 from rtml.workflow._plan import field_candidates
 
 #: Training settings a training set may override (null there = the value under ``train``).
@@ -99,19 +101,26 @@ def _cross_checks(config: dict) -> list[str]:
     messages = []
     molecules = config["molecules"]
     fields = config["fields"]
-    candidates = field_candidates(fields)
+    basis = config["level_of_theory"]["basis"]
     for name, mol in molecules.items():
+        try:
+            candidates = field_candidates(fields, molecule=name, basis=basis)
+        except InputError as error:  # the basis is unknown: every molecule would say so
+            messages.append(f"config key 'level_of_theory.basis': {error}")
+            break
         if mol["trajectories"] > len(candidates):
             counts = {}
             for spec in candidates:
                 family = spec.split(":", 1)[0]
                 counts[family] = counts.get(family, 0) + 1
             offered = ", ".join(f"{n} {family}" for family, n in counts.items()) or "none"
+            dead = uncoupled_note(name, fields["polarizations"], basis)
             messages.append(
                 f"config key 'molecules.{name}.trajectories': {mol['trajectories']} "
                 f"trajectories per geometry for {name}, but the field plan offers only "
-                f"{len(candidates)} distinct fields ({offered}); add kick strengths, "
-                "Gaussian frequencies, polarisations or resonant drives under 'fields'")
+                f"{len(candidates)} distinct fields ({offered}{dead}); add kick strengths, "
+                "Gaussian frequencies, polarisations or resonant drives under 'fields', or "
+                "ask for fewer trajectories and more geometries")
     nstates = config["ground_state"]["nstates"]
     if fields["resonant"]["count"] > nstates:
         messages.append(f"config key 'fields.resonant.count': {fields['resonant']['count']} "

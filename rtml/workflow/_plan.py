@@ -2,7 +2,9 @@
 
 The field plan is deterministic: the same config gives the same fields in the same order,
 so trajectory file names (``t{i:02d}-<slug>.h5``, :func:`rtml.data.trajectory_file_name`)
-are known when Snakemake builds its DAG, before any LR-TDDFT state is computed.
+are known when Snakemake builds its DAG, before any LR-TDDFT state is computed. A
+molecule's plan uses only the polarisations it responds to
+(:func:`rtml.workflow.coupled_polarizations`): no trajectory of the plan is static.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from rtml.chem import LADDER
 from rtml.data import trajectory_file_name
 from rtml.fields import parse_field
 from rtml.workflow import _resources as res
+from rtml.workflow._coupling import coupled_polarizations, uncoupled_note
 
 __all__ = ["field_candidates", "field_plan", "geometry_ids", "WorkflowPlan"]
 
@@ -31,13 +34,17 @@ def _diagonal(n_a: int, n_b: int) -> list[tuple[int, int]]:
     return [(a, (a + d) % n_b) for d in range(n_b) for a in range(n_a)]
 
 
-def field_candidates(fields_cfg: dict) -> list[str]:
+def field_candidates(fields_cfg: dict, molecule: str | None = None,
+                     basis: str | None = None) -> list[str]:
     """Every field the plan can offer, in plan order (round-robin over the families).
 
     Args:
         fields_cfg: the validated ``fields`` section of the config (all keys present):
             ``polarizations``, ``kick.strengths``, ``gaussian.{amplitude, omegas, sigma, t0}``
             and ``resonant.{amplitude, duration, count}``.
+        molecule: with it, the polarisations ``molecule`` does not respond to (in ``basis``,
+            default its own) are left out, so the live ones take their places
+            (:func:`rtml.workflow.coupled_polarizations`); without it, all are used.
 
     Returns:
         Canonical field spec strings (:meth:`rtml.fields.Field.to_spec`), all distinct:
@@ -47,6 +54,8 @@ def field_candidates(fields_cfg: dict) -> list[str]:
         resonant, kick, ... until each family is used up.
     """
     pols = list(fields_cfg["polarizations"])
+    if molecule is not None:
+        pols = coupled_polarizations(molecule, pols, basis)
     kick, gauss, res = fields_cfg["kick"], fields_cfg["gaussian"], fields_cfg["resonant"]
     strengths = list(kick["strengths"])
     omegas = list(gauss["omegas"])
@@ -68,20 +77,23 @@ def field_candidates(fields_cfg: dict) -> list[str]:
     return plan
 
 
-def field_plan(n: int, fields_cfg: dict, molecule: str | None = None) -> list[str]:
-    """The first ``n`` fields of :func:`field_candidates`.
+def field_plan(n: int, fields_cfg: dict, molecule: str | None = None,
+               basis: str | None = None) -> list[str]:
+    """The first ``n`` fields of :func:`field_candidates` (of ``molecule``'s live
+    polarisations when it is given).
 
     Raises:
         ConfigError: ``n`` < 1, or more fields asked for than the plan offers (the message
-            names ``molecule`` when given).
+            names ``molecule`` and the polarisations it does not respond to).
     """
-    candidates = field_candidates(fields_cfg)
+    candidates = field_candidates(fields_cfg, molecule, basis)
     who = f" for {molecule}" if molecule else ""
     if n < 1:
         raise ConfigError(f"need at least one trajectory{who}, got {n}")
     if n > len(candidates):
+        dead = uncoupled_note(molecule, fields_cfg["polarizations"], basis) if molecule else ""
         raise ConfigError(f"{n} trajectories asked{who}, but the field plan offers only "
-                          f"{len(candidates)} distinct fields")
+                          f"{len(candidates)} distinct fields{dead}")
     return candidates[:n]
 
 
@@ -106,8 +118,9 @@ class WorkflowPlan:
         # ladder order (smallest first), whatever the order in the config file
         self.molecules = [m for m in LADDER if m in self.config["molecules"]]
         self.training_sets = list(self.config["training_sets"])
+        basis = self.config["level_of_theory"]["basis"]
         self._fields = {m: field_plan(self.config["molecules"][m]["trajectories"],
-                                      self.config["fields"], molecule=m)
+                                      self.config["fields"], molecule=m, basis=basis)
                         for m in self.molecules}
 
     # -- per molecule -------------------------------------------------------------------

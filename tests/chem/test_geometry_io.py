@@ -75,3 +75,11 @@ def test_write_shape_mismatch(tmp_path):
 def test_write_to_missing_directory(tmp_path):
     with pytest.raises(InputError, match="cannot write geometry file"):
         write_geometry(tmp_path / "nope" / "x.xyz", ["H"], [[0, 0, 0]])
+
+
+def test_atoms_at_the_same_position_are_named_with_the_file(tmp_path):
+    path = tmp_path / "close.xyz"
+    path.write_text("4\n\nO 0 0 0\nH 0 0.76 0.58\nH 0 0.76 0.58\nH 0 -0.76 0.58\n")
+    with pytest.raises(InputError, match=r"geometry file '.*close.xyz': atoms 2 \(H\) and 3 "
+                                         r"\(H\) are 0.000 Å apart, closer than 0.1 Å"):
+        read_geometry(path)

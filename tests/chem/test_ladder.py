@@ -114,6 +114,12 @@ def test_build_mole_rechecks_spin_parity():
         build_mole(spec)
 
 
+def test_build_mole_unparsable_basis_name_is_one_line():
+    """A name PySCF's parser cannot map ('6-31Gxx' -> KeyError '631gxx') is an input error."""
+    with pytest.raises(InputError, match="unknown basis '6-31Gxx'"):
+        build_mole(load_molecule("h2"), basis="6-31Gxx")
+
+
 def test_build_mole_unknown_basis():
     with pytest.raises(InputError, match="unknown basis 'no-such-basis'"):
         build_mole(_spec(), basis="no-such-basis")
@@ -133,3 +139,18 @@ def test_spec_validates_shapes_and_symbols():
         _spec(positions_angstrom=[[0, 0, 0]])
     with pytest.raises(InputError, match="element symbol 'Xx'"):
         _spec(symbols=["H", "Xx"])
+
+
+def test_atoms_at_the_same_position_are_named():
+    """Two atoms closer than 0.1 Å: one InputError naming them, wherever the geometry comes
+    from (PySCF would stop with a traceback, "Ill geometry")."""
+    with pytest.raises(InputError, match=r"molecule 'h2': atoms 1 \(H\) and 2 \(H\) are 0.000 Å"):
+        _spec(positions_angstrom=[[0, 0, 0.3], [0, 0, 0.3]])
+    with pytest.raises(InputError, match=r"atoms 1 \(H\) and 2 \(H\) are 0.050 Å apart"):
+        build_mole(_spec(), positions_angstrom=[[0, 0, 0], [0, 0, 0.05]])
+    water = load_molecule("h2o")
+    squashed = water.positions_angstrom.copy()
+    squashed[2] = squashed[0]
+    with pytest.raises(InputError, match=r"atoms 1 \(O\) and 3 \(H\) are 0.000 Å apart"):
+        build_mole(water, positions_angstrom=squashed)
+    build_mole(_spec(), positions_angstrom=[[0, 0, 0], [0, 0, 0.2]])  # close, but allowed

@@ -310,12 +310,13 @@ def test_interrupted_append_is_repaired(dataset_h5_files, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         assemble_store(dataset_h5_files["lih"][2:], path, progress=failing)
     g = zarr.open_group(str(path), mode="r")["lih"]
-    assert g.attrs["n_committed"] == 4 and g["rho"].shape[0] == 6  # 2 rows uncommitted
-    assert open_dataset(path, "lih").sizes["traj"] == 4
-    assert len(open_index(path)) == 2  # the index lags; it never lists uncommitted rows
+    # an append is all or nothing: 2 rows written, none committed
+    assert g.attrs["n_committed"] == 2 and g["rho"].shape[0] == 6
+    assert open_dataset(path, "lih").sizes["traj"] == 2
+    assert len(open_index(path)) == 2
 
     summary = assemble_store(files, path, progress=False)
-    assert summary["added"] == 8 and summary["skipped"] == 4
+    assert summary["added"] == 10 and summary["skipped"] == 2
     g = zarr.open_group(str(path), mode="r")["lih"]
     assert g.attrs["n_committed"] == 6 and g["rho"].shape[0] == 6
     idx = open_index(path)

@@ -12,7 +12,7 @@ from rtml import InputError
 from rtml.data import Check, ValidationReport, validate_trajectory, write_trajectory
 
 ALL_CHECKS = ["schema", "finite", "overlap_symmetric", "overlap_positive", "hermiticity",
-              "electron_count", "idempotency", "time_grid", "energy_conservation"]
+              "electron_count", "idempotency", "response", "time_grid", "energy_conservation"]
 
 
 def validate(path) -> ValidationReport:
@@ -126,7 +126,7 @@ def test_missing_density_and_bad_attrs(closed_traj, tmp_path):
         f.attrs["n_steps"] = 99
     report = validate(path)
     assert failed(report) == {"schema", "hermiticity", "electron_count", "idempotency",
-                              "time_grid"}
+                              "response", "time_grid"}
     msg = report["schema"].message
     assert "'dt'" in msg and "n_steps=99" in msg and "density_imag" in msg
     assert "root attribute 'dt'" in report["time_grid"].message

@@ -8,6 +8,7 @@ fails them). H2O/6-31G, dt = 0.2 au throughout.
 import json
 import math
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -19,10 +20,11 @@ from rtml.data import read_trajectory, validate_trajectory
 from rtml.fields import parse_field
 from rtml.tddft import (PropagationSettings, SimulationInputs, absorption_spectrum, apply_kicks,
                         density_to_ao, find_peaks, prepare_ground_state, simulate, to_orthonormal)
-from rtml.tddft.nwchem import (UNAVAILABLE_MESSAGE, field_blocks, import_nwchem, kick_density,
-                               nwchem_available, parse_rt_output,
+from rtml.tddft.nwchem import (UNAVAILABLE_MESSAGE, density_precision, field_blocks,
+                               hermitian_density, import_nwchem, kick_density,
+                               nwchem_available, parse_rt_output, parse_rt_restart,
                                propagate_nwchem, read_rt_restart, restart_checksum,
-                               write_rt_restart, write_rt_tddft_input)
+                               run_nwchem_streaming, write_rt_restart, write_rt_tddft_input)
 from rtml.units import HARTREE_EV
 
 # skipped, with the reason, where NWChem is not installed; CI installs it (.ci/run), so
@@ -82,6 +84,54 @@ def test_restart_file_round_trip_and_checksum(tmp_path):
     # NWChem's checksum: 1.67 sum|Re P| + 0.12 sqrt(max|Re P|), summed over the matrices
     expected = sum(1.67 * np.abs(m.real).sum() + 0.12 * np.sqrt(np.abs(m.real).max()) for m in density)
     assert restart_checksum(density) == pytest.approx(expected, rel=1e-14)
+
+
+def test_restart_densities_are_made_hermitian_to_their_precision():
+    """NWChem writes 10 significant digits: two elements of a P Hermitian to 6e-15 that
+    straddle a rounding boundary come back 1e-9 apart; their Hermitian part is exact."""
+    internal = np.array([[[2.0, 1.2345678905 + 3e-15], [1.2345678905 - 3e-15, 0.5]]],
+                        dtype=complex)
+    written = np.vectorize(lambda x: float(f"{x:.9e}"))(internal.real) + 0j  # e20.10
+    assert np.abs(written - written.conj().transpose(0, 2, 1)).max() == pytest.approx(1e-9)
+    herm = hermitian_density(written)
+    np.testing.assert_array_equal(herm, herm.conj().transpose(0, 2, 1))
+    assert np.abs(herm - internal).max() <= density_precision(written) == pytest.approx(5e-10)
+    assert density_precision(np.array([0.9])) == pytest.approx(5e-11)
+    assert density_precision(np.array([1.0])) == pytest.approx(5e-10)  # 0.1000000000E+01
+
+
+FAKE_NWCHEM = """#!{python}
+import sys
+from pathlib import Path
+deck = Path(sys.argv[1])
+restart = deck.with_suffix(".rt_restart")
+lines = restart.read_text().splitlines()  # load, as NWChem does at the start of a restart job
+for it in (1, 2, 3):  # then a fresh file at every step
+    lines[4] = f"it        {{it}}"
+    restart.write_text("\\n".join(lines) + "\\n")
+print("Total times  cpu: 0.0s")
+"""
+
+
+def test_streaming_run_hands_over_every_restart_record(tmp_path, monkeypatch):
+    """One run, every step's density: the records (144 kB each, more than a pipe holds)
+    arrive whole and in order through the FIFO, and nothing is left behind."""
+    fake = tmp_path / "fake-nwchem"
+    fake.write_text(FAKE_NWCHEM.format(python=sys.executable))
+    fake.chmod(0o755)
+    monkeypatch.setenv("RTML_NWCHEM", str(fake))
+    rng = np.random.default_rng(0)
+    density = rng.normal(size=(1, 60, 60)) + 1j * rng.normal(size=(1, 60, 60))
+    initial = write_rt_restart(tmp_path / "initial", 1, 0.0, density).read_text()
+    work = tmp_path / "work"
+    records = []
+    output = run_nwchem_streaming("deck\n", work, "rtml", 1, initial, records.append)
+    assert "Total times" in output
+    snaps = [parse_rt_restart(text) for text in records]
+    assert [snap.it for snap in snaps] == [1, 2, 3]
+    for snap in snaps:
+        np.testing.assert_array_equal(snap.density, read_rt_restart(tmp_path / "initial").density)
+    assert sorted(p.name for p in work.iterdir()) == ["rtml.nw", "rtml.nwo"]
 
 
 def test_output_parser_reads_dipole_field_energy_and_moves_nothing():
@@ -182,6 +232,23 @@ def test_pbe0_kick_spectra_agree_within_0p02_ev(h2o):
 
 @pytest.mark.nwchem
 @needs_nwchem
+def test_gaussian_pulse_of_300_steps_passes_validate_from_one_nwchem_run(tmp_path, capsys):
+    """Before: 301 NWChem starts (~1 s per step) and max|P - P^H| = 1.56e-9 > 1e-10, so
+    `rtml validate` failed. Now one SCF job and one propagation job, P(t) Hermitian."""
+    path = tmp_path / "pulse.h5"
+    assert main(["propagate", "h2o", "--xc", "hf", "--engine", "nwchem", "--dt", "0.2",
+                 "--steps", "300", "--field", "gaussian:0.01:0.3:30:8:z", "-o", str(path),
+                 "-q"]) == 0
+    assert main(["validate", str(path)]) == 0, capsys.readouterr().out
+    traj = read_trajectory(path)
+    assert traj.extra_attrs["nwchem_jobs"] == 2 and traj.n_steps == 301
+    assert traj.extra_attrs["density_precision"] == pytest.approx(5e-10)
+    np.testing.assert_array_equal(traj.density, traj.density.conj().swapaxes(-1, -2))
+    assert np.abs(traj.density - traj.density[0]).max() > 1e-4  # the pulse moved P
+
+
+@pytest.mark.nwchem
+@needs_nwchem
 def test_cli_engine_nwchem_writes_valid_trajectories_and_import_reads_them_back(tmp_path):
     out = tmp_path / "run"
     status = main(["propagate", "h2o", "--xc", "hf", "--engine", "nwchem", "--dt", "0.2",
@@ -192,6 +259,7 @@ def test_cli_engine_nwchem_writes_valid_trajectories_and_import_reads_them_back(
     assert len(files) == 2
     for path in files:
         assert validate_trajectory(path).ok
+        assert main(["validate", str(path)]) == 0
     traj = read_trajectory(files[0])
     assert traj.extra_attrs["engine"] == "nwchem" and traj.n_steps == 3
     assert json.loads(json.dumps(traj.field_spec))["kind"] == "kick"

@@ -63,7 +63,8 @@ def test_shipped_configs_validate():
     assert quick["training_sets"]["small"]["molecules"] == ["h2p", "h2", "lih"]
     assert WorkflowPlan(full).n_trajectories() == 655
     assert full["propagation"]["dt"] == 0.2 and full["propagation"]["steps"] == 5000
-    expected = {"h2p": (5, 20), "h2": (5, 20), "lih": (7, 15), "h2o": (10, 12), "nh3": (8, 12),
+    # H2 and H2+ respond to z fields only (9 distinct fields): more geometries, fewer fields
+    expected = {"h2p": (20, 5), "h2": (20, 5), "lih": (7, 15), "h2o": (10, 12), "nh3": (8, 12),
                 "ch4": (6, 10), "c2h4": (5, 10), "c6h6": (3, 8)}
     assert {m: (v["geometries"], v["trajectories"]) for m, v in full["molecules"].items()} == expected
 
@@ -107,6 +108,8 @@ BAD = {
     "zero geometries": (_with(("molecules", "lih", "geometries"), 0), "molecules.lih.geometries"),
     "too many trajectories": (_with(("molecules", "lih", "trajectories"), 22),
                               "molecules.lih.trajectories"),
+    "more trajectories than live fields": (_with(("molecules", "h2", "trajectories"), 10),
+                                           "molecules.h2.trajectories"),
     "string number": (_with(("fields", "kick", "strengths"), ["1e-3"]), "fields.kick.strengths.0"),
     "more resonant drives than states": (_with(("fields", "resonant", "count"), 11),
                                          "fields.resonant.count"),
@@ -131,4 +134,13 @@ def test_invalid_config_names_the_key(name):
 def test_too_many_trajectories_message_names_molecule():
     config, _ = BAD["too many trajectories"]
     with pytest.raises(ConfigError, match=r"for lih, but the field plan offers only 21"):
+        validate_config(config)
+
+
+def test_plan_larger_than_the_live_fields_names_the_dead_polarisations():
+    """H2 in 6-31G does not respond to x or y fields: 9 of the 21 fields are left for it."""
+    config, _ = BAD["more trajectories than live fields"]
+    with pytest.raises(ConfigError, match=r"for h2, but the field plan offers only 9 distinct "
+                       r"fields \(3 kick, 3 gaussian, 3 resonant; polarisations x, y do not "
+                       r"couple to h2 in 6-31G\)"):
         validate_config(config)

@@ -24,12 +24,12 @@ def test_full_plan_job_counts(full_dag):
     config = load_config(FULL_CONFIG)
     plan = WorkflowPlan(config)
     n_sets = len(config["training_sets"])
-    expected = {"sample_geometries": 8, "ground_state": 49, "assemble": n_sets,
+    expected = {"sample_geometries": 8, "ground_state": 79, "assemble": n_sets,
                 "assemble_all": 1, "train": n_sets, "evaluate": n_sets, "all": 1}
     expected.update({f"propagate_{m}": config["molecules"][m]["geometries"]
                      for m in plan.molecules})
     assert dict(full_dag.counts) == expected
-    assert sum(v for k, v in expected.items() if k.startswith("propagate_")) == 49
+    assert sum(v for k, v in expected.items() if k.startswith("propagate_")) == 79
 
 
 def test_trajectories_per_molecule_and_field_order(full_dag):
@@ -58,7 +58,7 @@ def test_evaluate_target_builds_its_model(tmp_path):
     dag = snakemake_run(tmp_path, ["evaluate_small"], FULL_CONFIG)
     counts = dag.counts
     assert counts["evaluate"] == counts["train"] == counts["assemble"] == 1
-    assert counts["sample_geometries"] == 3 and counts["ground_state"] == 17
+    assert counts["sample_geometries"] == 3 and counts["ground_state"] == 20 + 20 + 7
     assert set(k for k in counts if k.startswith("propagate_")) == {
         "propagate_h2p", "propagate_h2", "propagate_lih"}
 

@@ -1,9 +1,14 @@
 """The field plan and the output paths of the workflow."""
 
+import numpy as np
 import pytest
 
+from rtml.chem import build_mole, load_molecule, one_electron_matrices
 from rtml.fields import parse_field
-from rtml.workflow import ConfigError, WorkflowPlan, field_candidates, field_plan, validate_config
+from rtml.workflow import (COUPLING_ATOL, ConfigError, WorkflowPlan, coupled_polarizations,
+                           dipole_coupling, field_candidates, field_plan, load_config,
+                           validate_config)
+from smk_helpers import DEFAULT_CONFIG, FULL_CONFIG
 
 FIELDS = validate_config({"molecules": {"lih": {}}})["fields"]
 
@@ -67,3 +72,48 @@ def test_paths():
     assert plan.n_trajectories() == len(plan.all_trajectories()) == 7
     assert plan.final_outputs()[0] == "out/dataset.zarr"
     assert "out/evaluation/lih/metrics.tsv" in plan.final_outputs()
+
+
+# -- fields a molecule does not respond to are not planned --------------------------------
+def test_s_only_linear_molecule_has_no_perpendicular_coupling():
+    """H2 along z in 6-31G (s functions only): x.D and y.D are multiples of S, z.D is not."""
+    ints = one_electron_matrices(build_mole(load_molecule("h2")))
+    x, y, z = (dipole_coupling(ints.overlap, ints.dipole_ints, e) for e in np.eye(3))
+    assert x < 1e-14 and y < 1e-14 and z > 0.1
+    assert dipole_coupling(ints.overlap, ints.dipole_ints, (0.6, 0.0, 0.8)) > 0.1
+
+
+@pytest.mark.parametrize("molecule, basis, live", [
+    ("h2", None, ["z", "0.6,0,0.8"]), ("h2p", None, ["z", "0.6,0,0.8"]),
+    ("h2", "cc-pvdz", ["x", "y", "z", "0.6,0,0.8"]),  # p functions on H: x and y couple
+    ("lih", None, ["x", "y", "z", "0.6,0,0.8"]), ("c6h6", None, ["x", "y", "z", "0.6,0,0.8"])])
+def test_coupled_polarizations(molecule, basis, live):
+    assert coupled_polarizations(molecule, ["x", "y", "z", "0.6,0,0.8"], basis) == live
+    assert COUPLING_ATOL < 1e-6
+
+
+def test_quick_plan_gives_h2_only_fields_it_responds_to_and_keeps_its_size():
+    """Before: kick and Gaussian along x on H2/H2+ (8 of 12 trajectories static)."""
+    config = load_config(DEFAULT_CONFIG)
+    plan = WorkflowPlan(config)
+    for mol in plan.molecules:
+        assert len(plan.fields(mol)) == config["molecules"][mol]["trajectories"]
+    for mol in ("h2p", "h2"):
+        fields = [parse_field(spec) for spec in plan.fields(mol)]
+        assert [f.kind for f in fields] == ["kick", "gaussian", "resonant"]
+        assert all(f.polarization in ((0.0, 0.0, 1.0), None) for f in fields)  # z or auto
+    assert plan.fields("lih") == field_plan(4, config["fields"])  # LiH responds to all
+
+
+def test_full_plan_uses_only_live_polarisations():
+    plan = WorkflowPlan(load_config(FULL_CONFIG))
+    for mol in plan.molecules:
+        pols = {parse_field(spec).polarization for spec in plan.fields(mol)} - {None}
+        assert pols == ({(0.0, 0.0, 1.0)} if mol in ("h2p", "h2") else
+                        {(1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)}), mol
+
+
+def test_plan_for_a_molecule_fails_naming_what_does_not_couple():
+    with pytest.raises(ConfigError, match="10 trajectories asked for h2, but the field plan "
+                       "offers only 9 distinct fields; polarisations x, y do not couple"):
+        field_plan(10, FIELDS, molecule="h2")

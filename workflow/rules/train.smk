@@ -1,5 +1,10 @@
 # Training: one model per training set, read from that set's Zarr store only. Targets
 # train_<set> build exactly the data the set needs and its model.
+#
+# rtml's checkpoint (checkpoint.pt beside model.pt) is deliberately not a declared output:
+# Snakemake deletes the outputs of a killed or failed job before rerunning it, and the rerun
+# resumes from the checkpoint, which holds every epoch's metrics and the best model, so rtml
+# rebuilds model.pt and train_metrics.csv exactly as an uninterrupted run writes them.
 
 
 rule train:

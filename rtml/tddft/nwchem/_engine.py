@@ -7,13 +7,18 @@ For one geometry and one field the engine
 2. for a kick, replaces it by :math:`U P(0) U^\dagger`,
    :math:`U = \exp(-i\kappa\,\mathbf e\cdot\mathbf D)` in the Löwdin basis (exactly
    :func:`rtml.tddft.apply_kicks`), and writes it back as NWChem's restart file;
-3. propagates in ``restart`` segments ending at each saved step (NWChem overwrites its
-   restart file at every step, so the file left by a segment is P at that saved time), and
-   collects dipole, field and energy of every step from the outputs.
+3. propagates the whole window in one ``restart`` job (two for a resonant drive, whose cw
+   field is switched off at a restart), NWChem saving P(t) at every step through a FIFO
+   that this process reads while NWChem runs (:func:`rtml.tddft.nwchem.run_nwchem_streaming`),
+   and collects dipole, field and energy of every step from the outputs.
 
-A segment costs one NWChem start-up plus one discarded step (see
-:func:`~rtml.tddft.nwchem.tmax_for_last_print`), so ``save_every`` of 1 roughly doubles
-the cost; with ``harvest_density=False`` the whole window is one segment (dipoles only).
+So a trajectory costs two or three NWChem starts whatever ``save_every`` is. (Before, each
+saved frame was a restart segment of its own: H2O/6-31G RT-TDHF with a Gaussian pulse, 300
+steps saved at every step, took 301 NWChem starts and ~0.9 s per step; now 2 starts and
+0.016 s per step, one rank, measured on a busy 2-core machine.)
+Each stored P(t) is rounded once, by NWChem's restart format (10 significant digits), and
+made Hermitian (:func:`rtml.tddft.nwchem.hermitian_density`); the bound of that rounding is
+stored with the trajectory (``density_precision``).
 
 Overlap, core Hamiltonian, dipole integrals and basis metadata come from PySCF for the same
 molecule and basis (:func:`rtml.chem.one_electron_matrices`, :func:`rtml.chem.basis_metadata`;
@@ -24,7 +29,6 @@ verified against the ground-state density in the tests).
 
 from __future__ import annotations
 
-import logging
 import tempfile
 import time as _time
 from dataclasses import dataclass
@@ -36,10 +40,11 @@ from rtml._errors import InputError
 from rtml.chem import one_electron_matrices
 from rtml.fields import Field
 from rtml.tddft.nwchem._deck import tmax_for_last_print, write_rt_tddft_input
-from rtml.tddft.nwchem._parse import parse_rt_output, read_rt_restart, write_rt_restart
-from rtml.tddft.nwchem._run import run_nwchem
+from rtml.tddft.nwchem._parse import (RestartSnapshot, density_precision, hermitian_density,
+                                      parse_rt_output, parse_rt_restart, read_rt_restart,
+                                      write_rt_restart)
+from rtml.tddft.nwchem._run import run_nwchem, run_nwchem_streaming
 
-log = logging.getLogger("rtml.tddft")
 
 __all__ = ["NWChemRun", "ao_permutation", "propagate_nwchem", "kick_density"]
 
@@ -92,7 +97,10 @@ class NWChemRun:
         Dipole about the centre of nuclear charge; field as NWChem printed it (zero for
         kicks, which are applied to the density).
     frame_steps : (n_frames,) int array, the saved steps (multiples of save_every)
-    density : (n_frames, nmats, nbf, nbf) complex array or None (``harvest_density=False``)
+    density : (n_frames, nmats, nbf, nbf) complex array, Hermitian, or None
+        (``harvest_density=False``)
+    density_precision : float or None, bound on the rounding of each density element (a.u.;
+        :func:`rtml.tddft.nwchem.density_precision`), None without densities
     wall_time_s : float, NWChem wall time of the propagation runs (excluding the SCF job)
     n_jobs : int, NWChem invocations
     ground_state_energy : float, NWChem's SCF energy (Etot at t=0 before any kick)
@@ -104,17 +112,15 @@ class NWChemRun:
     field: np.ndarray
     frame_steps: np.ndarray
     density: np.ndarray | None
+    density_precision: float | None
     wall_time_s: float
     n_jobs: int
     ground_state_energy: float
 
 
-def _segment_ends(n_steps: int, save_every: int, field: Field, dt: float,
-                  harvest_density: bool) -> list[int]:
-    """Steps where a restart segment ends: saved steps (if harvesting), the end of a
-    resonant drive, and the last step."""
-    ends = set(range(save_every, n_steps + 1, save_every)) if harvest_density else set()
-    ends.add(n_steps)
+def _segment_ends(n_steps: int, field: Field, dt: float) -> list[int]:
+    """Steps where a restart job ends: the end of a resonant drive, and the last step."""
+    ends = {n_steps}
     if field.kind == "resonant":
         k = field.duration / dt
         if abs(k - round(k)) > 1e-9:
@@ -129,14 +135,18 @@ def propagate_nwchem(mol, xc: str, field: Field, dt: float, n_steps: int, save_e
                      *, grid_level: int = 3, ranks: int = 1, workdir: str | Path | None = None,
                      harvest_density: bool = True, interpol_tol: float = 1e-10,
                      progress=None) -> NWChemRun:
-    """Propagate one molecule under one field with NWChem (see the module docstring)."""
+    """Propagate one molecule under one field with NWChem (see the module docstring).
+
+    With ``workdir`` given, NWChem's files stay there: ``<name>.nwo`` (all outputs) and
+    ``rtml.rt_restart``, the restart file of the last step.
+    """
     if save_every < 1 or n_steps < 1 or not dt > 0:
         raise InputError(f"need dt > 0, n_steps >= 1, save_every >= 1 (got {dt}, {n_steps}, "
                          f"{save_every})")
     perm = ao_permutation(mol)
     ints = one_electron_matrices(mol)
     nwchem_origin_shift = None
-    ends = _segment_ends(n_steps, save_every, field, dt, harvest_density)
+    ends = _segment_ends(n_steps, field, dt)
     tmp = None
     if workdir is None:
         tmp = tempfile.TemporaryDirectory(prefix="rtml-nwchem-")
@@ -147,6 +157,7 @@ def propagate_nwchem(mol, xc: str, field: Field, dt: float, n_steps: int, save_e
     restart = workdir / f"{name}.rt_restart"
     series: dict[int, tuple] = {}
     frames: dict[int, np.ndarray] = {}
+    last_record: dict[str, str] = {}
 
     def collect(output: str) -> None:
         nonlocal nwchem_origin_shift
@@ -158,11 +169,21 @@ def propagate_nwchem(mol, xc: str, field: Field, dt: float, n_steps: int, save_e
             # NWChem prints no field lines while no field is defined: the field is zero
             series[int(round(t / dt))] = (mu + nwchem_origin_shift, e, np.nan_to_num(f))
 
-    def harvest(step: int) -> None:
-        snap = read_rt_restart(restart)
+    def harvest(snap: RestartSnapshot) -> int:
+        step = int(round(snap.time / dt))
         if abs(snap.time - step * dt) > 1e-6 * max(1.0, dt):
-            raise InputError(f"NWChem restart file holds t={snap.time}, expected {step * dt}")
-        frames[step] = snap.density[:, perm][:, :, perm]
+            raise InputError(f"NWChem restart record holds t={snap.time}, not a multiple of "
+                             f"dt={dt}")
+        if harvest_density and step % save_every == 0:
+            # a restart job first re-saves the density it loaded: keep the first copy
+            frames.setdefault(step, hermitian_density(snap.density[:, perm][:, :, perm]))
+        return step
+
+    def on_record(text: str) -> None:
+        step = harvest(parse_rt_restart(text, "NWChem restart record"))
+        last_record.update(text=text, step=step)
+        if progress is not None:
+            progress(step)
 
     try:
         deck = write_rt_tddft_input(mol, xc, Field("none"), dt, tmax_for_last_print(0.0, dt),
@@ -175,7 +196,8 @@ def propagate_nwchem(mol, xc: str, field: Field, dt: float, n_steps: int, save_e
             kicked = kick_density(snap0.density, field.kick_vector, ints.overlap[np.ix_(perm, perm)],
                                   ints.dipole_ints[:, perm][:, :, perm])
             write_rt_restart(restart, snap0.it, snap0.time, kicked)
-        harvest(0)
+        initial = restart.read_text()
+        harvest(parse_rt_restart(initial, f"restart file '{restart}'"))
         start = 0
         wall = 0.0
         n_jobs = 1
@@ -187,15 +209,16 @@ def propagate_nwchem(mol, xc: str, field: Field, dt: float, n_steps: int, save_e
                                         directory=str(workdir), start=False,
                                         grid_level=grid_level, interpol_tol=interpol_tol)
             t0 = _time.perf_counter()
-            output = run_nwchem(deck, workdir, name, ranks)
+            output = run_nwchem_streaming(deck, workdir, name, ranks, initial, on_record)
             wall += _time.perf_counter() - t0
             n_jobs += 1
             collect(output)
-            if end % save_every == 0 and harvest_density:
-                harvest(end)
-            if progress is not None:
-                progress(end)
+            if last_record.get("step") != end:
+                raise InputError(f"NWChem's last restart record is of step "
+                                 f"{last_record.get('step')}, expected {end}")
+            initial = last_record["text"]  # the next job starts where this one ended
             start = end
+        restart.write_text(initial)
     finally:
         if tmp is not None:
             tmp.cleanup()
@@ -204,11 +227,13 @@ def propagate_nwchem(mol, xc: str, field: Field, dt: float, n_steps: int, save_e
         raise InputError(f"NWChem output lacks steps {missing[:5]}... of 0..{n_steps}")
     steps = np.arange(n_steps + 1)
     frame_steps = np.arange(0, n_steps + 1, save_every)
+    density = np.array([frames[k] for k in frame_steps]) if harvest_density else None
     return NWChemRun(
         time=steps * dt,
         dipole=np.array([series[k][0] for k in steps]),
         energy=np.array([series[k][1] for k in steps]),
         field=np.array([series[k][2] for k in steps]),
         frame_steps=frame_steps,
-        density=np.array([frames[k] for k in frame_steps]) if harvest_density else None,
+        density=density,
+        density_precision=density_precision(density) if harvest_density else None,
         wall_time_s=wall, n_jobs=n_jobs, ground_state_energy=ground_state_energy)

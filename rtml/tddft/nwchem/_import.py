@@ -13,7 +13,8 @@ from rtml.data import Trajectory
 from rtml.fields import Field
 from rtml.tddft import trajectory_record
 from rtml.tddft.nwchem._engine import ao_permutation
-from rtml.tddft.nwchem._parse import parse_rt_output, read_rt_restart
+from rtml.tddft.nwchem._parse import (density_precision, hermitian_density, parse_rt_output,
+                                      read_rt_restart)
 from rtml.tddft.nwchem._simulate import PROPAGATOR_NAME
 
 __all__ = ["import_nwchem"]
@@ -33,7 +34,9 @@ def import_nwchem(outputs, spec, *, restarts=(), basis: str | None = None, xc: s
         spec: :class:`rtml.chem.MoleculeSpec` of the molecule (atoms in NWChem's order);
             overlap, core Hamiltonian and basis metadata are built with PySCF for it.
         restarts: ``*.rt_restart`` files (copies taken during the run). With them the
-            frames are the restart times and P(t) is stored; without them every printed
+            frames are the restart times and P(t) is stored, made Hermitian
+            (:func:`hermitian_density`; root attribute ``density_precision`` bounds the
+            rounding of the file format); without them every printed
             time is a frame and the density is NaN (``density_source = "none"``; the file
             then fails ``rtml validate``'s finiteness check, by design: it holds no P(t)).
         field: the applied field as the user defined it (stored as ``field_spec``; the
@@ -73,9 +76,10 @@ def import_nwchem(outputs, spec, *, restarts=(), basis: str | None = None, xc: s
                 raise InputError(f"restart snapshot at t={snap.time} has no printed dipole in "
                                  "the output")
             rows.append(index[key])
-            dens.append(snap.density[:, perm][:, :, perm])
+            dens.append(hermitian_density(snap.density[:, perm][:, :, perm]))
         rows = np.array(rows)
         density = np.array(dens)
+        precision_attr = {"density_precision": density_precision(density)}
         source = f"nwchem rt_restart files ({len(snaps)} snapshots)"
         steps = np.round(parsed.time[rows] / dt).astype(int)
         save_every = int(np.median(np.diff(steps))) if len(steps) > 1 else 1
@@ -83,6 +87,7 @@ def import_nwchem(outputs, spec, *, restarts=(), basis: str | None = None, xc: s
         rows = np.arange(len(parsed.time))
         nspin = 1 if mol.spin == 0 else 2
         density = np.full((len(rows), nspin, mol.nao, mol.nao), np.nan, dtype=complex)
+        precision_attr = {}
         source = "none"
         save_every = 1
     hashed = {"engine": IMPORT_ENGINE_NAME, "outputs": [inputs_hash({"text": t}) for t in texts],
@@ -96,4 +101,5 @@ def import_nwchem(outputs, spec, *, restarts=(), basis: str | None = None, xc: s
         system, mol, field, frames, dt=dt, save_every=save_every, propagator=PROPAGATOR_NAME,
         engine=IMPORT_ENGINE_NAME, inputs_sha256=inputs_hash(hashed),
         extra_attrs={"density_source": source, "density_available": bool(restarts),
+                     **precision_attr,
                      "imported_from": [str(p) for p in paths]})

@@ -7,9 +7,9 @@ electrons and nuclei, e*bohr, about NWChem's centre of mass), ``Applied E-field 
 field's interaction energy, like rtml's stored energy).
 
 The restart file is ASCII: a header (``nmats``, ``nbf_ao``, ``it``, ``t``, ``checksum``)
-then ``nmats`` complex AO density matrices, row-major, as (re, im) pairs with 11
-significant digits. Closed shell: one matrix, the total density (Tr PS = N); open shell:
-alpha and beta.
+then ``nmats`` complex AO density matrices, row-major, as (re, im) pairs with 10
+significant digits (NWChem's ``e20.10``; :func:`write_rt_restart` keeps 11). Closed shell:
+one matrix, the total density (Tr PS = N); open shell: alpha and beta.
 """
 
 from __future__ import annotations
@@ -22,9 +22,12 @@ import numpy as np
 
 from rtml._errors import InputError
 
-__all__ = ["RTOutput", "RestartSnapshot", "parse_rt_output", "read_rt_restart",
-           "write_rt_restart", "restart_checksum"]
+__all__ = ["RTOutput", "RestartSnapshot", "RESTART_HEADER", "parse_rt_output",
+           "read_rt_restart", "parse_rt_restart", "write_rt_restart", "restart_checksum",
+           "hermitian_density", "density_precision"]
 
+#: First line of every restart file (and of every record of a harvested stream of them).
+RESTART_HEADER = "RT-TDDFT restart file"
 _LINE = re.compile(r"^<rt_tddft>:\s+(\S+)\s+(.*?)\s+#\s*(.+?)\s*$")
 _COM = re.compile(r"Center of mass\s*=\s*\(\s*(\S+),\s*(\S+),\s*(\S+)\)")
 
@@ -117,11 +120,18 @@ def read_rt_restart(path: str | Path) -> RestartSnapshot:
     """Read an NWChem ``*.rt_restart`` file (InputError if malformed)."""
     path = Path(path)
     try:
-        lines = path.read_text().splitlines()
+        text = path.read_text()
     except OSError as err:
         raise InputError(f"cannot read restart file '{path}': {err.strerror}") from None
-    if not lines or lines[0].strip() != "RT-TDDFT restart file" or len(lines) < 8:
-        raise InputError(f"'{path}' is not an NWChem RT-TDDFT restart file")
+    return parse_rt_restart(text, f"restart file '{path}'")
+
+
+def parse_rt_restart(text: str, source: str = "restart record") -> RestartSnapshot:
+    """One restart record (the text of an ``*.rt_restart`` file); ``source`` names it in
+    the InputError raised when it is malformed."""
+    lines = text.splitlines()
+    if not lines or lines[0].strip() != RESTART_HEADER or len(lines) < 8:
+        raise InputError(f"{source} is not an NWChem RT-TDDFT restart file")
     header = {}
     for line in lines[2:7]:
         key, _, value = line.partition(" ")
@@ -131,12 +141,37 @@ def read_rt_restart(path: str | Path) -> RestartSnapshot:
         t = float(header["t"])
         values = np.array(" ".join(lines[7:]).split(), dtype=float)
     except (KeyError, ValueError):
-        raise InputError(f"restart file '{path}': malformed header or numbers") from None
+        raise InputError(f"{source}: malformed header or numbers") from None
     if values.size != 2 * nmats * nbf * nbf:
-        raise InputError(f"restart file '{path}': expected {2 * nmats * nbf * nbf} numbers "
+        raise InputError(f"{source}: expected {2 * nmats * nbf * nbf} numbers "
                          f"for {nmats} x {nbf}x{nbf} complex matrices, found {values.size}")
     density = (values[0::2] + 1j * values[1::2]).reshape(nmats, nbf, nbf)
     return RestartSnapshot(it=it, time=t, density=density)
+
+
+def hermitian_density(density: np.ndarray) -> np.ndarray:
+    r""":math:`(P + P^\dagger)/2` of restart densities (..., nbf, nbf), exactly Hermitian.
+
+    NWChem's own P is Hermitian to rounding (~1e-15), but it writes each element with 10
+    significant digits (``e20.10``): where :math:`P_{\mu\nu}` and :math:`P_{\nu\mu}^*`
+    straddle a rounding boundary they are written one unit of the last digit apart (1e-9
+    for elements of 1-10), and a file read back fails a 1e-10 Hermiticity check (measured
+    before: max|P - P^\dagger| = 1.6e-9, H2O RT-TDHF). The Hermitian part is the same density
+    to the same precision (:func:`density_precision`).
+    """
+    return 0.5 * (density + np.conj(np.swapaxes(density, -1, -2)))
+
+
+def density_precision(density: np.ndarray) -> float:
+    r"""Bound on the rounding of each element of a density read from NWChem's restart
+    format: half a unit in the 10th significant digit of its largest element, written
+    :math:`0.d_1 \dots d_{10}\times 10^{e}`, i.e. :math:`5\cdot 10^{e - 11}` (a.u.; 5e-10
+    for a largest element between 1 and 10)."""
+    largest = float(np.abs(density).max(initial=0.0))
+    if largest == 0.0:
+        return 0.0
+    exponent = int(f"{largest:.9e}".split("e")[1]) + 1  # NWChem's 0.ddddddddddE+ee form
+    return 5.0 * 10.0 ** (exponent - 11)
 
 
 def restart_checksum(density: np.ndarray) -> float:
@@ -156,7 +191,7 @@ def write_rt_restart(path: str | Path, it: int, time: float, density: np.ndarray
     path = Path(path)
     density = np.asarray(density, dtype=complex)
     nmats, nbf = density.shape[0], density.shape[1]
-    out = ["RT-TDDFT restart file", "created   by rtml", f"nmats     {nmats}",
+    out = [RESTART_HEADER, "created   by rtml", f"nmats     {nmats}",
            f"nbf_ao    {nbf}", f"it        {it}", f"t         {time:20.12E}",
            f"checksum  {restart_checksum(density):20.12E}"]
     body = "".join(f"{z.real:20.10E}{z.imag:20.10E}" for z in density.reshape(-1))

@@ -44,7 +44,8 @@ def simulate_nwchem(inputs, ranks: int = 1, progress=None, workdir=None) -> list
 
     Fields must be resolved (S<n>/B<n>/auto: :func:`rtml.tddft.resolve_fields`).
     The trajectories have the PySCF engine's schema: frames every ``save_every`` steps with
-    P(t) read from NWChem's restart files, dipole (about the centre of nuclear charge),
+    P(t) read from NWChem's restart records (Hermitian part; root attribute
+    ``density_precision`` bounds their rounding), dipole (about the centre of nuclear charge),
     NWChem's energy Etot and the field of our definition (checked against the field
     NWChem printed).
     """
@@ -89,7 +90,8 @@ def simulate_nwchem(inputs, ranks: int = 1, progress=None, workdir=None) -> list
                 "ground_state_energy": run.ground_state_energy,
                 # a kick U = exp(-i kappa e.D') commutes with D': the t=0 dipole is unchanged
                 "ground_state_dipole": run.dipole[0],
-                "density_source": "nwchem rt_restart files, every saved frame",
+                "density_source": "nwchem rt_restart records of one run, Hermitian part",
+                "density_precision": run.density_precision,
                 "nwchem_jobs": run.n_jobs,
                 "nwchem_wall_time_per_step_s": run.wall_time_s / settings.n_steps,
                 "batch_size": 1,
