@@ -528,7 +528,7 @@ CASES = ("propagate", "assemble", "append", "train", "snakemake")
 SMALL = Scale(propagate_steps=200, checkpoint_every=20, trajectory_steps=60, geometries=4,
               epochs=3, workflow_steps=40, workflow_epochs=2, workflow_trials_train_only=True,
               fractions={"propagate": (0.25, 0.6), "assemble": (0.2, 0.6), "append": (0.3,),
-                         "train": (0.45, 0.75), "snakemake": (0.6,)})
+                         "train": (0.25, 0.75), "snakemake": (0.6,)})
 FULL = Scale(propagate_steps=2000, checkpoint_every=100, trajectory_steps=200, geometries=4,
              epochs=6, workflow_steps=200, workflow_epochs=3, workflow_trials_train_only=False,
              fractions={name: (0.05, 0.2, 0.4, 0.6, 0.8, 0.9, 0.97, 0.995, 1.0)
