@@ -37,6 +37,7 @@ def check_functional(xc: str) -> str | None:
         xctype = ni._xc_type(xc)
         ni.rsh_and_hybrid_coeff(xc)
     except (KeyError, ValueError, NotImplementedError, RuntimeError) as err:
+        # PySCF/libxc reject an unknown or unsupported name with any of these; one line for it
         raise InputError(f"unknown exchange-correlation functional '{xc}' ({err})") from None
     if xctype not in ("LDA", "GGA", "MGGA", "HF"):
         raise InputError(f"functional '{xc}' of type {xctype} is not supported by rtml "
