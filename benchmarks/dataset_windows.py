@@ -208,7 +208,8 @@ def main(argv=None) -> int:
         for mol in ds.molecules:
             g = root[mol]
             nc = int(g.attrs["n_committed"])
-            sources[mol] = [str(s) for s in g["source_file"][:nc]]
+            # relative to the directory holding the store
+            sources[mol] = [str(store.parent / s) for s in g["source_file"][:nc]]
             group_rho[mol] = (g["rho"].chunks, g["rho"].shards)
         locations = []
         for i in picks:

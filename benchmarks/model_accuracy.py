@@ -163,7 +163,7 @@ def evaluate_models(work: Path, dirs: dict) -> dict:
     models["persistence"] = PersistenceModel()
     rows = []
     for mol, ds in groups.items():
-        for row in range(ds.sizes["traj"]):
+        for row in range(ds.sizes["traj_id"]):
             ref = reference(ds, row, mol)
             for name, model in models.items():
                 t0 = time.perf_counter()

@@ -34,8 +34,8 @@ which must hold the same set of files:
 
 - HDF5 (``.h5``): every dataset's dtype, shape and bytes, and every attribute;
 - Zarr stores (``*.zarr``): every group and array, with its metadata, chunking and
-  attributes, and every array's values (the ``index`` group too). The store's
-  ``README.md`` card is compared as text;
+  attributes, and every array's values (the ``index`` group too). The store's card beside
+  it (``*.zarr.README.md``) is compared as text;
 - ``.pt`` (``model.pt``, ``checkpoint.pt``): every entry (weights, optimiser state, random
   states, configuration, scores), tensors by dtype, shape and bytes;
 - ``.csv`` (``train_metrics.csv``): every row and column;
@@ -52,6 +52,9 @@ equals itself.
 - lines of the store's ``history`` (and of the card's history list) that record an assembly
   adding nothing (``+0 trajectories``). When a kill comes after the store is complete, the
   rerun truthfully records that it added nothing;
+- the store's ``source_sha256`` values (digests of the trajectory files' bytes, which
+  hold the files' creation times): instead, each must be the SHA-256 of its
+  ``source_file`` as the rerun left it;
 - wall times: the ``seconds`` column of CSV files and the ``seconds`` entries saved in
   ``.pt`` files (an epoch's wall time, in ``train_metrics.csv`` and in the metric rows kept
   in ``checkpoint.pt``);
@@ -80,6 +83,7 @@ from __future__ import annotations
 import argparse
 import csv
 import fnmatch
+import hashlib
 import json
 import os
 import re
@@ -88,7 +92,6 @@ import signal
 import subprocess
 import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -114,6 +117,9 @@ LOCAL_PROFILE = REPO / "profiles" / "local"
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:?\d\d)?")
 PROCESS_ID = re.compile(r"(\.tmp-|\.old-)\d+")
 NO_OP_ASSEMBLY = re.compile(r"(\n|^)[^\n]*dataset assemble: \+0 trajectories[^\n]*")
+#: Store arrays of SHA-256 digests of the source files' bytes, which hold their creation
+#: time: compared with the files, not with the reference run.
+SOURCE_HASHES = "source_sha256"
 WALL_TIME_FIELDS = ("seconds",)   # CSV columns and saved entries holding a wall time
 IGNORED_DIRECTORIES = ("tensorboard", "logs", ".snakemake")
 LEFTOVER_PATTERNS = (".*.tmp-*", "*.old-*", "*.lock", "*.ckpt")
@@ -184,8 +190,8 @@ def _attribute_differences(name: str, ref: dict, out: dict) -> list[str]:
 
 def _node_differences(ref: dict, out: dict, values, layout) -> list[str]:
     """Differences between two trees of named HDF5 or Zarr nodes: which nodes exist, their
-    attributes, and for arrays their layout and values (``values(node)`` is None for a
-    group; ``layout(node)`` gives chunking and compression)."""
+    attributes, and for arrays their layout and values (``values(name, node)``; None for a
+    group or a node compared otherwise; ``layout(node)`` gives chunking and compression)."""
     lines = [f"{name}: only in {'reference' if name in ref else 'rerun'}"
              for name in sorted(set(ref) ^ set(out))]
     for name in sorted(set(ref) & set(out)):
@@ -193,9 +199,9 @@ def _node_differences(ref: dict, out: dict, values, layout) -> list[str]:
         lines += _attribute_differences(name, dict(a.attrs), dict(b.attrs))
         if layout(a) != layout(b):
             lines.append(f"{name}: layout {layout(b)} vs reference {layout(a)}")
-        ref_values = values(a)
+        ref_values = values(name, a)
         if ref_values is not None:
-            line = array_difference(name, ref_values, values(b))
+            line = array_difference(name, ref_values, values(name, b))
             lines += [line] if line else []
     return lines
 
@@ -211,7 +217,7 @@ def compare_hdf5(ref_path: Path, out_path: Path) -> list[str]:
     with h5py.File(ref_path, "r") as ref, h5py.File(out_path, "r") as out:
         return _node_differences(
             _hdf5_nodes(ref), _hdf5_nodes(out),
-            lambda node: np.asarray(node[()]) if isinstance(node, h5py.Dataset) else None,
+            lambda _, node: np.asarray(node[()]) if isinstance(node, h5py.Dataset) else None,
             lambda node: (node.chunks, node.compression) if isinstance(node, h5py.Dataset) else None)
 
 
@@ -223,21 +229,46 @@ def _zarr_nodes(group, prefix="") -> dict:
     return nodes
 
 
-def compare_zarr(ref_path: Path, out_path: Path) -> list[str]:
-    """Differences between two Zarr stores: nodes, attributes, array chunking and values,
-    and the ``README.md`` card."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the README.md card is not a Zarr node
-        ref = _zarr_nodes(zarr.open_group(str(ref_path), mode="r"))
-        out = _zarr_nodes(zarr.open_group(str(out_path), mode="r"))
-    lines = _node_differences(
-        ref, out, lambda node: np.asarray(node[...]) if isinstance(node, zarr.Array) else None,
-        lambda node: (node.chunks, node.shards) if isinstance(node, zarr.Array) else None)
-    ref_card, out_card = ref_path / "README.md", out_path / "README.md"
-    if ref_card.exists() != out_card.exists() or (
-            ref_card.exists() and _normalise(ref_card.read_text()) != _normalise(out_card.read_text())):
-        lines.append("README.md: card differs")
+def _zarr_values(path: str, node):
+    """An array's values for the comparison; None for a group and for ``source_sha256``
+    (checked against the files instead, :func:`source_hash_differences`)."""
+    if not isinstance(node, zarr.Array) or path.endswith("/" + SOURCE_HASHES):
+        return None
+    return np.asarray(node[...])
+
+
+def source_hash_differences(store_path: Path, nodes: dict) -> list[str]:
+    """Every ``source_sha256`` of the store against the SHA-256 of its ``source_file`` (a
+    path relative to the store's directory), as the rerun left them."""
+    lines = []
+    for name, node in nodes.items():
+        if not name.endswith("/" + SOURCE_HASHES):
+            continue
+        files = nodes[name[:-len(SOURCE_HASHES)] + "source_file"]
+        for source, digest in zip(np.asarray(files[...]), np.asarray(node[...])):
+            path = store_path.parent / str(source)
+            actual = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+            if actual != str(digest):
+                lines.append(f"{name}: {source} is {actual or 'missing'}, stored {digest}")
     return lines
+
+
+def compare_zarr(ref_path: Path, out_path: Path) -> list[str]:
+    """Differences between two Zarr stores: nodes, attributes, array chunking and values;
+    and source hashes that do not match their files."""
+    ref = _zarr_nodes(zarr.open_group(str(ref_path), mode="r"))
+    out = _zarr_nodes(zarr.open_group(str(out_path), mode="r"))
+    return _node_differences(
+        ref, out, _zarr_values,
+        lambda node: (node.chunks, node.shards) if isinstance(node, zarr.Array) else None,
+    ) + source_hash_differences(out_path, out)
+
+
+def compare_card(ref_path: Path, out_path: Path) -> list[str]:
+    """Differences between two dataset cards (``*.zarr.README.md``), as normalised text."""
+    if _normalise(ref_path.read_text()) != _normalise(out_path.read_text()):
+        return ["card differs"]
+    return []
 
 
 def _object_differences(name: str, ref, out) -> list[str]:
@@ -287,7 +318,8 @@ def compare_csv(ref_path: Path, out_path: Path) -> list[str]:
 
 
 COMPARERS: dict[str, Callable[[Path, Path], list[str]]] = {
-    ".h5": compare_hdf5, ".zarr": compare_zarr, ".pt": compare_torch, ".csv": compare_csv}
+    ".h5": compare_hdf5, ".zarr": compare_zarr, ".pt": compare_torch, ".csv": compare_csv,
+    ".md": compare_card}
 
 
 def output_entries(root: Path) -> list[str]:

@@ -4,11 +4,13 @@ Needs only numpy, xarray (with zarr) and matplotlib: rtml is not imported. Usage
 
     python examples/read_store.py results/dataset.zarr h2o             # its first kick
     python examples/read_store.py results/dataset.zarr h2o --traj-id h2o/eq/t00-kick_0.001_x \
-        -o h2o.png
+        --time 0.6 -o h2o.png                                          # and mu(0.6 a.u.)
 
-The store has one group per molecule; ``traj_id`` labels its trajectories (``traj`` dim),
-``time`` is in atomic units, ``dipole`` (traj, time, xyz) in e·bohr. For a kick
-trajectory the script also plots the dipole strength function
+The store has one group per molecule; its trajectories are labelled by ``traj_id``
+(``ds.sel(traj_id=...)``), ``time`` is exact, in atomic units (``sel(time=0.6)``; the
+integer ``step`` is a coordinate too), ``dipole`` (traj_id, time, xyz) in e·bohr with
+``xyz`` labelled x, y, z. For a kick trajectory the script also plots the dipole strength
+function
 
 .. math:: S(\omega) = \frac{2\omega}{\pi\kappa}\,
           \mathrm{Im}\int_0^T \mathbf e\cdot[\boldsymbol\mu(t) - \boldsymbol\mu(0)]\,
@@ -29,15 +31,26 @@ HARTREE_EV = 27.21138602  # eV per Hartree (CODATA 2014, as rtml.units)
 
 def select_trajectory(ds: xr.Dataset, traj_id: str | None) -> xr.Dataset:
     """The trajectory labelled ``traj_id`` (default: the first kick) of one molecule group."""
-    ids = ds["traj_id"].values.tolist()
     if traj_id is None:
-        kicks = [i for i, kind in zip(ids, ds["field_kind"].values.tolist()) if kind == "kick"]
+        kicks = ds["traj_id"].values[ds["field_kind"].values == "kick"].tolist()
         if not kicks:
             raise SystemExit("no kick trajectory in this group; name one with --traj-id")
         traj_id = kicks[0]
-    if traj_id not in ids:
-        raise SystemExit(f"no trajectory {traj_id!r}; this group holds: {', '.join(ids)}")
-    return ds.isel(traj=ids.index(traj_id)).load()
+    try:
+        return ds.sel(traj_id=traj_id).load()
+    except KeyError:
+        ids = ", ".join(ds["traj_id"].values.tolist())
+        raise SystemExit(f"no trajectory {traj_id!r}; this group holds: {ids}") from None
+
+
+def dipole_at(one: xr.Dataset, time_au: float) -> list[float]:
+    """The dipole (x, y, z) of one trajectory at the saved time ``time_au`` (exact label)."""
+    try:
+        return one["dipole"].sel(time=time_au).values.tolist()
+    except KeyError:
+        time = one["time"].values
+        raise SystemExit(f"no frame at t = {time_au} a.u.; frames run {time[0]} .. {time[-1]} "
+                         f"every {time[1] - time[0]:g}") from None
 
 
 def kick_spectrum(time_au, dipole, kappa, polarization, emax_ev=30.0):
@@ -94,12 +107,17 @@ def main(argv=None):
     parser.add_argument("store", help="dataset store, e.g. results/dataset.zarr")
     parser.add_argument("molecule", help="molecule group, e.g. h2o")
     parser.add_argument("--traj-id", help="trajectory label (default: the first kick)")
+    parser.add_argument("--time", type=float, help="also print the dipole at this saved time "
+                                                   "(a.u.)")
     parser.add_argument("-o", "--output", default="trajectory.png", help="PNG file")
     args = parser.parse_args(argv)
     ds = xr.open_zarr(args.store, group=args.molecule)
     one = select_trajectory(ds, args.traj_id)
+    mu = None if args.time is None else dipole_at(one, args.time)
     peak = plot(one, args.output)
-    print(f"{one['traj_id'].values}: {len(one['dipole'])} frames -> {args.output}")
+    print(f"{one['traj_id'].values}: {one.sizes['time']} frames -> {args.output}")
+    if mu is not None:
+        print(f"dipole at t = {args.time:g} a.u.: {' '.join(f'{v:.10e}' for v in mu)} e bohr")
     if peak is not None:
         print(f"brightest peak: {peak:.3f} eV")
 

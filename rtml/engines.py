@@ -34,7 +34,7 @@ from pathlib import Path
 
 from rtml._errors import InputError, RtmlError
 from rtml._progress import Progress
-from rtml.data import GroundStateRecord, Trajectory
+from rtml.data import GroundStateRecord, Trajectory, frames_in_memory
 from rtml.model import MODEL_PROPAGATOR_NAME, load_model, model_provenance, propagate_model
 from rtml.tddft import (SimulationInputs, batch_trajectory_records, physics_warnings,
                         prepare_ground_state, simulate)
@@ -141,10 +141,10 @@ def storage_estimate(engine: str, inputs: SimulationInputs, n_basis: int, n_spin
     With :math:`m = 16\,n_\text{spin} n_\text{basis}^2` bytes per complex matrix, T saved
     frames and :math:`n_b` fields: each trajectory file holds T densities (and, for
     ``pyscf``, T Fock matrices); the ``pyscf`` checkpoint holds the same frames again (less
-    what an existing checkpoint already holds) and keeps them on disk, so that only one
-    trajectory, with one float64 copy of half of one of its matrices (the HDF5 writer's), is
-    in memory at a time (or :math:`n_b` times ``checkpoint_every`` frames between
-    checkpoints, if more). ``nwchem`` and ``model`` hold every frame of the batch.
+    what an existing checkpoint already holds) and keeps them on disk: in memory are the
+    :math:`n_b` times ``checkpoint_every`` frames between checkpoints, and the HDF5 writer
+    streams each trajectory from the checkpoint one chunk (of the same length) at a time.
+    ``nwchem`` and ``model`` hold every frame of the batch.
     """
     settings = inputs.settings
     n_frames, n_fields = settings.n_frames, len(inputs.fields)
@@ -158,7 +158,7 @@ def storage_estimate(engine: str, inputs: SimulationInputs, n_basis: int, n_spin
     if checkpoint_dir is not None and Path(checkpoint_dir).is_dir():
         existing = sum(f.stat().st_size for f in Path(checkpoint_dir).iterdir() if f.is_file())
     buffered = min(n_frames, settings.checkpoint_every // settings.save_every + 1)
-    memory = max(trajectory + writer_copy, n_fields * buffered * matrices * matrix)
+    memory = n_fields * buffered * matrices * matrix + buffered * matrix // 2
     return StorageEstimate(n_fields * trajectory, max(n_fields * trajectory - existing, 0),
                            memory)
 
@@ -243,7 +243,13 @@ def run_engine(engine: str, inputs: SimulationInputs, options: EngineOptions | N
     for line in physics_warnings(inputs.fields, inputs.settings):
         log.warning(line)
     runner = {"pyscf": _run_pyscf, "nwchem": _run_nwchem, "model": _run_model}[engine]
-    return runner(inputs, options, list if write is None else write)
+    return runner(inputs, options, _in_memory if write is None else write)
+
+
+def _in_memory(trajectories: Sequence[Trajectory]) -> list[Trajectory]:
+    """The trajectories with their frames read into memory (the checkpoint they may be
+    read from is removed when the run returns)."""
+    return [frames_in_memory(t) for t in trajectories]
 
 
 def _run_pyscf(inputs: SimulationInputs, options: EngineOptions, write):

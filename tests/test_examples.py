@@ -1,7 +1,8 @@
 """examples/: each script runs as its docstring says, on a store rtml made, without rtml.
 
 The store is made with the rtml command line (H2/STO-3G, a z kick and a Gaussian pulse,
-60 a.u.); the example then runs in a fresh interpreter that fails if rtml was imported.
+60 a.u.); the example then runs in a fresh interpreter that fails if rtml was imported or
+anything warned (opening the store included).
 """
 
 import re
@@ -9,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
 import pytest
 
 from rtml.cli import main
@@ -17,8 +19,10 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 KICK_ID = "h2/eq/t00-kick_0.001_z"
 PULSE_ID = "h2/eq/t01-gaussian_0.01_0.3_5.0_2.0_z"
 
-#: Runs `python SCRIPT ARGS...` as __main__, then fails if anything imported rtml.
-WITHOUT_RTML = """import runpy, sys
+#: Runs `python SCRIPT ARGS...` as __main__ with warnings as errors, then fails if anything
+#: imported rtml.
+WITHOUT_RTML = """import runpy, sys, warnings
+warnings.simplefilter("error")
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 assert "rtml" not in sys.modules, "the example imported rtml"
@@ -68,6 +72,25 @@ def test_read_store_selects_a_trajectory_by_traj_id(h2_store):
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines() == [f"{PULSE_ID}: 301 frames -> {png}"]
     assert _is_png(png)
+
+
+def test_read_store_selects_a_frame_by_its_exact_time(h2_store):
+    """t = 0.6 a.u. is frame 3 of dt = 0.2 (0.6000000000000001 as the engine sums it)."""
+    png = h2_store / "at.png"
+    run = _run_example(h2_store / "store.zarr", "h2", "--traj-id", PULSE_ID, "--time", 0.6,
+                       "-o", png)
+    assert run.returncode == 0, run.stderr
+    line = run.stdout.splitlines()[1]
+    assert line.startswith("dipole at t = 0.6 a.u.: ") and line.endswith(" e bohr")
+    with h5py.File(h2_store / "traj" / f"{PULSE_ID.split('/')[-1]}.h5", "r") as h5:
+        assert h5["dynamics/time"][3] != 0.6  # the float noise the store's time removes
+        expected = h5["dynamics/dipole"][3]
+    assert [float(v) for v in line.split(": ")[1].split()[:3]] == pytest.approx(expected,
+                                                                                 abs=1e-10)
+    run = _run_example(h2_store / "store.zarr", "h2", "--time", 0.7, "-o", h2_store / "no.png")
+    assert run.returncode != 0
+    assert run.stderr.strip().splitlines()[-1].startswith("no frame at t = 0.7 a.u.")
+    assert not (h2_store / "no.png").exists()
 
 
 def test_read_store_names_the_trajectories_when_the_id_is_unknown(h2_store):

@@ -8,20 +8,36 @@ The comment line of an extended-XYZ file carries ``key=value`` pairs, e.g.::
     name=h2o charge=0 multiplicity=1 basis=6-31G xc=pbe0 source="..." pbc="F F F"
 
 which come back as the ``info`` dict (ints as ``int``, floats as ``float``, everything
-else as ``str``/``bool``). Plain XYZ files (free-text comment line) are read too.
+else as ``str``/``bool``); a ``key=value`` whose key is not in :data:`INFO_KEYS` is kept
+but logged as a warning (a misspelt ``multiplicty=3`` would otherwise be ignored). Plain XYZ
+files (free-text comment line) are read too.
+
+:func:`read_geometry` checks the first frame line by line before ASE parses it, so a bad
+file is named with the line at fault: the atom count (line 1), the comment line and its
+``Properties`` (line 2), then each atom line (enough columns, numbers where numbers belong,
+a known element, finite positions).
 """
 
 from __future__ import annotations
 
+import io
+import logging
+import math
 import os
+import re
 import tempfile
 from pathlib import Path
+from typing import Any, Callable
 
 import ase
 import ase.io
 import numpy as np
+from ase.data import atomic_numbers
+from ase.io.extxyz import key_val_str_to_dict, parse_properties
 
 from rtml._errors import InputError
+
+log = logging.getLogger("rtml.chem")
 
 #: File suffixes handled by :func:`read_geometry` / :func:`write_geometry`.
 GEOMETRY_SUFFIXES = (".xyz", ".extxyz")
@@ -29,6 +45,18 @@ GEOMETRY_SUFFIXES = (".xyz", ".extxyz")
 #: Atoms closer than this (Å) are refused: no molecule has them (the shortest bond, H2's,
 #: is 0.74 Å), and PySCF stops on them with a traceback ("Ill geometry").
 MIN_ATOM_DISTANCE_ANGSTROM = 0.1
+
+#: Comment-line keys rtml reads (``charge``, ``multiplicity``, ``basis``, ``xc``, ``source``:
+#: :func:`rtml.chem.spec_from_geometry`; ``sample_id``, ``id``: :func:`read_matching_geometry`)
+#: or writes for people to read (``name``; ``kind``, ``description``, ``seed``: ``rtml
+#: sample-geometries``). ASE itself takes ``Properties``, ``Lattice`` and ``pbc``.
+INFO_KEYS = ("name", "charge", "multiplicity", "basis", "xc", "source", "id", "sample_id",
+             "kind", "description", "seed")
+
+#: The columns of an atom line when the comment line names no ``Properties``.
+_DEFAULT_PROPERTIES = "species:S:1:pos:R:3"
+#: What a column read by each of ASE's converters must hold (the others accept anything).
+_COLUMN_KINDS = {float: "a real number", int: "an integer"}
 
 
 def _check_suffix(path: Path) -> None:
@@ -98,28 +126,114 @@ def read_geometry(path) -> tuple[list[str], np.ndarray, dict]:
             ``basis``, ``xc``, ``source``, ...), with plain Python values.
 
     Raises:
-        InputError: the file is missing, empty, unreadable, holds no atoms or two atoms
-            closer than :data:`MIN_ATOM_DISTANCE_ANGSTROM`.
+        InputError: the file is missing or empty; a line of its first frame is malformed
+            (the message names the file and the line: not text, no atom count, too few
+            atom lines or columns, a value of the wrong type, an unknown element, a
+            non-finite position); or two atoms are closer than
+            :data:`MIN_ATOM_DISTANCE_ANGSTROM`.
     """
     path = Path(path)
     _check_suffix(path)
     if not path.is_file():
         raise InputError(f"cannot read geometry file '{path}': no such file")
+    frame = _first_frame(path, _text_lines(path))
     try:
-        atoms = ase.io.read(path, index=0, format="extxyz")
-    except StopIteration:
-        raise InputError(f"cannot read geometry file '{path}': file is empty") from None
-    except Exception as exc:  # ASE raises many types (XYZError, ValueError, IndexError, ...)
-        raise InputError(f"cannot read geometry file '{path}': {_one_line(exc)}") from None
-    if len(atoms) == 0:
-        raise InputError(f"cannot read geometry file '{path}': no atoms")
+        atoms = ase.io.read(io.StringIO("".join(frame)), index=0, format="extxyz")
+    except Exception as exc:  # ASE raises many types (XYZError, ValueError, ...)
+        raise InputError(f"cannot read geometry file '{path}', lines 1-{len(frame)}: "
+                         f"{_one_line(exc)}") from None
     positions = np.array(atoms.get_positions(), dtype=np.float64)
-    if not np.all(np.isfinite(positions)):
-        raise InputError(f"cannot read geometry file '{path}': non-finite positions")
     symbols = list(atoms.get_chemical_symbols())
     check_atom_distances(symbols, positions, f"geometry file '{path}'")
     info = {str(k): _plain(v) for k, v in atoms.info.items()}
+    _warn_unknown_keys(path, frame[1], info)
     return symbols, positions, info
+
+
+def _line_error(path: Path, line: int, problem: str) -> InputError:
+    """The error for a problem at 1-based ``line`` of geometry file ``path``."""
+    return InputError(f"cannot read geometry file '{path}', line {line}: {problem}")
+
+
+def _text_lines(path: Path) -> list[str]:
+    """The file's lines (with their ends); :class:`InputError` naming the line of the first
+    byte that is not UTF-8 text."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8").splitlines(keepends=True)
+    except UnicodeDecodeError as err:
+        raise _line_error(path, data[:err.start].count(b"\n") + 1,
+                          f"not text (byte 0x{data[err.start]:02x})") from None
+
+
+def _first_frame(path: Path, lines: list[str]) -> list[str]:
+    """The lines of the first frame (atom count, comment, one line per atom), each checked.
+
+    Raises:
+        InputError: an empty file, or naming the first line at fault.
+    """
+    if not any(line.strip() for line in lines):
+        raise InputError(f"cannot read geometry file '{path}': file is empty")
+    try:
+        n_atoms = int(lines[0])
+    except ValueError:
+        raise _line_error(path, 1, f"expected the number of atoms, got "
+                                   f"{lines[0].strip()!r}") from None
+    if n_atoms < 1:
+        raise _line_error(path, 1, f"no atoms (the atom count is {n_atoms})")
+    if len(lines) < 2:
+        raise _line_error(path, 2, "the comment line is missing (the file ends after line 1)")
+    columns = _atom_columns(path, lines[1])
+    if len(lines) < n_atoms + 2:
+        raise _line_error(path, len(lines) + 1, f"the file ends after {len(lines) - 2} atom "
+                                                f"line(s); line 1 announces {n_atoms}")
+    for number, line in enumerate(lines[2:n_atoms + 2], start=3):
+        _check_atom_line(path, number, line, columns)
+    return lines[:n_atoms + 2]
+
+
+def _atom_columns(path: Path, comment: str) -> list[tuple[str, Callable[[str], Any]]]:
+    """(property name, ASE's converter of its text) of each column of an atom line, from
+    the comment line's ``Properties`` (default ``species:S:1:pos:R:3``)."""
+    try:
+        info = key_val_str_to_dict(comment.strip()) if comment.strip() else {}
+        properties, names, _, converters = parse_properties(
+            info.get("Properties", _DEFAULT_PROPERTIES))
+    except Exception as exc:  # ASE raises ValueError, IndexError, ... on a malformed line
+        raise _line_error(path, 2, f"cannot parse the comment line: {_one_line(exc)}") from None
+    labels = [name for name in names for _ in range(properties[name][1])]
+    return list(zip(labels, converters))
+
+
+def _check_atom_line(path: Path, number: int, line: str,
+                     columns: list[tuple[str, Callable[[str], Any]]]) -> None:
+    """Raise :class:`InputError` naming line ``number`` unless it has a value of the right
+    type in each column, a known element in ``species`` and finite numbers in ``pos``."""
+    values = line.split()
+    if len(values) < len(columns):
+        layout = " ".join(name for name, _ in columns)
+        raise _line_error(path, number, f"expected {len(columns)} columns ({layout}), found "
+                                        f"{len(values)}: {line.strip()!r}")
+    for (name, convert), value in zip(columns, values):
+        if name == "species" and value.capitalize() not in atomic_numbers:
+            raise InputError(f"unknown element {value!r} in '{path}', line {number}")
+        try:
+            parsed = convert(value)
+        except ValueError:
+            raise _line_error(path, number, f"column {name!r} must be {_COLUMN_KINDS[convert]}, "
+                                            f"got {value!r}") from None
+        if name == "pos" and not math.isfinite(parsed):
+            raise _line_error(path, number, f"position {value!r} is not finite")
+
+
+def _warn_unknown_keys(path: Path, comment: str, info: dict) -> None:
+    """Log one warning naming the ``key=value`` keys of the comment line that rtml does not
+    know (bare words of a free-text comment are not keys)."""
+    unknown = [key for key in info if key not in INFO_KEYS
+               and re.search(rf"(?:^|\s){re.escape(key)}\s*=", comment)]
+    if unknown:
+        log.warning("geometry file '%s': comment-line key(s) %s not used by rtml (known: %s)",
+                    path, ", ".join(map(repr, unknown)), ", ".join(INFO_KEYS))
 
 
 def read_matching_geometry(spec, path) -> tuple[np.ndarray, str]:

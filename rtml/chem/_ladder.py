@@ -24,6 +24,7 @@ were made and how to regenerate them.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -37,6 +38,8 @@ from pyscf.lib.exceptions import BasisNotFoundError
 from rtml._errors import InputError
 from rtml.chem._geometry_io import (GEOMETRY_SUFFIXES, _one_line, check_atom_distances,
                                    read_geometry, write_geometry)
+
+log = logging.getLogger("rtml.chem")
 
 #: name -> (ase.build.molecule name of the starting structure, charge, multiplicity)
 _LADDER_TABLE: dict[str, tuple[str, int, int]] = {
@@ -191,8 +194,8 @@ def spec_from_geometry(name, symbols, positions_angstrom, info=None, source="") 
     """Make a :class:`MoleculeSpec` from a geometry and its ``info`` dict.
 
     ``info`` may carry ``charge`` (default 0), ``multiplicity`` (default 1 for an even
-    number of electrons, else 2), ``basis`` (default ``6-31G``), ``xc`` (default ``pbe0``)
-    and ``source`` (default: the ``source`` argument).
+    number of electrons, else 2, which is logged), ``basis`` (default ``6-31G``), ``xc``
+    (default ``pbe0``) and ``source`` (default: the ``source`` argument).
     """
     info = dict(info or {})
     charge = _as_int(info.get("charge", 0), "charge", name)
@@ -201,6 +204,10 @@ def spec_from_geometry(name, symbols, positions_angstrom, info=None, source="") 
     else:
         n_electrons = sum(_atomic_number(str(s)) for s in symbols) - charge
         multiplicity = 1 if n_electrons % 2 == 0 else 2
+        if multiplicity == 2:
+            log.info("molecule %r has an odd number of electrons (%d) and no multiplicity: "
+                     "multiplicity 2 (doublet) is assumed; write multiplicity=N on the "
+                     "comment line of its .xyz file to choose another", name, n_electrons)
     return MoleculeSpec(
         name=str(name),
         symbols=list(symbols),

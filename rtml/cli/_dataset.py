@@ -85,7 +85,8 @@ def add_dataset_parser(subparsers) -> argparse.ArgumentParser:
     a.add_argument("files", nargs="+", metavar="FILE_OR_DIR",
                    help="trajectory .h5 files, or directories searched for *.h5")
     a.add_argument("-o", "--output", required=True, metavar="STORE",
-                   help="store directory (e.g. data.zarr); appended to if it exists")
+                   help="store directory (e.g. data.zarr); appended to if it exists. Its "
+                        "dataset card is written beside it, STORE.README.md")
     a.add_argument("--dtype", choices=["complex128", "complex64"], default=None,
                    help="storage dtype of rho (default: complex128, or the existing store's)")
     a.add_argument("--chunk-mib", type=_positive_float, default=1.0, metavar="X",
@@ -98,7 +99,7 @@ def add_dataset_parser(subparsers) -> argparse.ArgumentParser:
     a.set_defaults(func=Command("_dataset_assemble", "cmd_dataset_assemble"))
 
     i = sub.add_parser("info", help="summary of a store: molecules, sizes, chunking, provenance")
-    i.add_argument("store", metavar="STORE")
+    i.add_argument("store", metavar="STORE", help="Zarr dataset store (rtml dataset assemble)")
     i.add_argument("--json", action="store_true", help="print JSON instead of a table")
     i.set_defaults(func=Command("_dataset_info", "cmd_dataset_info"))
     return p

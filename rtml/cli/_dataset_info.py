@@ -30,6 +30,8 @@ def format_info(info: dict) -> list[str]:
     ]
     for key, values in sorted(info.get("source_software", {}).items()):
         lines.append(f"trajectories from {key}: {', '.join(values)}")
+    if info.get("card"):
+        lines.append(f"dataset card (schema, units, how to open it): {info['card']}")
     lines.append(f"{'molecule':<9}{'traj':>6}{'geom':>6}{'nbf':>5}{'spin':>5}{'frames':>8}"
                  f"{'dt':>7}  {'xc/basis':<14}{'rho chunk':<22}{'rho shard':<22}{'size':>10}")
     for mol, m in info["molecules"].items():

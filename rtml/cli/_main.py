@@ -22,7 +22,7 @@ from rtml._errors import RtmlError
 from rtml.cli._commands import Command
 from rtml.cli._dataset import add_dataset_parser
 from rtml.model import add_model_options
-from rtml.train import BASELINE_MODELS, NEURAL_MODELS, TrainConfig
+from rtml.train import BASELINE_MODELS, NEURAL_MODELS, add_train_options
 
 log = logging.getLogger("rtml")
 
@@ -46,42 +46,25 @@ def _stdout_reader_gone() -> bool:
 
 
 def add_train_arguments(p) -> None:
-    """The arguments of ``rtml train`` on its subparser ``p`` (defaults: :class:`TrainConfig`'s;
-    the learned model's options: :func:`rtml.model.add_model_options`)."""
-    horizons = ",".join(str(h) for h in TrainConfig.rollout_horizons)
-    fractions = ",".join(str(f) for f in TrainConfig.fractions)
+    """The arguments of ``rtml train`` on its subparser ``p``: the training settings come
+    from the fields of :class:`rtml.train.TrainConfig` (:func:`rtml.train.add_train_options`),
+    the learned model's from :class:`rtml.model.ModelConfig`
+    (:func:`rtml.model.add_model_options`)."""
     p.add_argument("store", help="Zarr dataset store (rtml dataset assemble)")
     p.add_argument("--model", default="rtml", choices=[*NEURAL_MODELS, *BASELINE_MODELS],
                    help="rtml (exact unitary step + equivariant learned ΔG with Mamba gates, "
                         "default), rtml-mlp (memoryless MLP gates), linear (ridge map per "
                         "molecule, Löwdin basis) or persistence")
-    p.add_argument("--molecules", nargs="+", default=None, help="molecule groups (default all)")
-    p.add_argument("--seed", type=int, default=TrainConfig.seed, help="split and initialisation seed")
-    p.add_argument("--split-by", choices=["geometry", "molecule"], default=TrainConfig.split_by)
-    p.add_argument("--split-fractions", default=fractions, help="train,val,test by geometry")
-    p.add_argument("--held-out-molecules", nargs="*", default=None,
-                   help="molecules kept out of training (zero-shot test)")
-    p.add_argument("--epochs", type=int, default=TrainConfig.epochs,
-                   help=f"epochs (default {TrainConfig.epochs}); each has --frame-batches steps of "
-                        "ΔG supervision on random frames")
-    p.add_argument("--sequence-epochs", type=int, default=TrainConfig.sequence_epochs,
-                   help="last epochs that also train on whole trajectories and rollouts through "
-                        "the exact step (horizon curriculum, --horizons)")
-    p.add_argument("--frame-batches", type=int, default=TrainConfig.frame_batches,
-                   help="ΔG-supervision batches (random frames) per epoch")
-    p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size,
-                   help="trajectories per batch")
-    p.add_argument("--horizons", default=horizons,
-                   help=f"rollout-loss horizon curriculum, steps (default {horizons})")
+    add_train_options(p)
     p.add_argument("--window", type=int, default=None,
                    help="longest rollout-loss horizon W (saved frames); curriculum doubling "
                         "from 16 to W (overrides --horizons)")
     add_model_options(p)
-    p.add_argument("--lr", type=float, default=TrainConfig.lr, help="peak learning rate (AdamW, cosine)")
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("-q", "--quiet", action="store_true")
-    p.add_argument("-o", "--output", required=True, metavar="MODEL_DIR")
+    p.add_argument("--threads", type=int, default=None, help="OpenMP/BLAS threads")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.add_argument("-o", "--output", required=True, metavar="MODEL_DIR",
+                   help="output directory (model.pt, train_metrics.csv)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -156,39 +139,48 @@ def build_parser() -> argparse.ArgumentParser:
                    help="restart snapshot (repeat); frames are then the snapshot times, with P(t)")
     p.add_argument("--geometry", default=None, metavar="FILE.xyz",
                    help="geometry (Å) of the run when not the molecule's equilibrium")
-    p.add_argument("--basis", default=None)
+    p.add_argument("--basis", default=None, help="basis set of the run (default: the molecule's)")
     p.add_argument("--xc", default=None, help="functional (PySCF name) of the run")
     p.add_argument("--field", default=None, metavar="SPEC",
                    help="the field as an rtml spec, recorded as field_spec (default none)")
     p.add_argument("--nwchem-geometry", default=None, help="NWChem geometry name (default first)")
-    p.add_argument("-o", "--output", required=True, metavar="OUT.h5")
-    p.add_argument("--force", action="store_true")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.h5",
+                   help="trajectory file to write")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output file")
     p.set_defaults(func=Command("_import_nwchem", "cmd_import_nwchem"))
 
     p = sub.add_parser("ground-state", help="SCF and full LR-TDDFT excitations, saved for reuse")
     p.add_argument("molecule", help="ladder name or an .xyz/.extxyz file")
-    p.add_argument("--geometry", default=None, metavar="FILE.xyz")
-    p.add_argument("--xc", default=None)
-    p.add_argument("--basis", default=None)
-    p.add_argument("--grid-level", type=int, default=3)
+    p.add_argument("--geometry", default=None, metavar="FILE.xyz",
+                   help="geometry (Å) replacing the molecule's equilibrium; same atoms, same order")
+    p.add_argument("--xc", default=None, help="PySCF functional name, 'hf' for TDHF "
+                   "(default: the molecule's)")
+    p.add_argument("--basis", default=None, help="basis set (default: the molecule's, 6-31G)")
+    p.add_argument("--grid-level", type=int, default=3, help="PySCF DFT grid level (default 3)")
     p.add_argument("--nstates", type=int, default=10, help="LR-TDDFT states (default 10)")
-    p.add_argument("--scf-max-cycle", type=int, default=200)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("-o", "--output", required=True, metavar="GS.h5")
-    p.add_argument("--force", action="store_true")
+    p.add_argument("--scf-max-cycle", type=int, default=200, metavar="N",
+                   help="SCF iterations before giving up (default 200)")
+    p.add_argument("--threads", type=int, default=None, help="OpenMP/BLAS threads")
+    p.add_argument("-o", "--output", required=True, metavar="GS.h5",
+                   help="ground-state file to write (rtml propagate --ground-state)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output file")
     p.set_defaults(func=Command("_ground_state", "cmd_ground_state"))
 
     p = sub.add_parser("sample-geometries",
                        help="deterministic geometry samples (stretches, bends, normal modes)")
     p.add_argument("molecule", help="ladder name or an .xyz/.extxyz file")
     p.add_argument("--n", type=int, required=True, help="number of geometries (g00 = equilibrium)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--hessian-xc", default=None, help="level of the normal-mode Hessian")
-    p.add_argument("--hessian-basis", default=None)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the random displacements (default 0)")
+    p.add_argument("--hessian-xc", default=None,
+                   help="functional of the normal-mode Hessian (default: the molecule's)")
+    p.add_argument("--hessian-basis", default=None,
+                   help="basis of the normal-mode Hessian (default: the molecule's)")
+    p.add_argument("--threads", type=int, default=None, help="OpenMP/BLAS threads")
     p.add_argument("--output-dir", required=True, metavar="DIR",
                    help="writes DIR/g00.xyz ... (Å, extended XYZ with the sample id)")
-    p.add_argument("--force", action="store_true")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing DIR of geometry files rtml wrote")
     p.set_defaults(func=Command("_sample_geometries", "cmd_sample_geometries"))
 
     p = sub.add_parser("spectrum", help="absorption spectrum and peaks of a kick trajectory")
@@ -198,20 +190,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-ev", type=float, default=30.0, help="highest energy, eV (default 30)")
     p.add_argument("--min-height", type=float, default=0.01,
                    help="report peaks above this fraction of the highest (default 0.01)")
-    p.add_argument("--plot", default=None, metavar="PNG", help="write a plot of S(ω)")
+    p.add_argument("--plot", default=None, metavar="PNG",
+                   help="write a plot of S(E) in 1/eV against E in eV (.png, .pdf, .svg, ...)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --plot file")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=Command("_spectrum", "cmd_spectrum"))
 
     p = sub.add_parser("validate", help="check schema and physics invariants of trajectory files")
-    p.add_argument("files", nargs="+", help="trajectory .h5 files")
+    p.add_argument("files", nargs="+", help="trajectory .h5 files, or directories (each "
+                   "checked as the *.h5 files under it, sorted)")
     p.set_defaults(func=Command("_validate", "cmd_validate"))
 
     p = sub.add_parser("excitations", help="LR-TDDFT (full, not TDA) excitation energies")
-    p.add_argument("molecule")
-    p.add_argument("--nstates", type=int, default=10)
-    p.add_argument("--xc", default=None)
-    p.add_argument("--basis", default=None)
-    p.add_argument("--grid-level", type=int, default=3)
+    p.add_argument("molecule", help="ladder name or an .xyz/.extxyz file")
+    p.add_argument("--nstates", type=int, default=10, help="LR-TDDFT states (default 10)")
+    p.add_argument("--xc", default=None, help="PySCF functional name, 'hf' for TDHF "
+                   "(default: the molecule's)")
+    p.add_argument("--basis", default=None, help="basis set (default: the molecule's, 6-31G)")
+    p.add_argument("--grid-level", type=int, default=3, help="PySCF DFT grid level (default 3)")
     p.set_defaults(func=Command("_excitations", "cmd_excitations"))
 
     p = sub.add_parser("train", help="train a model on a dataset store (reads only the store)")
@@ -219,15 +215,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=Command("_train", "cmd_train"))
 
     p = sub.add_parser("evaluate", help="evaluate a trained model and baselines on the test split")
-    p.add_argument("store")
-    p.add_argument("--model", required=True, metavar="MODEL_DIR")
+    p.add_argument("store", help="Zarr dataset store the model was trained on")
+    p.add_argument("--model", required=True, metavar="MODEL_DIR",
+                   help="trained model directory (rtml train)")
     p.add_argument("--baselines", default="persistence,linear",
                    help="comma-separated baselines evaluated by the same code (default both)")
     p.add_argument("--compare", nargs="*", default=None, metavar="MODEL_DIR",
                    help="further trained models evaluated alongside (e.g. the MLP ablation)")
-    p.add_argument("--molecules", nargs="+", default=None)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("-o", "--output", required=True, metavar="EVAL_DIR")
+    p.add_argument("--molecules", nargs="+", default=None,
+                   help="molecule groups to evaluate (default all)")
+    p.add_argument("--threads", type=int, default=None, help="OpenMP/BLAS threads")
+    p.add_argument("-o", "--output", required=True, metavar="EVAL_DIR",
+                   help="output directory (metrics.json, metrics.tsv, plots)")
     p.set_defaults(func=Command("_evaluate", "cmd_evaluate"))
 
     add_dataset_parser(sub)

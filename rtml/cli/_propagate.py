@@ -4,7 +4,8 @@
 Everything that can be checked cheaply is checked before the SCF: the inputs, the output path
 (:func:`rtml.check_output_path`), the disk and memory the frames need
 (:func:`rtml.engines.check_storage`). The checkpoint ``OUT.ckpt/`` is removed only once the
-output is in place.
+output is in place; one left beside a complete output by a kill between the two is removed
+by the next run (:func:`rtml.tddft.remove_finished_checkpoint`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from rtml.cli._threads import set_threads
 from rtml.data import read_ground_state, trajectory_file_name, write_trajectory
 from rtml.engines import EngineOptions, check_storage, run_engine
 from rtml.fields import parse_field
-from rtml.tddft import PropagationSettings, SimulationInputs
+from rtml.tddft import PropagationSettings, SimulationInputs, remove_finished_checkpoint
 
 log = logging.getLogger("rtml")
 
@@ -46,6 +47,8 @@ def cmd_propagate(args) -> int:
     saved = read_ground_state(args.ground_state) if args.ground_state else None
     as_directory = args.output_dir is not None or len(fields) > 1
     out = Path(args.output_dir if args.output_dir is not None else args.output)
+    checkpoint_dir = out.with_name(out.name + ".ckpt")
+    remove_finished_checkpoint(checkpoint_dir, out)  # left by a kill after the output landed
     check_output_path(out, args.force, rtml_files=TRAJECTORY_FILES)
     inputs = SimulationInputs(molecule=spec, fields=fields, settings=settings,
                               positions_angstrom=positions, basis=args.basis, xc=args.xc,
@@ -58,7 +61,6 @@ def cmd_propagate(args) -> int:
              settings.dt, settings.n_steps, settings.dt * settings.n_steps, settings.save_every,
              settings.propagator, settings.pc_tol, args.corrector)
 
-    checkpoint_dir = out.with_name(out.name + ".ckpt")
     check_storage(args.engine, inputs, out.parent, checkpoint_dir)
     options = EngineOptions(saved=saved, scf_max_cycle=args.scf_max_cycle,
                             checkpoint_dir=checkpoint_dir, restart=args.restart,

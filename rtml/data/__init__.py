@@ -2,7 +2,8 @@
 
 One RT-TDDFT run is one :class:`Trajectory` in memory and one HDF5 file on disk (positions
 in Å, everything else in atomic units, PySCF AO order). :func:`write_trajectory` writes it
-atomically, :func:`read_trajectory` reads it back exactly, and :func:`validate_trajectory`
+atomically (per-frame matrices held as :class:`FrameBlocks` are copied one block at a
+time), :func:`read_trajectory` reads it back exactly, and :func:`validate_trajectory`
 checks a file's schema and physics (trace, Hermiticity, idempotency, a response to the
 field above numerical noise, time grid, energy conservation).
 
@@ -34,12 +35,13 @@ from rtml.data._schema import (FORMAT_NAME, FORMAT_VERSION, STORE_FORMAT_NAME,
                                ROOT_ATTRIBUTES as TRAJECTORY_ROOT_ATTRIBUTES,
                                STATIC as STORE_STATIC_ARRAYS,
                                datasets_table as trajectory_datasets_table)
+from rtml.data._frames import FrameBlocks, frames_in_memory
 from rtml.data._hdf5 import read_trajectory, write_trajectory
 from rtml.data._assembly import assemble_store, time_chunking
 from rtml.data._card import store_info
 from rtml.data._ground_state import GroundStateRecord, read_ground_state, write_ground_state
 from rtml.data._trajectory import SystemRecord, Trajectory, trajectory_file_name
-from rtml.data._validate import Check, ValidationReport, validate_trajectory
+from rtml.data._validate import RESPONSE_ATOL, Check, ValidationReport, validate_trajectory
 from rtml.data._xarray import open_dataset, open_index
 from rtml.data._splits import assign_splits
 from rtml.data._learning import (MoleculeSplit, TrajectoryData, open_store_groups,
@@ -51,12 +53,15 @@ __all__ = [
     "SystemRecord",
     "Trajectory",
     "trajectory_file_name",
+    "FrameBlocks",
+    "frames_in_memory",
     "GroundStateRecord",
     "write_ground_state",
     "read_ground_state",
     "write_trajectory",
     "read_trajectory",
     "validate_trajectory",
+    "RESPONSE_ATOL",
     "ValidationReport",
     "Check",
     "FORMAT_NAME",

@@ -2,42 +2,60 @@ r"""The rtml dataset store: all trajectories of a study in one chunked Zarr v3 s
 
 :func:`assemble_store` copies trajectory HDF5 files (:mod:`rtml.data._hdf5`) into a Zarr
 v3 directory store, one group per molecule, appending to an existing store under a lock,
-and rebuilds its index. :func:`rtml.data.store_info` summarises a store and writes its
-dataset card (:mod:`rtml.data._card`). Reading is :func:`rtml.data.open_dataset` (xarray)
-and :class:`rtml.data.TrajectoryWindows` (PyTorch).
+and rebuilds its index. :func:`rtml.data.store_info` summarises a store; the dataset card
+(:mod:`rtml.data._card`) is written beside it. Reading is :func:`rtml.data.open_dataset`
+(xarray) and :class:`rtml.data.TrajectoryWindows` (PyTorch); plain xarray reads it too
+(``xr.open_zarr(STORE, group="lih")``, ``xr.open_datatree(STORE, engine="zarr")``), without
+warnings, through the consolidated metadata.
 
-On-disk layout (``format = "rtml-dataset"``, ``format_version = 1``)
+On-disk layout (``format = "rtml-dataset"``, ``format_version = 2``)
 ----------------------------------------------------------------------
 ::
 
-    STORE/                       root group: CF/ACDD attributes, provenance, history
-      README.md                  dataset card (schema, units, counts, how to open it)
+    STORE.README.md              dataset card (schema, units, counts, how to open it)
+    STORE/                       root group: CF/ACDD attributes, provenance, history,
+                                 consolidated metadata of every group and array
       index/                     one row per committed trajectory, all molecules
-        traj_id, molecule, row, n_basis, n_spin, n_time, geometry_id,
-        field_kind, field_spec, inputs_sha256, source_file           (n_rows,)
+        traj_id, molecule, row, n_basis, n_spin, n_time, geometry_id, field_kind,
+        field_spec, inputs_sha256, source_file, source_sha256        (n_rows,)
       lih/                       one group per molecule (fixed basis, atoms, time grid)
-        rho                      (traj, time, spin, ao_i, ao_j)  complex128 | complex64
-        fock (optional)          (traj, time, spin, ao_i, ao_j)  same dtype as rho, hartree
-        dipole, field            (traj, time, xyz)               float64
-        energy                   (traj, time)                    float64
-        time                     (time,)                         float64
-        traj_id, geometry_id, field_kind, field_spec, inputs_sha256,
-        source_file, provenance  (traj,)                         string
+        rho                      (traj_id, time, spin, ao_i, ao_j)  complex128 | complex64
+        fock (optional)          (traj_id, time, spin, ao_i, ao_j)  same dtype as rho, hartree
+        dipole, field            (traj_id, time, xyz)               float64
+        energy                   (traj_id, time)                    float64
+        traj_id                  (traj_id,)                         string, the dim's labels
+        time, step               (time,)                            float64, int64
+        xyz, spin                (xyz,), (spin,)                    string labels
+        geometry_id, field_kind, field_spec, inputs_sha256,
+        source_file, source_sha256, provenance  (traj_id,)          string
         field_amplitude, field_omega, field_t0, field_sigma, field_duration,
-        kick_strength, ground_state_energy   (traj,)             float64 (NaN: n/a)
-        field_polarization, dipole_origin, ground_state_dipole  (traj, xyz)
-        positions                (traj, atom, xyz)               float64, angstrom
-        overlap, core_hamiltonian (traj, ao_i, ao_j)             float64
-        rho_ground, fock_ground  (traj, spin, ao_i, ao_j)        float64 (NaN: not recorded)
-        atomic_numbers           (atom,)                         int64
-        basis_atom_index, basis_angular_momentum, basis_magnetic_quantum  (ao,) int64
+        kick_strength, ground_state_energy   (traj_id,)             float64 (NaN: n/a)
+        field_polarization, dipole_origin, ground_state_dipole  (traj_id, xyz)
+        positions                (traj_id, atom, xyz)               float64, angstrom
+        overlap, core_hamiltonian (traj_id, ao_i, ao_j)             float64
+        rho_ground, fock_ground  (traj_id, spin, ao_i, ao_j)        float64 (NaN: not recorded)
+        atomic_numbers           (atom,)                            int64
+        ao_i_atom, ao_i_l, ao_i_m (ao_i,); ao_j_atom, ao_j_l, ao_j_m (ao_j,)  int64
+
+Labels. ``traj_id``, ``time``, ``xyz`` (x, y, z) and ``spin`` (total, or alpha and beta)
+are dimension coordinates: ``ds.sel(traj_id="lih/eq/t00-kick_0.001_z", time=0.6,
+xyz="z")`` works in plain xarray. ``time`` is exact: frame ``k`` was propagated for
+``step[k]`` steps and ``time[k] = step[k] * dt`` is computed in decimal from ``dt``'s
+shortest representation and rounded once to float64 (:func:`_frame_steps`), so it is the
+float a user types (0.6, not 0.6000000000000001). The basis labels of each AO (atom, l, m)
+are coordinates on both AO axes of the matrices (``ao_i_l``, ``ao_j_l``, ...).
+``source_file`` is the file's path relative to the directory holding the store (where a
+workflow keeps its results), never an absolute path of the producing machine, and
+``source_sha256`` the SHA-256 of its bytes.
 
 The arrays are the rows of :data:`rtml.data._schema.PER_TRAJECTORY` and
 :data:`~rtml.data._schema.STATIC`: one per quantity of the trajectory file schema, plus the
-columns computed here from a file's metadata (ids, field parameters, provenance). Every
-array carries ``dimension_names`` (read by xarray as dims), ``units`` and ``long_name``
+columns computed here from a file's metadata (ids, field parameters, provenance) and the
+axis labels computed from a group's scalars (``step``, ``xyz``, ``spin``). Every array
+carries ``dimension_names`` (read by xarray as dims), ``units`` and ``long_name``
 attributes; the group attribute ``coordinates`` names the variables xarray should treat as
-coordinates (everything except rho, fock, dipole, energy, field).
+coordinates (everything except rho, fock, dipole, energy, field and the dimension
+coordinates).
 
 ``fock`` is the AO Fock matrix F[P(t)] of each frame without the field term (complex
 Hermitian), as the engine accepted it (see :mod:`rtml.data._hdf5`); ``rho_ground`` and
@@ -84,12 +102,21 @@ so ``store_path`` is either absent or complete; such a temporary left by a kille
 (whose pid no longer runs) is removed by the next assembly. Appending to an existing store
 (under an exclusive ``flock`` on its directory) never rewrites committed rows: a trajectory
 whose (``traj_id``, ``inputs_sha256``) pair is already committed is skipped; new ones are
-written into rows ``n, n + 1, ...`` of arrays grown along ``traj`` (growing rewrites only
+written into rows ``n, n + 1, ...`` of arrays grown along ``traj_id`` (growing rewrites only
 ``zarr.json``), and all of them are committed at once, by one write of the root attributes
 (the commit record of :mod:`rtml.data._commit`, with the counts and ``dataset_sha256``). An
 append is all or nothing: one that fails or is killed before that write commits nothing,
-and the rows it wrote are overwritten by the next. The groups' ``n_committed`` attributes,
-the ``index`` group and the dataset card are rewritten after the commit.
+and the rows it wrote are overwritten (or trimmed) by the next. The groups' ``n_committed``
+attributes, the ``index`` group, the consolidated metadata and the dataset card are
+rewritten after the commit, in that order. The consolidated metadata is the view of plain
+readers: every array then has exactly the committed rows. The commit write drops it, so a
+process killed before it is rewritten leaves a store that plain xarray opens with a warning
+(and rows to trim by ``n_committed``) until the next assembly; an append killed before its
+commit leaves the previous view in place. rtml itself never reads the consolidated copy.
+
+Snakemake touches ``.snakemake_timestamp`` inside every ``directory()`` output after the
+job: that file is not a Zarr node, and through the consolidated metadata no reader lists
+the directory, so it is harmless (and rtml ignores it).
 """
 
 from __future__ import annotations
@@ -103,8 +130,10 @@ import logging
 import math
 import os
 import shutil
+import warnings
 from dataclasses import dataclass, field as dc_field
 from datetime import datetime, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, Container, Iterable
 
@@ -119,23 +148,25 @@ from rtml._errors import InputError
 from rtml._progress import Progress
 from rtml._provenance import provenance
 from rtml.data import _hdf5
-from rtml.data._card import write_card
+from rtml.data._card import card_path, check_card_path, write_card
 from rtml.data._commit import (INDEX_ROWS_ATTR, committed_counts, dataset_sha256,
                                index_from_groups, read_index)
 from rtml.data._schema import (AO_ORDER_CONVENTION, DATASETS, DENSITY_CONVENTION,
                                DIPOLE_ORIGIN_CONVENTION, GROUP_OPTIONAL, GROUP_SCALARS,
-                               INDEX_COLUMNS, INDEX_GROUP, PER_TRAJECTORY, RHO_DTYPES, STATIC,
-                               STORE_FORMAT_NAME, STORE_FORMAT_VERSION, UNITS_NOTE, ZSTD_LEVEL,
-                               Variable, check_is_store, dataset, evaluate_shape, strings)
+                               INDEX_COLUMNS, INDEX_GROUP, PER_TRAJECTORY, RHO_DTYPES,
+                               SPIN_LABELS, STATIC, STORE_FORMAT_NAME, STORE_FORMAT_VERSION,
+                               TRAJ_DIM, UNITS_NOTE, ZSTD_LEVEL, Variable, check_is_store,
+                               dataset, evaluate_shape, strings)
 from rtml.data._validate import validate_trajectory
 from rtml.fields import field_from_json
 from rtml.units import UNITS
 
 log = logging.getLogger("rtml.data")
 
-#: File quantities read before any write: the static arrays, and the positions that name a
-#: geometry when the file does not.
-_SCANNED = tuple(v.attr for v in STATIC) + ("positions_angstrom",)
+#: File quantities read before any write: the static arrays' sources, and the positions that
+#: name a geometry when the file does not.
+_STATIC_SOURCES = tuple(dict.fromkeys(v.attr for v in STATIC if v.source is not None))
+_SCANNED = _STATIC_SOURCES + ("positions_angstrom",)
 
 
 # --------------------------------------------------------------------------- sources
@@ -148,7 +179,7 @@ class _Source:
     path: Path
     molecule: str
     scalars: dict[str, Any]          # GROUP_SCALARS
-    static: dict[str, np.ndarray]    # the STATIC arrays, by name
+    static: dict[str, np.ndarray]    # sources of the STATIC arrays, by file attribute
     geometry_id: str
     inputs_sha256: str
     provenance: dict
@@ -181,9 +212,10 @@ def _scan(path: Path) -> _Source:
     inputs_sha = prov.get("inputs_sha256") if isinstance(prov, dict) else None
     if not inputs_sha:  # no input hash recorded: fall back to the file's bytes
         inputs_sha = "file-" + _file_sha256(path)
+    static = {attr: header.arrays[attr] for attr in _STATIC_SOURCES}
+    static["time"] = _frame_steps(static["time"], scalars["dt"], path)[1]
     src = _Source(
-        path=path, molecule=molecule, scalars=scalars,
-        static={v.name: header.arrays[v.attr] for v in STATIC},
+        path=path, molecule=molecule, scalars=scalars, static=static,
         geometry_id=str(geometry_id), inputs_sha256=str(inputs_sha),
         provenance=prov if isinstance(prov, dict) else {},
         has={v.name: all(n in header.shapes for n in v.source.h5_names)
@@ -191,6 +223,51 @@ def _scan(path: Path) -> _Source:
     )
     src.traj_id = f"{molecule}/{src.geometry_id}/{path.stem}"
     return src
+
+
+def _frame_steps(time: np.ndarray, dt: float, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    r"""Integer step and exact time of each saved frame.
+
+    .. math:: n_k = \mathrm{round}(t_k / \Delta t), \qquad
+              t_k^{\rm exact} = \mathrm{fl}(n_k \cdot \Delta t_{10})
+
+    with :math:`\Delta t_{10}` the shortest decimal that reads back as ``dt`` (0.2) and the
+    product rounded once to float64, so a frame's time is the float a user types (0.6)
+    rather than the accumulated 0.6000000000000001.
+
+    Args:
+        time: (n_time,) saved times of a file, a.u.
+        dt: the propagation step, a.u.
+
+    Returns:
+        ``(step, time)``: (n_time,) int64 and (n_time,) float64.
+
+    Raises:
+        InputError: a time farther from its multiple of ``dt`` than the ``time_grid`` check
+            allows (naming ``path``).
+    """
+    time = np.asarray(time, dtype=np.float64)
+    step = np.rint(time / dt).astype(np.int64)
+    dt_decimal = Decimal(repr(float(dt)))
+    exact = np.array([float(n * dt_decimal) for n in step.tolist()], dtype=np.float64)
+    tol = 1e-6 * dt + 4 * np.finfo(float).eps * float(np.max(np.abs(time), initial=0.0))
+    off = np.abs(time - exact)
+    if off.size and float(off.max()) > tol:
+        k = int(np.flatnonzero(off > tol)[0])
+        raise InputError(f"{path}: saved time t[{k}] = {float(time[k])!r} is not a multiple of "
+                         f"dt = {float(dt)!r} (off by {off[k]:.1e}); the store labels frames by "
+                         "step")
+    return step, exact
+
+
+def _static_values(src: _Source) -> dict[str, np.ndarray]:
+    """The STATIC arrays of a new molecule group of ``src``, by name: copied from the file
+    (``time`` made exact), and the axis labels ``step``, ``xyz``, ``spin``."""
+    labels = {"step": _frame_steps(src.static["time"], src.scalars["dt"], src.path)[0],
+              "xyz": np.array(["x", "y", "z"], dtype=object),
+              "spin": np.array(SPIN_LABELS[src.scalars["n_spin"]], dtype=object)}
+    return {var.name: labels[var.name] if var.source is None else src.static[var.attr]
+            for var in STATIC}
 
 
 def _file_sha256(path: Path) -> str:
@@ -218,8 +295,11 @@ def _check_against(src: _Source, ref: _GroupRef, origin: str) -> None:
             raise InputError(f"{src.path}: {key} = {src.scalars[key]} but molecule group "
                              f"'{mol}' has {key} = {ref.scalars[key]} ({origin}); a group "
                              "holds one molecule, one basis and one time grid")
-    for spec in (d.store for d in DATASETS if d.store.static):
-        got, want = src.static[spec.name], ref.static[spec.name]
+    for d in DATASETS:
+        if not d.store.static:
+            continue
+        spec = d.store
+        got, want = src.static[d.attr], ref.static[d.attr]
         if not np.array_equal(got, want):
             raise InputError(f"{src.path}: " + spec.mismatch.format(
                 name=spec.name, mol=mol, origin=origin, got=got.tolist(), want=want.tolist()))
@@ -266,10 +346,11 @@ def _field_columns(field_spec: dict) -> dict[str, Any]:
             "field_sigma": num("sigma"), "field_duration": num("duration")}
 
 
-def _row_values(src: _Source, traj, rho_dtype: np.dtype,
-                names: Container[str]) -> dict[str, Any]:
+def _row_values(src: _Source, traj, rho_dtype: np.dtype, names: Container[str],
+                base: Path) -> dict[str, Any]:
     """Values of the per-trajectory arrays ``names`` for one trajectory (``traj`` as read):
-    the computed columns, and the file quantities (NaN for an optional one it lacks)."""
+    the computed columns, and the file quantities (NaN for an optional one it lacks).
+    ``source_file`` is relative to ``base``, the directory holding the store."""
     nan = float("nan")
     extra = traj.extra_attrs
     values = _field_columns(traj.field_spec if isinstance(traj.field_spec, dict) else {})
@@ -286,7 +367,8 @@ def _row_values(src: _Source, traj, rho_dtype: np.dtype,
         traj_id=src.traj_id, geometry_id=src.geometry_id, kick_strength=float(kick),
         ground_state_energy=nan if gs_energy is None else float(gs_energy),
         ground_state_dipole=gs_dipole, inputs_sha256=src.inputs_sha256,
-        source_file=str(src.path.resolve()),
+        source_file=os.path.relpath(src.path.resolve(), base.resolve()),
+        source_sha256=_file_sha256(src.path),
         provenance=json.dumps(traj.provenance, sort_keys=True, default=str),
     )
     for var in PER_TRAJECTORY:
@@ -337,16 +419,16 @@ def _fill(dtype) -> Any:
 
 def _coordinates() -> str:
     """The group attribute ``coordinates``: every array but the data variables and the
-    ``time`` dimension coordinate."""
+    dimension coordinates (``traj_id``, ``time``, ``xyz``, ``spin``)."""
     return " ".join(v.name for v in PER_TRAJECTORY + STATIC
-                    if not v.data and v.name != "time")
+                    if not v.data and v.dims != (v.name,))
 
 
 def _create_group(root, src: _Source, rho_dtype: np.dtype, chunk_mib: float):
     """Create the molecule group of ``src`` with zero trajectories and its static arrays."""
     s = src.scalars
-    dims = {"traj": 0, "time": s["n_time"], "spin": s["n_spin"], "ao_i": s["n_basis"],
-            "ao_j": s["n_basis"], "atom": s["n_atoms"], "ao": s["n_basis"], "xyz": 3}
+    dims = {TRAJ_DIM: 0, "time": s["n_time"], "spin": s["n_spin"], "ao_i": s["n_basis"],
+            "ao_j": s["n_basis"], "atom": s["n_atoms"], "xyz": 3}
     frame_bytes = s["n_spin"] * s["n_basis"] ** 2 * rho_dtype.itemsize
     ct, shard_t = time_chunking(s["n_time"], frame_bytes, chunk_mib)
     attrs = {
@@ -363,10 +445,12 @@ def _create_group(root, src: _Source, rho_dtype: np.dtype, chunk_mib: float):
     for var in PER_TRAJECTORY:
         if var.if_absent != "group" or src.has[var.name]:
             _create_per_traj_array(g, var, dims, rho_dtype, ct, shard_t)
+    values = _static_values(src)
     for var in STATIC:
-        data = np.asarray(src.static[var.name], dtype=var.dtype)
+        dtype = _zarr_dtype(var, rho_dtype)
+        data = np.asarray(values[var.name], dtype=object if dtype is str else dtype)
         a = g.create_array(var.name, shape=data.shape, chunks=data.shape or (1,),
-                           dtype=var.dtype, fill_value=_fill(var.dtype),
+                           dtype=dtype, fill_value=_fill(dtype),
                            compressors=_compressors(), dimension_names=list(var.dims),
                            attributes={"units": var.units, "long_name": var.long_name})
         a[...] = data
@@ -386,35 +470,35 @@ def _create_per_traj_array(g, var: Variable, dims: dict[str, int], rho_dtype: np
         kwargs["shards"] = (1, shard_t) + shape[2:]
     a_attrs = {"units": var.units, "long_name": var.long_name}
     if var.data:
-        a_attrs["coordinates"] = " ".join(v.name for v in PER_TRAJECTORY if not v.data)
+        a_attrs["coordinates"] = _coordinates()
     return g.create_array(var.name, shape=shape, chunks=chunks, dtype=dtype,
                           fill_value=_fill(dtype), compressors=_compressors(),
                           dimension_names=list(var.dims), attributes=a_attrs, **kwargs)
 
 
 def _add_missing_arrays(g) -> None:
-    """Give a group written by an older rtml the per-trajectory arrays it lacks (today
-    ``rho_ground``, ``fock_ground``), filled with NaN for its existing rows."""
+    """Give a group written before a per-trajectory array was added to the schema the
+    arrays it lacks, filled with NaN for its existing rows."""
     missing = [var for var in PER_TRAJECTORY if var.if_absent != "group" and var.name not in g]
     if not missing:
         return
     ga = g.attrs.asdict()
     rho = g["rho"]
-    dims = {"traj": rho.shape[0], "time": ga["n_time"], "spin": ga["n_spin"],
-            "ao_i": ga["n_basis"], "ao_j": ga["n_basis"], "atom": ga["n_atoms"],
-            "ao": ga["n_basis"], "xyz": 3}
+    dims = {TRAJ_DIM: rho.shape[0], "time": ga["n_time"], "spin": ga["n_spin"],
+            "ao_i": ga["n_basis"], "ao_j": ga["n_basis"], "atom": ga["n_atoms"], "xyz": 3}
     for var in missing:
         _create_per_traj_array(g, var, dims, rho.dtype, rho.chunks[1], rho.shards[1])
     g.attrs["coordinates"] = _coordinates()
     log.info("group '%s': added %s (NaN for its %d earlier rows)", ga.get("molecule"),
-             ", ".join(var.name for var in missing), dims["traj"])
+             ", ".join(var.name for var in missing), dims[TRAJ_DIM])
 
 
 def _group_ref(g) -> _GroupRef:
     attrs = g.attrs.asdict()
     return _GroupRef(
         scalars={k: attrs[k] for k in GROUP_SCALARS},
-        static={var.name: np.asarray(g[var.name][...]) for var in STATIC},
+        static={var.attr: np.asarray(g[var.name][...]) for var in STATIC
+                if var.source is not None},
         has={var.name: var.name in g for var in GROUP_OPTIONAL},
     )
 
@@ -432,7 +516,8 @@ def assemble_store(trajectory_paths: Iterable[str | os.PathLike], store_path: st
     store is built beside ``store_path`` and renamed into place. With an existing store,
     only trajectories whose (``traj_id``, ``inputs_sha256``) pair is not committed yet are
     appended, all at once or none; committed rows and their chunk files are never
-    rewritten. See the module docstring for the layout, chunking and commit protocol.
+    rewritten. The dataset card is (re)written beside the store, ``STORE.README.md``. See
+    the module docstring for the layout, chunking and commit protocol.
 
     Args:
         trajectory_paths: rtml trajectory ``.h5`` files (see :func:`rtml.data.write_trajectory`).
@@ -456,7 +541,8 @@ def assemble_store(trajectory_paths: Iterable[str | os.PathLike], store_path: st
             names it and the failed checks), a file whose nbf, atoms, AO labels, time grid or
             settings disagree with its molecule group (the message names the file), a
             ``traj_id`` already in the store with other inputs, an existing path that is not
-            an rtml store, a bad ``dtype`` or ``chunk_mib``.
+            an rtml store (or a store of another format version), a file at the card's path
+            that is not an rtml dataset card, a bad ``dtype`` or ``chunk_mib``.
     """
     paths = [Path(p) for p in trajectory_paths]
     if not paths:
@@ -472,11 +558,11 @@ def assemble_store(trajectory_paths: Iterable[str | os.PathLike], store_path: st
                  and not any(store_path.iterdir()))
     if store_path.parent.is_dir():
         remove_stale_temporaries(store_path.parent, store_path.name)
+        remove_stale_temporaries(store_path.parent, card_path(store_path).name)
+    check_card_path(card_path(store_path))
     if (store_path.exists() or store_path.is_symlink()) and not empty_dir:
         check_is_store(store_path)
-        with _locked(store_path):
-            return _assemble_into(store_path, sources, dtype, chunk_mib, progress, False,
-                                  allow_static=allow_static)
+        return _append(store_path, sources, dtype, chunk_mib, progress, allow_static)
     if not store_path.parent.is_dir():
         raise InputError(f"output directory '{store_path.parent}' does not exist")
     tmp = store_path.with_name(f".{store_path.name}.tmp-{os.getpid()}")
@@ -493,13 +579,24 @@ def assemble_store(trajectory_paths: Iterable[str | os.PathLike], store_path: st
             shutil.rmtree(tmp, ignore_errors=True)
             log.info("%s appeared while assembling; appending to it", store_path)
             check_is_store(store_path)
-            with _locked(store_path):
-                return _assemble_into(store_path, sources, dtype, chunk_mib, False, False,
-                                      allow_static=allow_static)
+            return _append(store_path, sources, dtype, chunk_mib, False, allow_static)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    with _locked(store_path):  # a concurrent append may rewrite the card meanwhile
+        write_card(store_path)
     summary["store"] = str(store_path)
+    return summary
+
+
+def _append(store_path: Path, sources: list[_Source], dtype: str | None, chunk_mib: float,
+            progress, allow_static: bool) -> dict[str, Any]:
+    """Append ``sources`` to the existing store at ``store_path`` under its lock, then
+    rewrite its card."""
+    with _locked(store_path):
+        summary = _assemble_into(store_path, sources, dtype, chunk_mib, progress, False,
+                                 allow_static=allow_static)
+        write_card(store_path)
     return summary
 
 
@@ -537,13 +634,16 @@ def _utc_now() -> str:
 def _assemble_into(path: Path, sources: list[_Source], dtype: str | None, chunk_mib: float,
                    progress, created: bool, name: str | None = None,
                    allow_static: bool = False) -> dict[str, Any]:
+    """Validate, write and commit ``sources`` into the store directory ``path`` (a new
+    store's temporary, or the locked store), then rewrite the copies for plain readers."""
     name = name or path.name
     if created:
         path.mkdir()
         root = zarr.open_group(str(path), mode="w", zarr_format=3)
         root.attrs.update(_new_root_attrs())
     else:
-        root = zarr.open_group(str(path), mode="r+", zarr_format=3)
+        # the commit record and the arrays as they are, never the consolidated copy
+        root = zarr.open_group(str(path), mode="r+", zarr_format=3, use_consolidated=False)
         _remove_leftovers(path)
     rattrs = root.attrs.asdict()
     store_dtype = rattrs.get("rho_dtype")
@@ -567,7 +667,7 @@ def _assemble_into(path: Path, sources: list[_Source], dtype: str | None, chunk_
 
     # -- write the new rows, uncommitted
     counts = _write_rows(root, plan, committed, rho_dtype, chunk_mib,
-                         _reporter(progress, n_add, name))
+                         _reporter(progress, n_add, name), path.parent)
 
     # -- commit: one write of the root attributes; then the copies for plain readers
     index = index_from_groups(root, counts, read_index(root))
@@ -578,7 +678,7 @@ def _assemble_into(path: Path, sources: list[_Source], dtype: str | None, chunk_
         if root[mol].attrs.get("n_committed") != n:
             root[mol].attrs["n_committed"] = n
     _write_index(root, index)
-    write_card(path, root, name)
+    _consolidate(path)
     per_mol = {m: {"added": len(plan.get(m, [])), "skipped": skipped.get(m, 0),
                    "n_trajectories": counts[m]}
                for m in list(dict.fromkeys(list(counts) + list(skipped)))}
@@ -656,13 +756,18 @@ def _reporter(progress, n_add: int, name: str):
 
 
 def _write_rows(root, plan: dict[str, list[_Source]], committed: dict[str, int],
-                rho_dtype: np.dtype, chunk_mib: float, reporter) -> dict[str, int]:
+                rho_dtype: np.dtype, chunk_mib: float, reporter, base: Path) -> dict[str, int]:
     """Write the planned trajectories into rows ``committed[m], ...`` of their groups
-    (creating new groups, growing or trimming the arrays) without committing them.
+    (creating new groups, growing the arrays; the other groups are trimmed of rows an
+    interrupted append left) without committing them. ``base``: the directory holding the
+    store (``source_file`` is relative to it).
 
     Returns the counts after the commit to come, ``{molecule: rows}``, store order.
     """
     counts = dict(committed)
+    for mol in committed:
+        if mol not in plan:
+            _fit_rows(root[mol], committed[mol])
     done = 0
     with reporter as report:
         for mol, srcs in plan.items():
@@ -671,15 +776,12 @@ def _write_rows(root, plan: dict[str, list[_Source]], committed: dict[str, int],
             else:  # listed in the root at the commit
                 g = _create_group(root, srcs[0], rho_dtype, chunk_mib)
             _add_missing_arrays(g)
-            arrays = {var.name: g[var.name] for var in PER_TRAJECTORY if var.name in g}
             row = counts.get(mol, 0)
             counts[mol] = row + len(srcs)
-            # grow (or trim leftovers of an interrupted append); only zarr.json changes
-            _concurrently(a.async_array.resize((counts[mol],) + a.shape[1:])
-                          for a in arrays.values() if a.shape[0] != counts[mol])
+            arrays = _fit_rows(g, counts[mol])
             for src in srcs:
                 traj = _hdf5.read_trajectory(src.path)
-                values = _row_values(src, traj, rho_dtype, arrays)
+                values = _row_values(src, traj, rho_dtype, arrays, base)
                 _concurrently(a.async_array.setitem(row, values[var])
                               for var, a in arrays.items())
                 row += 1
@@ -687,6 +789,29 @@ def _write_rows(root, plan: dict[str, list[_Source]], committed: dict[str, int],
                 if report is not None:
                     report(done)
     return counts
+
+
+def _fit_rows(g, n: int) -> dict[str, Any]:
+    """Grow or trim every per-trajectory array of group ``g`` to ``n`` rows (trimming drops
+    the rows of an interrupted append; only ``zarr.json`` files and those rows' chunks
+    change). Returns the arrays by name."""
+    arrays = {var.name: g[var.name] for var in PER_TRAJECTORY if var.name in g}
+    _concurrently(a.async_array.resize((n,) + a.shape[1:])
+                  for a in arrays.values() if a.shape[0] != n)
+    return arrays
+
+
+def _consolidate(path: Path) -> None:
+    """Write the consolidated metadata of the store at ``path`` (the view of plain readers:
+    one read opens every group without listing directories)."""
+    with warnings.catch_warnings():
+        # zarr notes that consolidated metadata is not in the v3 spec yet (xarray reads it),
+        # and names the files in the store that are not Zarr nodes (a Snakemake timestamp)
+        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not",
+                                category=UserWarning)
+        warnings.filterwarnings("ignore", message="Object at .* is not recognized",
+                                category=UserWarning)
+        zarr.consolidate_metadata(str(path), zarr_format=3)
 
 
 def _commit(root, rattrs: dict[str, Any], counts: dict[str, int], index: dict[str, list],
@@ -719,10 +844,9 @@ def _commit(root, rattrs: dict[str, Any], counts: dict[str, int], index: dict[st
 
 
 def _remove_leftovers(path: Path) -> None:
-    """Remove what a killed assembly leaves inside the store: the dataset card's temporary
-    and the ``*.partial`` files zarr writes before renaming them into place (called under
-    the store's lock: no writer is active)."""
-    remove_stale_temporaries(path, "README.md")
+    """Remove what a killed assembly leaves inside the store: the ``*.partial`` files zarr
+    writes before renaming them into place (called under the store's lock: no writer is
+    active)."""
     for leftover in path.rglob("*.partial"):
         leftover.unlink(missing_ok=True)
         log.info("removed '%s', left by an interrupted assembly", leftover)

@@ -1,8 +1,10 @@
-"""The dataset store's summary (:func:`store_info`) and its dataset card (``README.md``).
+"""The dataset store's summary (:func:`store_info`) and its dataset card.
 
-The card is rebuilt by every assembly (:mod:`rtml.data._assembly`); its schema table lists
-the rows of :data:`rtml.data._schema.PER_TRAJECTORY` and :data:`~rtml.data._schema.STATIC`,
-so a quantity added to the schema is documented there without a change here.
+The card, ``STORE.README.md`` beside the store directory (inside it, a file that is not a
+Zarr node would make zarr warn whenever a reader lists the store), is rebuilt by every
+assembly (:mod:`rtml.data._assembly`); its schema table lists the rows of
+:data:`rtml.data._schema.PER_TRAJECTORY` and :data:`~rtml.data._schema.STATIC`, so a
+quantity added to the schema is documented there without a change here.
 """
 
 from __future__ import annotations
@@ -14,11 +16,37 @@ from typing import Any
 import numpy as np
 import zarr
 
+from rtml._errors import InputError
 from rtml.data._commit import committed_counts
 from rtml.data._schema import (AO_ORDER_CONVENTION, DENSITY_CONVENTION,
                                DIPOLE_ORIGIN_CONVENTION, GROUP_OPTIONAL, INDEX_COLUMNS,
-                               PER_TRAJECTORY, STATIC, STORE_FORMAT_NAME, STORE_FORMAT_VERSION,
-                               ZSTD_LEVEL, check_is_store, strings)
+                               PER_TRAJECTORY, SPIN_LABELS, STATIC, STORE_FORMAT_NAME,
+                               STORE_FORMAT_VERSION, TRAJ_DIM, ZSTD_LEVEL, check_is_store,
+                               strings)
+
+#: Second line of every card: marks the file as rtml's, which the next assembly replaces.
+_CARD_MARK = "<!-- dataset card written by rtml dataset assemble; rewritten by each assembly -->"
+
+
+def card_path(store_path: Path) -> Path:
+    """The dataset card of the store ``store_path``: ``STORE.README.md`` beside it."""
+    store_path = Path(store_path)
+    return store_path.with_name(store_path.name + ".README.md")
+
+
+def check_card_path(card: Path) -> None:
+    """Raise :class:`InputError` when ``card`` exists and is not a card rtml wrote (the
+    assembly would replace it), before anything is written."""
+    if not (card.exists() or card.is_symlink()):
+        return
+    try:
+        ours = (card.is_file() and not card.is_symlink()
+                and card.read_text(encoding="utf-8").splitlines()[1:2] == [_CARD_MARK])
+    except (OSError, UnicodeDecodeError):
+        ours = False
+    if not ours:
+        raise InputError(f"'{card}' exists and is not an rtml dataset card; the assembly "
+                         "writes the store's card there: move that file away")
 
 
 def _dir_size(path: Path) -> int:
@@ -35,15 +63,16 @@ def _dir_size(path: Path) -> int:
 def store_info(store_path: str | os.PathLike) -> dict[str, Any]:
     """Summary of a dataset store: molecules, sizes, dtypes, chunk/shard shapes, provenance.
 
-    Returns a JSON-ready dict ``{"store", "format_version", "rho_dtype", "size_bytes",
-    "n_trajectories", "molecules": {name: {...}}, "provenance", "history", ...}``.
+    Returns a JSON-ready dict ``{"store", "card", "format_version", "rho_dtype",
+    "size_bytes", "n_trajectories", "molecules": {name: {...}}, "provenance", "history",
+    ...}``; ``card`` is the dataset card's path (None when it is missing).
 
     Raises:
         InputError: ``store_path`` is not an rtml dataset store.
     """
     path = Path(store_path)
     check_is_store(path)
-    root = zarr.open_group(str(path), mode="r", zarr_format=3)
+    root = zarr.open_group(str(path), mode="r", zarr_format=3, use_consolidated=False)
     attrs = root.attrs.asdict()
     mols = {}
     for mol, n in committed_counts(root).items():
@@ -63,8 +92,10 @@ def store_info(store_path: str | os.PathLike) -> dict[str, Any]:
             "rho_chunk_mib": float(np.prod(rho.chunks) * rho.dtype.itemsize / 2 ** 20),
             "size_bytes": _dir_size(path / mol),
         }
+    card = card_path(path)
     return {
         "store": str(path),
+        "card": str(card) if card.is_file() else None,
         "format": attrs.get("format"), "format_version": attrs.get("format_version"),
         "rho_dtype": attrs.get("rho_dtype"),
         "n_trajectories": int(sum(m["n_trajectories"] for m in mols.values())),
@@ -79,21 +110,38 @@ def store_info(store_path: str | os.PathLike) -> dict[str, Any]:
     }
 
 
-def write_card(path: Path, root, name: str) -> None:
-    """Write ``README.md`` (the dataset card) into the store directory, atomically."""
-    text = dataset_card(name, root)
-    tmp = path / f".README.md.tmp-{os.getpid()}"
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path / "README.md")
+def write_card(store_path: Path) -> None:
+    """Write the dataset card of the store at ``store_path`` beside it, atomically
+    (:func:`card_path`; its temporary is ``.STORE.README.md.tmp-{pid}``)."""
+    root = zarr.open_group(str(store_path), mode="r", zarr_format=3, use_consolidated=False)
+    card = card_path(store_path)
+    tmp = card.with_name(f".{card.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(dataset_card(store_path.name, root), encoding="utf-8")
+        os.replace(tmp, card)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _example(root) -> tuple[str, str, float, int]:
+    """A molecule, trajectory id, and a frame's time and step, for the card's snippets."""
+    counts = committed_counts(root)
+    mol = next((m for m, n in counts.items() if n), None)
+    if mol is None:
+        return "lih", "lih/eq/t00-kick_0.001_z", 0.6, 3
+    g = root[mol]
+    k = min(3, g["time"].shape[0] - 1)
+    return mol, strings(g["traj_id"][:1])[0], float(g["time"][k]), int(g["step"][k])
 
 
 def dataset_card(name: str, root) -> str:
     """The Markdown dataset card of the store ``root`` named ``name``."""
     attrs = root.attrs.asdict()
     prov = attrs.get("provenance", {})
-    example = (attrs.get("molecules") or ["lih"])[0]
+    example, example_id, example_time, example_step = _example(root)
     lines = [
         f"# {attrs.get('title', 'rtml dataset')}: `{name}`",
+        _CARD_MARK,
         "",
         str(attrs.get("summary", "")),
         "",
@@ -149,8 +197,9 @@ def dataset_card(name: str, root) -> str:
         "Group attributes: molecule, n_basis, n_spin, n_atoms, n_time, n_electrons, charge, "
         "multiplicity, xc, basis, dt, save_every, propagator, rho_dtype, has_fock, units, "
         "conventions, "
-        "and **`n_committed`**: only rows `< n_committed` along `traj` are valid (an "
-        "interrupted append leaves rows beyond it, overwritten by the next append). The "
+        f"and **`n_committed`**: only rows `< n_committed` along `{TRAJ_DIM}` are valid (an "
+        "interrupted append leaves rows beyond it, overwritten by the next append; the "
+        "consolidated metadata that plain xarray reads lists the committed rows only). The "
         "commit record is the root attribute `n_committed` (molecule: rows), written in one "
         "step with `n_trajectories` and `dataset_sha256`; the group attributes and the "
         "`index` table are copies written after it, which an interrupted assembly can leave "
@@ -171,6 +220,19 @@ def dataset_card(name: str, root) -> str:
         "The root group `index` is a table of all committed trajectories (1-D arrays: "
         + ", ".join(f"`{c}`" for c, _ in INDEX_COLUMNS) + ").",
         "",
+        "## Labels",
+        "",
+        f"- `{TRAJ_DIM}`: the trajectories of a group, labelled `molecule/geometry_id/file stem`.",
+        "- `time`: exact, `time = step * dt` with dt's decimal value rounded once to float64, "
+        "so `sel(time=0.6)` selects the frame 3 steps of 0.2 in (not 0.6000000000000001); "
+        "`step` is the integer propagation step of each frame.",
+        "- `xyz`: x, y, z; `spin`: " + " or ".join(", ".join(v) for v in SPIN_LABELS.values())
+        + " (n_spin = 1 or 2).",
+        "- `ao_i_atom`, `ao_i_l`, `ao_i_m` (and `ao_j_*`): the atom, l and m of each AO on "
+        "the AO axes of every matrix.",
+        "- `source_file`: the trajectory file relative to the directory holding the store; "
+        "`source_sha256`: the SHA-256 of its bytes.",
+        "",
         "## How to open it",
         "",
         "```python",
@@ -186,12 +248,16 @@ def dataset_card(name: str, root) -> str:
         "                    num_workers=2, collate_fn=rd.collate_windows)",
         "```",
         "",
-        "Plain xarray works too (trim to `n_committed` yourself):",
+        "Plain xarray works too, without rtml (the store's consolidated metadata lists only "
+        "committed rows):",
         "",
         "```python",
         "import xarray as xr",
-        f"ds = xr.open_zarr('{name}', group='{example}', consolidated=False)",
-        "ds = ds.isel(traj=slice(0, ds.attrs['n_committed']))",
+        f"ds = xr.open_zarr('{name}', group='{example}')",
+        f"one = ds.sel({TRAJ_DIM}='{example_id}')",
+        f"one.dipole.sel(time={example_time!r}, xyz='z')",
+        f"ds.set_xindex('step').sel(step={example_step})          # by integer step",
+        f"tree = xr.open_datatree('{name}', engine='zarr')  # every group at once",
         "```",
         "",
         "## Provenance",

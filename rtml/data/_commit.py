@@ -24,7 +24,7 @@ from rtml.data._schema import INDEX_COLUMNS, INDEX_GROUP, strings
 
 #: Index columns copied from a molecule group's per-trajectory string arrays.
 _GROUP_COLUMNS = ("traj_id", "geometry_id", "field_kind", "field_spec", "inputs_sha256",
-                  "source_file")
+                  "source_file", "source_sha256")
 #: Index columns copied from a molecule group's attributes.
 _GROUP_SCALAR_COLUMNS = ("n_basis", "n_spin", "n_time")
 #: Index-group attribute: its row count, set to None before the index is rewritten and set

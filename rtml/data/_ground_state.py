@@ -105,5 +105,5 @@ def read_ground_state(path) -> GroundStateRecord:
                 transition_dipoles=f["excitations/transition_dipoles"][()],
                 provenance=json.loads(a["provenance"]),
             )
-    except (OSError, KeyError) as err:
+    except (OSError, KeyError, RuntimeError) as err:  # h5py on a corrupt file
         raise InputError(f"cannot read ground-state file '{path}': {err}") from None

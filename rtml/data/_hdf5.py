@@ -47,6 +47,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, Iterable, Iterator, NamedTuple
@@ -58,6 +60,7 @@ from rtml._errors import InputError
 from rtml.data._schema import (DATASETS, FORMAT_NAME, FORMAT_VERSION, ROOT_ATTRIBUTE_NAMES,
                                ROOT_ATTRIBUTES, UNITS_NOTE, Dataset, dataset, datasets_table,
                                evaluate_shape)
+from rtml.data._frames import FrameBlocks
 from rtml.data._trajectory import Trajectory
 from rtml.units import UNITS
 
@@ -107,17 +110,8 @@ def write_trajectory(path: str | os.PathLike, traj: Trajectory) -> Path:
                 f.attrs[name] = value
             for entry in DATASETS:
                 value = getattr(traj, entry.attr)
-                if value is None:  # an optional dataset the trajectory does not have
-                    continue
-                for name, description, data in zip(entry.h5_names, entry.h5_descriptions,
-                                                   _stored_parts(entry, value)):
-                    kwargs: dict[str, Any] = {}
-                    if entry.frame_chunks:
-                        kwargs["chunks"] = (1,) + data.shape[1:]
-                        kwargs.update(_DENSITY_COMPRESSION or {})
-                    dset = f.create_dataset(name, data=data, **kwargs)
-                    dset.attrs["units"] = entry.units
-                    dset.attrs["description"] = description
+                if value is not None:  # else an optional dataset the trajectory lacks
+                    _write_dataset(f, entry, value)
             f.flush()
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
@@ -131,6 +125,35 @@ def write_trajectory(path: str | os.PathLike, traj: Trajectory) -> Path:
     return path
 
 
+def _write_dataset(f: h5py.File, entry: Dataset, value) -> None:
+    """Create the HDF5 dataset(s) of one schema entry and fill them; a
+    :class:`~rtml.data.FrameBlocks` value is copied one block of frames at a time."""
+    shape = _shape(value)
+    dsets = []
+    for name, description in zip(entry.h5_names, entry.h5_descriptions):
+        kwargs: dict[str, Any] = {}
+        if entry.frame_chunks:
+            kwargs["chunks"] = (1,) + shape[1:]
+            kwargs.update(_DENSITY_COMPRESSION or {})
+        dset = f.create_dataset(name, shape=shape, dtype=np.float64, **kwargs)
+        dset.attrs["units"] = entry.units
+        dset.attrs["description"] = description
+        dsets.append(dset)
+    start = 0
+    for block in value.blocks() if isinstance(value, FrameBlocks) else (value,):
+        for dset, data in zip(dsets, _stored_parts(entry, block)):  # one part in memory
+            if data.ndim == 0:
+                dset[()] = data
+            else:
+                dset[start:start + len(data)] = data
+        start += len(block) if np.ndim(block) else 0
+
+
+def _shape(value) -> tuple[int, ...]:
+    """Shape of an array-like without reading a :class:`~rtml.data.FrameBlocks` into memory."""
+    return tuple(value.shape) if isinstance(value, FrameBlocks) else np.shape(value)
+
+
 def _stored_parts(entry: Dataset, value) -> Iterator[np.ndarray]:
     """The float64 arrays stored for a quantity: (Re, Im) of a complex one, else itself."""
     parts = (np.real, np.imag) if entry.kind == "complex" else (np.asarray,)
@@ -140,12 +163,12 @@ def _stored_parts(entry: Dataset, value) -> Iterator[np.ndarray]:
 
 def _check_shapes(traj: Trajectory) -> dict[str, int]:
     """Return the dimensions of ``traj``; raise :class:`InputError` if arrays disagree."""
-    density = np.asarray(traj.density)
-    if density.ndim != 4 or density.shape[2] != density.shape[3]:
+    density = _shape(traj.density)
+    if len(density) != 4 or density[2] != density[3]:
         raise InputError(f"trajectory {traj.molecule!r}: density must have shape "
-                         f"(n_steps, n_spin, nbf, nbf), got {density.shape}")
-    dims = {"n_steps": density.shape[0], "n_spin": density.shape[1],
-            "n_basis": density.shape[2], "n_atoms": len(np.asarray(traj.atomic_numbers))}
+                         f"(n_steps, n_spin, nbf, nbf), got {density}")
+    dims = {"n_steps": density[0], "n_spin": density[1], "n_basis": density[2],
+            "n_atoms": len(np.asarray(traj.atomic_numbers))}
     if dims["n_spin"] not in (1, 2):
         raise InputError(f"trajectory {traj.molecule!r}: n_spin must be 1 or 2, "
                          f"got {dims['n_spin']}")
@@ -154,9 +177,9 @@ def _check_shapes(traj: Trajectory) -> dict[str, int]:
         if value is None and not entry.required:
             continue
         expected = evaluate_shape(entry.shape, dims)
-        if np.shape(value) != expected:
+        if _shape(value) != expected:
             raise InputError(f"trajectory {traj.molecule!r}: {entry.attr} has shape "
-                             f"{np.shape(value)}, expected {expected} ({entry.h5_names[0]})")
+                             f"{_shape(value)}, expected {expected} ({entry.h5_names[0]})")
     for attribute in (a for a in ROOT_ATTRIBUTES if a.kind == "vector"):
         got = np.shape(getattr(traj, attribute.source))
         if got != attribute.shape:
@@ -220,17 +243,51 @@ def _encode_extra(key: str, value: Any) -> Any:
 # --------------------------------------------------------------------------- reading
 
 
-def open_trajectory_file(path: str | os.PathLike) -> h5py.File:
-    """Open an existing HDF5 file read-only; :class:`InputError` if missing or not HDF5."""
+#: What h5py raises when the HDF5 library fails on a damaged file ("truncated file",
+#: "wrong B-tree signature", "bad object header version number", ...), by where it failed.
+_HDF5_LIBRARY_ERRORS = (OSError, RuntimeError, KeyError)
+
+
+@contextmanager
+def open_trajectory_file(path: str | os.PathLike) -> Iterator[h5py.File]:
+    """An existing HDF5 file opened read-only for a ``with`` block.
+
+    An error of the HDF5 library while the file is open or read in the block (a truncated
+    or corrupt file) becomes one :class:`InputError` naming the file; an error raised
+    outside h5py passes unchanged.
+
+    Raises:
+        InputError: the file is missing, not HDF5, or truncated or corrupt.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such trajectory file")
     if not h5py.is_hdf5(path):
         raise InputError(f"{path}: not an HDF5 file")
     try:
-        return h5py.File(path, "r")
-    except OSError as err:
-        raise InputError(f"{path}: cannot open HDF5 file ({err})") from None
+        with h5py.File(path, "r") as f:
+            yield f
+    except _HDF5_LIBRARY_ERRORS as err:
+        if not _raised_in_h5py(err):
+            raise
+        raise InputError(f"{path}: not a readable HDF5 trajectory file (truncated or corrupt; "
+                         f"HDF5 says: {_hdf5_reason(err)})") from None
+
+
+def _hdf5_reason(err: BaseException) -> str:
+    """The HDF5 library's reason, on one line: the last parenthesis of h5py's message
+    ("Can't synchronously read data (wrong B-tree signature)" -> "wrong B-tree signature")."""
+    text = " ".join(str(err).strip("'\"").split())
+    reason = re.search(r"\(([^()]+)\)$", text)
+    return reason.group(1) if reason else text
+
+
+def _raised_in_h5py(err: BaseException) -> bool:
+    """Whether ``err`` was raised inside h5py (its innermost frame is in an h5py module)."""
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and "h5py" in Path(tb.tb_frame.f_code.co_filename).parts
 
 
 def read_trajectory(path: str | os.PathLike) -> Trajectory:
@@ -283,8 +340,20 @@ def read_header(path: str | os.PathLike, arrays: Iterable[str] = ()) -> Header:
         attrs = _read_attrs(path, f)
         values = {attr: _read_dataset(path, f, dataset(attr)) for attr in arrays}
         shapes = {name: f[name].shape for entry in DATASETS for name in entry.h5_names
-                  if isinstance(f.get(name), h5py.Dataset)}
+                  if stored_dataset(f, name) is not None}
     return Header(attrs, shapes, values)
+
+
+def stored_dataset(f: h5py.File, name: str) -> h5py.Dataset | None:
+    """The dataset ``name`` of an open file; ``None`` when there is none (absent, or a group).
+
+    Unlike ``f.get(name)``, which answers ``None`` for a group the HDF5 library cannot read,
+    a damaged file raises here (and :func:`open_trajectory_file` names it corrupt).
+    """
+    if name not in f:  # the existence check raises on a damaged group
+        return None
+    obj = f[name]
+    return obj if isinstance(obj, h5py.Dataset) else None
 
 
 def decode_attribute(path: Path, name: str, value: Any) -> Any:
@@ -314,7 +383,7 @@ def _read_attrs(path: Path, f: h5py.File) -> dict[str, Any]:
 def _read_dataset(path: Path, f: h5py.File, entry: Dataset) -> np.ndarray | None:
     """One quantity: complex from its (Re, Im) pair, int64 from integer values, ``None``
     for an optional quantity the file does not have."""
-    found = [isinstance(f.get(name), h5py.Dataset) for name in entry.h5_names]
+    found = [stored_dataset(f, name) is not None for name in entry.h5_names]
     if not all(found):
         if entry.required:
             raise InputError(f"{path}: missing dataset {entry.h5_names[found.index(False)]!r}")

@@ -102,7 +102,7 @@ def trajectory_data(ds, row: int, molecule: str) -> TrajectoryData:
 
     Args:
         ds: the molecule group's :class:`xarray.Dataset`.
-        row: position along ``traj`` (``< n_committed``).
+        row: position along ``traj_id`` (``< n_committed``).
         molecule: the group name.
 
     Returns:
@@ -113,9 +113,8 @@ def trajectory_data(ds, row: int, molecule: str) -> TrajectoryData:
     return TrajectoryData(
         molecule=molecule, rho=ds.rho[row].values, field=ds.field[row].values,
         positions_angstrom=ds.positions[row].values, atomic_numbers=ds.atomic_numbers.values,
-        basis_atom_index=ds.basis_atom_index.values,
-        basis_angular_momentum=ds.basis_angular_momentum.values,
-        basis_magnetic_quantum=ds.basis_magnetic_quantum.values, overlap=ds.overlap[row].values,
+        basis_atom_index=ds.ao_i_atom.values, basis_angular_momentum=ds.ao_i_l.values,
+        basis_magnetic_quantum=ds.ao_i_m.values, overlap=ds.overlap[row].values,
         n_electrons=int(attrs["n_electrons"]), multiplicity=int(attrs["multiplicity"]),
         core_hamiltonian=ds.core_hamiltonian[row].values,
         rho_ground=_ground(ds, "rho_ground", row),

@@ -29,9 +29,11 @@ The tables are public API for programs that read the files: :mod:`rtml.data` exp
 ``STORE_INDEX_COLUMNS`` and ``trajectory_datasets_table``.
 
 Symbolic shapes use ``n_atoms, n_basis, n_steps, n_spin`` (evaluated by
-:func:`evaluate_shape`); the store calls these axes ``atom``, ``ao`` (``ao_i, ao_j`` for a
-matrix), ``time`` and ``spin``, plus ``xyz`` for a length-3 axis and ``traj`` for the
-trajectories of a group.
+:func:`evaluate_shape`); the store calls these axes ``atom``, ``ao_i, ao_j`` (the AO axes of a
+matrix; a per-AO vector such as the basis labels becomes one coordinate on each),
+``time`` and ``spin``, plus ``xyz`` for a length-3 axis and ``traj_id`` for the trajectories
+of a group. ``traj_id``, ``time``, ``xyz`` and ``spin`` are labelled (dimension
+coordinates), so plain xarray selects by them.
 """
 
 from __future__ import annotations
@@ -49,7 +51,10 @@ FORMAT_NAME = "rtml-trajectory"
 FORMAT_VERSION = 1
 
 STORE_FORMAT_NAME = "rtml-dataset"
-STORE_FORMAT_VERSION = 1
+#: 2: labelled dims (``traj_id``, exact ``time`` and ``step``, ``xyz``, ``spin``), basis labels
+#: on ``ao_i``/``ao_j``, relative ``source_file`` with ``source_sha256``, consolidated
+#: metadata, the dataset card beside the store. Version 1 stores are refused (assemble again).
+STORE_FORMAT_VERSION = 2
 
 #: Conventions recorded beside the UNITS dict in the ``units`` attributes (file and store).
 UNITS_NOTE = (
@@ -68,7 +73,7 @@ class StoreVar(NamedTuple):
     """How a trajectory-file quantity appears in a molecule group of the dataset store.
 
     ``units`` and ``long_name`` default to the file's units and description. ``static``:
-    one array per group, without the ``traj`` axis, that every file of the group must
+    one array per group, without the ``traj_id`` axis, that every file of the group must
     match (``mismatch`` is the error's text, formatted with ``got``, ``want``, ``mol``,
     ``origin``). ``if_absent`` (optional quantities): ``"nan"``, the array is in every
     group and NaN in the rows of files without it; ``"group"``, the array is stored only in
@@ -254,33 +259,46 @@ DATASETS: tuple[Dataset, ...] = (
                                         "build as fock (NaN: not recorded)"),
 )
 
+def _attribute_rows(table: str) -> tuple[Attribute, ...]:
+    """Root attributes from a text table, one per line: ``name | kind | source |
+    description`` (empty ``source``: derived by the writer); units from
+    :data:`rtml.units.UNITS` by name (none for the rest)."""
+    rows = []
+    for line in table.strip().splitlines():
+        name, kind, source, description = (cell.strip() for cell in line.split("|"))
+        rows.append(Attribute(name, kind, source, UNITS.get(name, ""), description))
+    return tuple(rows)
+
+
 #: Every root attribute of a trajectory file, in write order; any other root attribute is
 #: a ``Trajectory.extra_attrs`` entry.
 ROOT_ATTRIBUTES: tuple[Attribute, ...] = (
-    Attribute("molecule", "str", "molecule", "", "ladder name or geometry file stem"),
-    Attribute("n_atoms", "int", "", "", "number of atoms"),
-    Attribute("n_electrons", "int", "n_electrons", "", "number of electrons"),
-    Attribute("n_basis", "int", "", "", "number of AOs (nbf)"),
-    Attribute("n_steps", "int", "", "", "number of saved frames"),
-    Attribute("n_spin", "int", "", "", "density channels: 1 total, 2 alpha and beta"),
-    Attribute("dt", "float", "dt", UNITS["dt"], "propagation time step"),
-    Attribute("save_every", "int", "save_every", "", "propagation steps per saved frame"),
-    Attribute("charge", "int", "charge", "", "molecular charge"),
-    Attribute("multiplicity", "int", "multiplicity", "", "spin multiplicity 2S+1"),
-    Attribute("xc", "str", "xc", "", "PySCF functional name (hf: RT-TDHF)"),
-    Attribute("basis", "str", "basis", "", "basis set name"),
-    Attribute("propagator", "str", "propagator", "", "propagator name"),
-    Attribute("field_spec", "json", "field_spec", "",
-              "the field's JSON description (rtml.fields.Field.to_json_dict())"),
+    *_attribute_rows("""
+        molecule       | str   | molecule     | ladder name or geometry file stem
+        n_atoms        | int   |              | number of atoms
+        n_electrons    | int   | n_electrons  | number of electrons
+        n_basis        | int   |              | number of AOs (nbf)
+        n_steps        | int   |              | number of saved frames
+        n_spin         | int   |              | density channels: 1 total, 2 alpha and beta
+        dt             | float | dt           | propagation time step
+        save_every     | int   | save_every   | propagation steps per saved frame
+        charge         | int   | charge       | molecular charge
+        multiplicity   | int   | multiplicity | spin multiplicity 2S+1
+        xc             | str   | xc           | PySCF functional name (hf: RT-TDHF)
+        basis          | str   | basis        | basis set name
+        propagator     | str   | propagator   | propagator name
+        field_spec     | json  | field_spec   | the field's JSON description (Field.to_json_dict())
+    """),
     Attribute("dipole_origin", "vector", "dipole_origin_bohr", UNITS["dipole_origin"],
               "origin of the dipole operator: the centre of nuclear charge", shape=(3,),
               store=StoreVar("dipole_origin", long_name="origin of the dipole operator "
                                                         "(centre of nuclear charge)")),
-    Attribute("units", "json", "", "", "JSON of rtml.units.UNITS plus a note on conventions"),
-    Attribute("provenance", "json", "provenance", "",
-              "rtml version and git commit, PySCF version, hash of all inputs, ..."),
-    Attribute("format", "str", "", "", f"file format name, {FORMAT_NAME!r}"),
-    Attribute("format_version", "int", "", "", "file format version"),
+    *_attribute_rows(f"""
+        units          | json  |              | JSON of rtml.units.UNITS plus a note on conventions
+        provenance     | json  | provenance   | rtml version and commit, PySCF version, inputs hash
+        format         | str   |              | file format name, {FORMAT_NAME!r}
+        format_version | int   |              | file format version
+    """),
 )
 
 ROOT_ATTRIBUTE_NAMES = tuple(a.name for a in ROOT_ATTRIBUTES)
@@ -344,8 +362,19 @@ INDEX_GROUP = "index"
 INDEX_COLUMNS = (
     ("traj_id", str), ("molecule", str), ("row", "int64"), ("n_basis", "int64"),
     ("n_spin", "int64"), ("n_time", "int64"), ("geometry_id", str), ("field_kind", str),
-    ("field_spec", str), ("inputs_sha256", str), ("source_file", str),
+    ("field_spec", str), ("inputs_sha256", str), ("source_file", str), ("source_sha256", str),
 )
+
+#: The dim of a group's trajectories, labelled by their ids (``ds.sel(traj_id=...)``).
+TRAJ_DIM = "traj_id"
+
+#: Labels of the ``spin`` axis by ``n_spin``.
+SPIN_LABELS = {1: ("total",), 2: ("alpha", "beta")}
+
+#: Store coordinate suffix of each per-AO basis label of the file: ``ao_i_atom``,
+#: ``ao_j_atom``, ...; a per-AO vector added to the schema later keeps its own name.
+_AO_LABEL_SUFFIX = {"basis_atom_index": "atom", "basis_angular_momentum": "l",
+                    "basis_magnetic_quantum": "m"}
 
 #: Group attributes that every file of a molecule must share (besides the static arrays);
 #: ``n_time`` is the files' ``n_steps``.
@@ -355,7 +384,12 @@ GROUP_SCALARS = ("n_basis", "n_spin", "n_atoms", "n_time", "n_electrons", "charg
 
 def _column(name, dims, dtype, units, long_name) -> Variable:
     """A per-trajectory column the assembly computes from a file's metadata."""
-    return Variable(name, ("traj",) + dims, dtype, units, long_name)
+    return Variable(name, (TRAJ_DIM,) + dims, dtype, units, long_name)
+
+
+def _label(name, dims, dtype, units, long_name) -> Variable:
+    """A static coordinate the assembly computes from a group's scalars (axis labels)."""
+    return Variable(name, dims, dtype, units, long_name, static=True)
 
 
 #: The arrays of a molecule group in the order a group lists them (its ``coordinates``
@@ -364,8 +398,8 @@ def _column(name, dims, dtype, units, long_name) -> Variable:
 #: follow, in their DATASETS order.
 _LAYOUT = (
     "density", "fock", "dipole", "energy", "field",
-    _column("traj_id", (), "string", "", "stable trajectory id {molecule}/{geometry_id}/"
-            "{file stem}"),
+    Variable("traj_id", (TRAJ_DIM,), "string", "", "stable trajectory id {molecule}/"
+             "{geometry_id}/{file stem}"),
     _column("geometry_id", (), "string", "", "geometry sample id (eq: equilibrium)"),
     _column("field_kind", (), "string", "", "field type: none, kick, gaussian, resonant"),
     _column("field_spec", (), "string", "", "canonical field spec string (rtml.fields)"),
@@ -386,36 +420,52 @@ _LAYOUT = (
             "SCF ground-state dipole about dipole_origin (NaN: not recorded)"),
     _column("inputs_sha256", (), "string", "", "SHA-256 of all inputs of the trajectory "
             "(provenance)"),
-    _column("source_file", (), "string", "", "HDF5 file the trajectory was assembled from"),
+    _column("source_file", (), "string", "", "HDF5 file the trajectory was assembled from, "
+            "relative to the directory holding the store"),
+    _column("source_sha256", (), "string", "", "SHA-256 of the bytes of source_file"),
     _column("provenance", (), "string", "", "provenance of the trajectory file (JSON)"),
-    "time", "atomic_numbers", "basis_atom_index", "basis_angular_momentum",
-    "basis_magnetic_quantum",
+    "time",
+    _label("step", ("time",), "int64", "1", "propagation step of each saved frame; time = "
+           "step * dt exactly (dt as its shortest decimal, rounded once to float64)"),
+    _label("xyz", ("xyz",), "string", "", "Cartesian component"),
+    _label("spin", ("spin",), "string", "", "density channel: total (n_spin = 1) or alpha, "
+           "beta (n_spin = 2)"),
+    "atomic_numbers", "basis_atom_index", "basis_angular_momentum", "basis_magnetic_quantum",
 )
 
 _STORE_AXES = {"n_steps": "time", "n_spin": "spin", "n_atoms": "atom", 3: "xyz"}
 _STORE_DTYPES = {"float": "float64", "int": "int64", "complex": "rho"}
 
 
-def _store_dims(shape: tuple[str | int, ...], static: bool) -> tuple[str, ...]:
-    """Store dims of a file quantity of symbolic ``shape``: ``n_basis`` is ``ao`` in a vector
-    and ``ao_i, ao_j`` in a matrix; a per-trajectory array leads with ``traj``."""
-    ao = iter(("ao_i", "ao_j") if shape.count("n_basis") == 2 else ("ao",))
+def _store_dims(shape: tuple[str | int, ...], static: bool,
+                ao_axes=("ao_i", "ao_j")) -> tuple[str, ...]:
+    """Store dims of a file quantity of symbolic ``shape``: ``n_basis`` takes the axes
+    ``ao_axes`` in turn; a per-trajectory array leads with ``traj_id``."""
+    ao = iter(ao_axes)
     dims = tuple(next(ao) if d == "n_basis" else _STORE_AXES[d] for d in shape)
-    return dims if static else ("traj",) + dims
+    return dims if static else (TRAJ_DIM,) + dims
 
 
-def _variable(source: Dataset | Attribute) -> Variable:
-    """The store array of a file quantity or root attribute (its ``store`` spec resolved)."""
+def _variables(source: Dataset | Attribute) -> tuple[Variable, ...]:
+    """The store arrays of a file quantity or root attribute (its ``store`` spec resolved):
+    one, or for a per-AO vector one coordinate on each AO axis (``ao_i_atom``,
+    ``ao_j_atom``), so the basis labels travel with the matrices that ``sel`` cuts."""
     spec = source.store
     if isinstance(source, Dataset):
         dtype, attr, frame_chunks = _STORE_DTYPES[source.kind], source.attr, source.frame_chunks
     else:  # a vector root attribute
         dtype, attr, frame_chunks = "float64", source.source, False
-    return Variable(spec.name, _store_dims(source.shape, spec.static), dtype,
-                    source.units if spec.units is None else spec.units,
-                    source.description if spec.long_name is None else spec.long_name,
-                    data=spec.data, static=spec.static, source=source, attr=attr,
-                    if_absent=spec.if_absent, label=spec.label, frame_chunks=frame_chunks)
+    names, axes = [spec.name], [("ao_i", "ao_j")]
+    if tuple(source.shape) == ("n_basis",):
+        suffix = _AO_LABEL_SUFFIX.get(attr, spec.name)
+        names, axes = [f"ao_i_{suffix}", f"ao_j_{suffix}"], [("ao_i",), ("ao_j",)]
+    return tuple(
+        Variable(name, _store_dims(source.shape, spec.static, ao_axes), dtype,
+                 source.units if spec.units is None else spec.units,
+                 source.description if spec.long_name is None else spec.long_name,
+                 data=spec.data, static=spec.static, source=source, attr=attr,
+                 if_absent=spec.if_absent, label=spec.label, frame_chunks=frame_chunks)
+        for name, ao_axes in zip(names, axes))
 
 
 def _store_layout() -> tuple[Variable, ...]:
@@ -423,14 +473,15 @@ def _store_layout() -> tuple[Variable, ...]:
     sources = {s.attr if isinstance(s, Dataset) else s.source: s
                for s in DATASETS + ROOT_ATTRIBUTES if s.store is not None}
     later = [attr for attr in sources if attr not in _LAYOUT]
-    return tuple(_variable(sources[v]) if isinstance(v, str) else v
-                 for v in list(_LAYOUT) + later)
+    return tuple(var for v in list(_LAYOUT) + later
+                 for var in (_variables(sources[v]) if isinstance(v, str) else (v,)))
 
 
 _GROUP_ARRAYS = _store_layout()
 
-#: Arrays of a molecule group, in group order: per trajectory (leading axis ``traj``) and
-#: static (one per group).
+#: Arrays of a molecule group, in group order: per trajectory (leading axis ``traj_id``) and
+#: static (one per group: copied from the files, or axis labels computed from the group's
+#: scalars, ``source`` None).
 PER_TRAJECTORY: tuple[Variable, ...] = tuple(v for v in _GROUP_ARRAYS if not v.static)
 STATIC: tuple[Variable, ...] = tuple(v for v in _GROUP_ARRAYS if v.static)
 
@@ -454,10 +505,11 @@ def check_is_store(store_path: Path) -> None:
     if attrs.get("format") != STORE_FORMAT_NAME:
         raise InputError(f"'{store_path}' exists and is not an rtml dataset store "
                          f"(format attribute {attrs.get('format')!r})")
-    if int(attrs.get("format_version", 0)) > STORE_FORMAT_VERSION:
-        raise InputError(f"'{store_path}': unsupported rtml-dataset format_version "
-                         f"{attrs.get('format_version')!r} (this rtml writes "
-                         f"{STORE_FORMAT_VERSION})")
+    version = attrs.get("format_version")
+    if version != STORE_FORMAT_VERSION:
+        raise InputError(f"'{store_path}' is an rtml-dataset of format_version {version!r}; this "
+                         f"rtml reads and writes version {STORE_FORMAT_VERSION}: assemble the "
+                         "store again from its trajectory files into a new path")
 
 
 def strings(values) -> list[str]:

@@ -63,7 +63,7 @@ from rtml._errors import InputError
 from rtml.observables import (electrons_per_spin, hermiticity_error, idempotency_error,
                               overlap_sqrt, trace_error)
 
-from rtml.data._hdf5 import open_trajectory_file
+from rtml.data._hdf5 import open_trajectory_file, stored_dataset
 from rtml.data._schema import (DATASETS, DIMS, FORMAT_NAME, FORMAT_VERSION, ROOT_ATTRIBUTES,
                                dataset, evaluate_shape)
 
@@ -145,6 +145,11 @@ class _Context:
     optional: set[str] = dc_field(default_factory=set)  # optional datasets present
 
 
+#: A trajectory under a field whose density moves by no more than this (max|P(t) - P(0)|,
+#: a.u.) is static: the bound of the ``response`` check (see :func:`validate_trajectory`).
+RESPONSE_ATOL = 1e-8
+
+
 def validate_trajectory(
     path: str | os.PathLike,
     *,
@@ -153,7 +158,7 @@ def validate_trajectory(
     atol_idempotency: float = 1e-6,
     atol_energy: float = 1e-5,
     rtol_fock_hermitian: float = 1e-12,
-    atol_response: float = 1e-8,
+    atol_response: float = RESPONSE_ATOL,
     block_frames: int = 256,
 ) -> ValidationReport:
     r"""Check an rtml trajectory file against its schema and basic physics.
@@ -176,7 +181,8 @@ def validate_trajectory(
         :class:`ValidationReport` with one :class:`Check` per row of the module table.
 
     Raises:
-        InputError: the file is missing or is not HDF5 (nothing can be checked), or
+        InputError: the file is missing, not HDF5, or truncated or corrupt so that the HDF5
+            library cannot read it (nothing can be checked, or not all of it), or
             ``block_frames`` is not a positive integer.
     """
     path = Path(path)
@@ -284,8 +290,8 @@ def _dataset(f: h5py.File, name: str, problem: str, problems: list[str],
              bad: set[str]) -> h5py.Dataset | None:
     """The dataset ``name`` with its dtype checked, or None with ``problem`` noted (absent,
     or a group where a dataset belongs)."""
-    obj = f.get(name)
-    if not isinstance(obj, h5py.Dataset):
+    obj = stored_dataset(f, name)
+    if obj is None:
         problems.append(problem)
         bad.add(name)
         return None
@@ -382,8 +388,8 @@ def check_finite(f: h5py.File, *, block_frames: int) -> Check:
     count = 0
     first: list[str] = []
     for name, _ in _REQUIRED + _OPTIONAL:
-        dset = f.get(name)
-        if not isinstance(dset, h5py.Dataset) or dset.dtype.kind not in "fiu":
+        dset = stored_dataset(f, name)
+        if dset is None or dset.dtype.kind not in "fiu":
             continue
         chunks = ([dset[()]] if dset.ndim == 0
                   else (dset[s] for s in _blocks(dset.shape[0], block_frames)))
@@ -474,7 +480,8 @@ def check_density(f: h5py.File, ctx: _Context, *, atol_trace: float,
     The ``response`` check fails when a field acts (``field_spec`` kind other than ``none``,
     non-zero amplitude) and ``d <= atol_response``: the field does not couple to the
     molecule (an x field on H2 along z in a basis with only s functions on H), and the
-    trajectory is static, dead data for learning. The default bound 1e-8 sits between the
+    trajectory is static, dead data for learning. The default bound
+    :data:`RESPONSE_ATOL` = 1e-8 sits between the
     numerical noise and the weakest response of the dataset's fields, both measured with
     ``rtml propagate`` (PBE0/6-31G, dt 0.2, magnus2, 1 thread): field-free runs of 200 a.u.
     drift by d = 1.1e-10 (LiH), 9.8e-11 (H2O), 5.8e-13 (H2; an x kick of H2 gives the

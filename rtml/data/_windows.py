@@ -61,7 +61,7 @@ class _Handles:
 
     def __init__(self, path: Path, molecules: Iterable[str]):
         self.pid = os.getpid()
-        root = zarr.open_group(str(path), mode="r", zarr_format=3)
+        root = zarr.open_group(str(path), mode="r", zarr_format=3, use_consolidated=False)
         names = ("rho", "dipole", "energy", "field", "overlap", "core_hamiltonian", "positions")
         self.arrays = {}
         for mol in molecules:
@@ -148,7 +148,8 @@ class TrajectoryWindows(Dataset):
         self.cache_chunk_mib = float(cache_chunk_mib)
 
         check_is_store(self.path)
-        root = zarr.open_group(str(self.path), mode="r", zarr_format=3)
+        # the commit record and the arrays as they are, never the consolidated copy
+        root = zarr.open_group(str(self.path), mode="r", zarr_format=3, use_consolidated=False)
         committed = committed_counts(root)
         available = list(committed)
         held_out = list(dict.fromkeys(str(m) for m in held_out_molecules))
@@ -174,11 +175,9 @@ class TrajectoryWindows(Dataset):
                 "n_atoms": int(a["n_atoms"]), "n_electrons": int(a["n_electrons"]),
                 "time": np.asarray(g["time"][...], dtype=np.float64),
                 "atomic_numbers": np.asarray(g["atomic_numbers"][...], dtype=np.int64),
-                "basis_atom_index": np.asarray(g["basis_atom_index"][...], dtype=np.int64),
-                "basis_angular_momentum": np.asarray(g["basis_angular_momentum"][...],
-                                                     dtype=np.int64),
-                "basis_magnetic_quantum": np.asarray(g["basis_magnetic_quantum"][...],
-                                                     dtype=np.int64),
+                "basis_atom_index": np.asarray(g["ao_i_atom"][...], dtype=np.int64),
+                "basis_angular_momentum": np.asarray(g["ao_i_l"][...], dtype=np.int64),
+                "basis_magnetic_quantum": np.asarray(g["ao_i_m"][...], dtype=np.int64),
             }
 
         # committed trajectories from the index (checked against the commit record)

@@ -1,13 +1,15 @@
 """Open the rtml dataset store (:mod:`rtml.data._assembly`) with xarray and pandas.
 
 Every molecule group becomes one lazy, dask-backed :class:`xarray.Dataset` trimmed to its
-committed trajectories (the store's commit record, :mod:`rtml.data._commit`), with dims ``traj, time, spin,
-ao_i, ao_j, atom, ao, xyz``. Data variables are ``rho``, ``dipole``, ``energy``,
-``field`` and, in groups whose trajectories all recorded it, ``fock`` (traj, time, spin,
-ao_i, ao_j; F[P(t)] without the field term, dtype of ``rho``); everything else (``time``,
-``traj_id``, field parameters, ``positions``, ``overlap``, ``core_hamiltonian``,
-``rho_ground`` and ``fock_ground`` (traj, spin, ao_i, ao_j; the SCF ground state P0 and
-F0 = F[P0], NaN where not recorded), AO labels, ...) is a coordinate.
+committed trajectories (the store's commit record, :mod:`rtml.data._commit`), with dims
+``traj_id, time, spin, ao_i, ao_j, atom, xyz``, labelled by the coordinates ``traj_id``,
+``time`` (exact: ``sel(time=0.6)``), ``spin`` and ``xyz``, and indexed by ``step`` too
+(``sel(step=3)``). Data variables are ``rho``, ``dipole``, ``energy``, ``field`` and, in
+groups whose trajectories all recorded it, ``fock`` (traj_id, time, spin, ao_i, ao_j;
+F[P(t)] without the field term, dtype of ``rho``); everything else (field parameters,
+``positions``, ``overlap``, ``core_hamiltonian``, ``rho_ground`` and ``fock_ground``
+(traj_id, spin, ao_i, ao_j; the SCF ground state P0 and F0 = F[P0], NaN where not
+recorded), the AO labels ``ao_i_atom, ao_i_l, ao_i_m`` and ``ao_j_*``, ...) is a coordinate.
 :func:`rtml.data.trajectory_data` turns one row into the numpy record models use.
 
 Without a molecule, :func:`open_dataset` returns a plain ``dict`` of these Datasets rather
@@ -30,12 +32,13 @@ import zarr
 
 from rtml._errors import InputError
 from rtml.data._commit import committed_counts, read_index
-from rtml.data._schema import INDEX_COLUMNS, check_is_store
+from rtml.data._schema import INDEX_COLUMNS, TRAJ_DIM, check_is_store
 
 
 def _open_root(path: Path):
+    """The root group as it is on disk (the commit record), not the consolidated copy."""
     check_is_store(path)
-    return zarr.open_group(str(path), mode="r", zarr_format=3)
+    return zarr.open_group(str(path), mode="r", zarr_format=3, use_consolidated=False)
 
 
 def open_dataset(path: str | os.PathLike, molecule: str | None = None, *,
@@ -57,8 +60,9 @@ def open_dataset(path: str | os.PathLike, molecule: str | None = None, *,
         InputError: not a dataset store, or no such molecule in it.
 
     Example:
-        >>> ds = open_dataset("data.zarr", "lih")            # doctest: +SKIP
-        >>> ds.rho.isel(traj=0, time=slice(0, 10)).values    # doctest: +SKIP
+        >>> ds = open_dataset("data.zarr", "lih")                       # doctest: +SKIP
+        >>> ds.rho.sel(traj_id="lih/eq/t00-kick_0.001_z", time=0.6).values  # doctest: +SKIP
+        >>> ds.dipole.sel(step=3, xyz="z").values                       # doctest: +SKIP
     """
     path = Path(path)
     root = _open_root(path)
@@ -73,36 +77,37 @@ def open_dataset(path: str | os.PathLike, molecule: str | None = None, *,
 
 def _open_group(path: Path, group, chunks: Any, n_committed: int):
     """The Dataset of molecule group ``group``, its first ``n_committed`` rows (attribute
-    set to match).
+    set to match), with an index on ``step`` besides ``time``.
 
-    An assembly killed while growing the group's arrays along ``traj`` leaves them of
+    An assembly killed while growing the group's arrays along ``traj_id`` leaves them of
     different lengths (each at least ``n_committed``), which one Dataset cannot hold: the
     arrays are then opened in sets of equal length, trimmed, and merged.
     """
     lengths: dict[int, list[str]] = {}
     for name, array in group.arrays():
-        if tuple(array.metadata.dimension_names or ())[:1] == ("traj",):
+        if tuple(array.metadata.dimension_names or ())[:1] == (TRAJ_DIM,):
             lengths.setdefault(array.shape[0], []).append(name)
     kwargs = dict(group=group.basename, consolidated=False, zarr_format=3,
                   chunks={} if chunks is None else chunks)
     if len(lengths) <= 1:
-        ds = xr.open_zarr(str(path), **kwargs).isel(traj=slice(0, n_committed))
+        ds = xr.open_zarr(str(path), **kwargs).isel({TRAJ_DIM: slice(0, n_committed)})
     else:
         every = [name for names in lengths.values() for name in names]
         parts = [xr.open_zarr(str(path), drop_variables=[v for v in every if v not in names],
-                              **kwargs).isel(traj=slice(0, n_committed))
+                              **kwargs).isel({TRAJ_DIM: slice(0, n_committed)})
                  for names in lengths.values()]
         ds = xr.merge(parts, compat="override", combine_attrs="override")
         coordinates = str(group.attrs.get("coordinates", "")).split()
         ds = ds.set_coords([name for name in coordinates if name in ds.data_vars])
     ds.attrs["n_committed"] = n_committed
-    return ds
+    return ds.set_xindex("step")
 
 
 def open_index(path: str | os.PathLike):
     """The store's ``index`` table as a :class:`pandas.DataFrame`, one row per committed
     trajectory: ``traj_id, molecule, row`` (position in its group), ``n_basis, n_spin,
-    n_time, geometry_id, field_kind, field_spec, inputs_sha256, source_file``. It always
+    n_time, geometry_id, field_kind, field_spec, inputs_sha256, source_file`` (relative to
+    the directory holding the store), ``source_sha256``. It always
     agrees with the commit record (rows the stored index lacks after an interrupted
     assembly are read from the groups)."""
     index = read_index(_open_root(Path(path)))

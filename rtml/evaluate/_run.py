@@ -14,8 +14,8 @@ Aggregation over a molecule's test trajectories (one row per model and molecule)
 ``rollout_error_at_<k>`` and ``median_valid_horizon`` are medians (``..._mean`` /
 ``mean_valid_horizon`` the means); ``scaled_l2_<k>``, ``one_step_mse``, the dipole and
 spectrum errors and ``spectrum_overlap`` are means; ``max_peak_shift_ev`` and the physics
-columns are the worst case. Static references (nothing moves) are counted in
-``static_reference`` and left out of every e-based metric. Results go to ``metrics.json``
+columns are the worst case. Static references (no response above numerical noise) are
+counted in ``static_reference`` and left out of every e-based metric. Results go to ``metrics.json``
 and ``metrics.tsv`` and to plots drawn from the same numbers.
 """
 
@@ -33,10 +33,10 @@ from rtml._errors import InputError
 from rtml.chem import build_mole_from_atoms, dipole_integrals, nuclear_dipole
 from rtml.data import open_store_groups, trajectory_data, trajectory_splits
 from rtml.evaluate._metrics import (SCALED_L2_WINDOWS, VALID_HORIZON_THRESHOLD,
-                                    dipole_from_density, dipole_nrmse, mean_squared_error,
-                                    peak_shifts, physics_compliance, relative_error_curve,
-                                    rollout_errors_at, scaled_l2, spectrum_nrmse,
-                                    spectrum_overlap, valid_horizon)
+                                    dipole_from_density, dipole_nrmse, dynamics_scale,
+                                    mean_squared_error, peak_shifts, physics_compliance,
+                                    relative_error_curve, rollout_errors_at, scaled_l2,
+                                    spectrum_nrmse, spectrum_overlap, valid_horizon)
 from rtml.evaluate._plots import plot_results
 from rtml.model import PersistenceModel, fit_linear, load_model
 from rtml.observables import electrons_per_spin
@@ -108,7 +108,9 @@ def evaluate_trajectory(model, ref: Reference, horizons=HORIZONS) -> dict:
     """All metrics of one model on one reference trajectory (see :mod:`rtml.evaluate._metrics`).
 
     Returns the scalar metrics plus ``error_curve`` (T,), ``static_reference`` (bool),
-    ``dipole_pred``/``dipole_ref`` (T, 3) and, for a kick, ``spectra`` (reference, predicted).
+    ``dynamics_scale`` (the reference's response max_t ||P(t) - P(0)||_F, which the plots
+    use to show the most-moving trajectory), ``dipole_pred``/``dipole_ref`` (T, 3) and, for
+    a kick, ``spectra`` (reference, predicted).
     """
     rho = ref.traj.rho
     one_step = model.one_step(ref.traj)
@@ -116,7 +118,8 @@ def evaluate_trajectory(model, ref: Reference, horizons=HORIZONS) -> dict:
     curve = relative_error_curve(rollout, rho)
     static = bool(np.isnan(curve).all())
     out = {"one_step_mse": mean_squared_error(one_step, rho[1:]), "error_curve": curve,
-           "static_reference": static, "valid_horizon": valid_horizon(curve),
+           "static_reference": static, "dynamics_scale": dynamics_scale(rho),
+           "valid_horizon": valid_horizon(curve),
            **rollout_errors_at(curve, horizons), **scaled_l2(curve)}
     dip_pred = dipole_from_density(rollout, ref.dipole_ints, ref.nuclear_dipole)
     out["dipole_nrmse"] = dipole_nrmse(dip_pred, ref.dipole)
@@ -269,5 +272,5 @@ def evaluate(store, model_dir, output_dir, baselines=("persistence", "linear"),
                                  "evaluated_split": "test", "horizons": list(HORIZONS),
                                  "scaled_l2_windows": list(SCALED_L2_WINDOWS),
                                  "valid_horizon_threshold": VALID_HORIZON_THRESHOLD})
-    plot_results(details, groups, out)
+    plot_results(summary, details, groups, out)
     return summary

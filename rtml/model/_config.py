@@ -6,8 +6,9 @@ Kept apart from the network so that ``rtml train --help`` reads them without tor
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field as dc_field, fields as dc_fields
+from dataclasses import dataclass, field as dc_field
 
+from rtml._config_options import add_config_options, config_options
 from rtml._errors import InputError
 
 __all__ = ["ModelConfig", "LEARNED", "add_model_options", "model_options"]
@@ -68,21 +69,14 @@ class ModelConfig:
             raise InputError(f"n_interactions must be >= 0, got {self.n_interactions}")
 
 
-def _option_fields() -> list:
-    """The :class:`ModelConfig` fields that are command-line options, in field order."""
-    return [f for f in dc_fields(ModelConfig) if "help" in f.metadata]
-
-
 def add_model_options(parser) -> None:
     """Add ``--<field-name>`` (``_`` written ``-``) to an :class:`argparse.ArgumentParser`
     for every :class:`ModelConfig` field that is a command-line option: the field's default
-    and type, its metadata's ``help`` and ``choices``."""
-    for f in _option_fields():
-        parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default,
-                            choices=f.metadata.get("choices"), help=f.metadata["help"])
+    and type, its metadata's ``help`` and ``choices`` (see :mod:`rtml._config_options`)."""
+    add_config_options(parser, ModelConfig)
 
 
 def model_options(args) -> dict:
     """``{field name: value}`` of the options :func:`add_model_options` added, from the parsed
     ``args``, in field order: keyword arguments of :class:`ModelConfig`."""
-    return {f.name: getattr(args, f.name) for f in _option_fields()}
+    return config_options(args, ModelConfig)

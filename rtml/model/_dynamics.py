@@ -36,6 +36,7 @@ from torch import nn
 from mambapy.mamba import MambaConfig, RMSNorm, ResidualBlock
 
 from rtml._errors import InputError
+from rtml.model._summary import module_summary
 
 __all__ = ["FiLM", "MambaDynamics", "MLPDynamics", "make_dynamics", "mamba_ssm_available"]
 
@@ -346,10 +347,11 @@ class MambaDynamics(nn.Module):
 
     def __repr__(self) -> str:
         c = self.config
-        n = sum(p.numel() for p in self.parameters())
-        return (f"MambaDynamics(z {self.d_model} + cond {self.d_cond} -> delta {self.bundle}x{self.out_dim} | "
-                f"{self.n_layers} layers, d_state={c.d_state}, d_conv={c.d_conv}, expand={c.expand_factor}, "
-                f"dt_rank={c.dt_rank}, backend={self.backend!r} | {n} weights)")
+        return module_summary(
+            self, "MambaDynamics",
+            f"z {self.d_model} + cond {self.d_cond} -> delta {self.bundle}x{self.out_dim}",
+            f"{self.n_layers} layers, d_state={c.d_state}, d_conv={c.d_conv}, "
+            f"expand={c.expand_factor}, dt_rank={c.dt_rank}, backend={self.backend!r}")
 
 
 class MLPDynamics(nn.Module):
@@ -414,9 +416,10 @@ class MLPDynamics(nn.Module):
         return _split_bundle(self.mlp(torch.cat([z_t, cond], dim=-1)), self.bundle, self.out_dim), None
 
     def __repr__(self) -> str:
-        n = sum(p.numel() for p in self.parameters())
-        return (f"MLPDynamics(z {self.d_model} + cond {self.d_cond} -> delta {self.bundle}x{self.out_dim} | "
-                f"{self.n_layers}x{self.hidden} SiLU | {n} weights)")
+        return module_summary(
+            self, "MLPDynamics",
+            f"z {self.d_model} + cond {self.d_cond} -> delta {self.bundle}x{self.out_dim}",
+            f"{self.n_layers}x{self.hidden} SiLU")
 
 
 _KINDS = {"mamba": MambaDynamics, "mlp": MLPDynamics}

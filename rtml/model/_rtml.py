@@ -64,6 +64,7 @@ from rtml.model._density_codec import DensityDecoder, DensityEncoder, DensityLat
 from rtml.model._dynamics import make_dynamics
 from rtml.model._geometry import GeometryEncoder, RadialBasis, convolution_tensor_product
 from rtml.model._config import ModelConfig
+from rtml.model._summary import module_summary
 from rtml.model._hermitian import from_hermitian_coordinates, hermitian_basis, hermitian_coordinates
 from rtml.model._physics import (apply_coulomb_exchange, coulomb_exchange_operators,
                                  exponential_step, lowdin_transforms, stationary_fock)
@@ -381,10 +382,10 @@ class RTMLModel(nn.Module):
 
     def __repr__(self) -> str:
         c = self.config
-        n = sum(p.numel() for p in self.parameters())
-        return (f"RTMLModel(learned ΔG: {c.learned}; ΔP' shell-pair irreps -> {c.irreps_hidden} "
-                f"x {c.n_interactions} interactions -> ΔG'; gates: {c.dynamics} d_model={c.d_model}"
-                f" x {c.n_layers}; {n} parameters)")
+        return module_summary(
+            self, "RTMLModel", f"learned ΔG: {c.learned}",
+            f"ΔP' shell-pair irreps -> {c.irreps_hidden} x {c.n_interactions} interactions -> ΔG'",
+            f"gates: {c.dynamics} d_model={c.d_model} x {c.n_layers}")
 
     @property
     def dtype(self) -> torch.dtype:

@@ -11,7 +11,8 @@ Atomic units throughout; AO order is PySCF's. The pieces, from bottom to top:
 - :mod:`._record`: the one builder of :class:`rtml.data.Trajectory` records (every engine);
 - :mod:`._simulate`: system -> ground state -> resolved fields -> trajectories (PySCF);
 - :mod:`._spectrum`: absorption spectra from kicks and a peak finder;
-- :mod:`._plot`: plots of those spectra (matplotlib, imported when a plot is drawn).
+- :mod:`._plot`: plots of those spectra (S in 1/eV) and the figure helpers every rtml plot
+  uses (matplotlib, imported when a plot is drawn).
 
 Names resolve on first use (:func:`rtml._lazy.lazy_exports`): a spectrum from a saved dipole
 does not import PySCF.
@@ -26,13 +27,16 @@ __all__ = [
     "propagate", "apply_kicks", "fock_response", "to_orthonormal", "density_to_ao", "fock_to_ao",
     "build_fock_response", "response_size_mb", "density_on_grid", "libxc_rows", "block_ao_values",
     "block_point_slices", "Checkpoint", "CheckpointFrames", "PHYSICS_LIMITS", "physics_warnings",
-    "PropagationState", "SimulationInputs", "simulate", "prepare_ground_state",
+    "PropagationState", "remove_finished_checkpoint", "SimulationInputs", "simulate",
+    "prepare_ground_state",
     "converged_ground_state", "resolve_fields", "ground_state_record", "trajectory_record",
     "batch_trajectory_records", "Spectrum", "absorption_spectrum", "find_peaks", "plot_spectrum",
+    "agg_pyplot", "draw_spectrum", "figure_record", "save_figure",
 ]
 
 __getattr__, __dir__ = lazy_exports(__name__, {
-    "_checkpoint": ["Checkpoint", "CheckpointFrames", "PropagationState"],
+    "_checkpoint": ["Checkpoint", "CheckpointFrames", "PropagationState",
+                    "remove_finished_checkpoint"],
     "_engine": [
         "PHYSICS_LIMITS", "PropagationSettings", "apply_kicks", "density_to_ao", "fock_response",
         "fock_to_ao", "physics_warnings", "propagate", "to_orthonormal",
@@ -52,6 +56,6 @@ __getattr__, __dir__ = lazy_exports(__name__, {
         "SimulationInputs", "batch_trajectory_records", "converged_ground_state",
         "ground_state_record", "prepare_ground_state", "resolve_fields", "simulate",
     ],
-    "_plot": ["plot_spectrum"],
+    "_plot": ["agg_pyplot", "draw_spectrum", "figure_record", "plot_spectrum", "save_figure"],
     "_spectrum": ["Spectrum", "absorption_spectrum", "find_peaks"],
 })

@@ -23,7 +23,9 @@ removed, and the run starts over from step 0. (Only structure is verified: a chu
 right size whose numbers were overwritten in place is not detected.)
 
 After the run the frames stay on disk: :class:`CheckpointFrames` reads them back one
-quantity, or one batch member, at a time.
+quantity, or one batch member, at a time; a member's matrices stay on disk as
+:class:`~rtml.data.FrameBlocks`, so that its trajectory file is written one checkpoint chunk
+at a time and no more than one chunk of frames is ever in memory.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from rtml._atomic import atomic_write, remove_stale_temporaries
+from rtml.data import FrameBlocks
 
 log = logging.getLogger("rtml.tddft")
 
@@ -212,25 +215,20 @@ class Checkpoint:
                            f"(n, {', '.join(map(str, batch_shape))})")
         return matrices.shape[0]
 
-    def read_frames(self, member: int | None = None, keys=None) -> dict:
+    def read_frames(self, member: int | None = None, keys=None, blocks: bool = False) -> dict:
         """Checkpointed frames, concatenated in time: every quantity, or those in ``keys``;
         (T, nb, ...) arrays, or (T, ...) of one batch member if given. Each matrix quantity
-        is copied from its memory-mapped chunks into one array (no second copy)."""
+        is copied from its memory-mapped chunks into one array (no second copy), or with
+        ``blocks`` left on disk as a :class:`~rtml.data.FrameBlocks` of the mapped chunks."""
         keys = _MATRIX_KEYS + _FRAME_KEYS if keys is None else tuple(keys)
         sel = slice(None) if member is None else member
         if not self.n_chunks:
             return {}
         out = {}
         for key in (k for k in _MATRIX_KEYS if k in keys):
-            chunks = [np.load(self._chunk(i, f"{key}.npy"), mmap_mode="r")[:, sel]
-                      for i in range(self.n_chunks)]
-            whole = np.empty((sum(len(c) for c in chunks), *chunks[0].shape[1:]),
-                             dtype=chunks[0].dtype)
-            start = 0
-            for chunk in chunks:
-                whole[start:start + len(chunk)] = chunk
-                start += len(chunk)
-            out[key] = whole
+            chunks = FrameBlocks([np.load(self._chunk(i, f"{key}.npy"), mmap_mode="r")[:, sel]
+                                  for i in range(self.n_chunks)])
+            out[key] = chunks if blocks else np.asarray(chunks)
         vectors = {k: [] for k in _FRAME_KEYS if k in keys}
         for i in range(self.n_chunks if vectors else 0):
             with np.load(self._chunk(i, "frames.npz")) as data:
@@ -267,5 +265,28 @@ class CheckpointFrames(Mapping):
         return len(_MATRIX_KEYS + _FRAME_KEYS)
 
     def member(self, member: int) -> dict:
-        """All frames of batch member ``member``: ``time`` (T,), the rest (T, ...)."""
-        return self._checkpoint.read_frames(member=member)
+        """All frames of batch member ``member``: ``time`` (T,), the rest (T, ...); the
+        density and Fock matrices as :class:`~rtml.data.FrameBlocks` read from the
+        checkpoint's chunks when written (one chunk in memory at a time)."""
+        return self._checkpoint.read_frames(member=member, blocks=True)
+
+
+def remove_finished_checkpoint(checkpoint_dir: str | Path, output: str | Path) -> bool:
+    """Remove the checkpoint of a run whose output is already in place; True if removed.
+
+    A run writes its output (atomically, after the last step) and only then removes its
+    checkpoint. Killed between the two, it leaves a complete output and the checkpoint it
+    was written from; the output is then newer than the checkpoint's last state. Such a
+    checkpoint has nothing left to give (a rerun that replaces the output recomputes the
+    same frames) and would otherwise stay on disk for good.
+    """
+    state = Path(checkpoint_dir) / "state.npz"
+    output = Path(output)
+    if not (state.is_file() and output.exists() and not output.is_symlink()):
+        return False
+    if output.stat().st_mtime_ns < state.stat().st_mtime_ns:
+        return False
+    log.info("removing checkpoint %s: the run it belongs to finished (%s was written after "
+             "it)", checkpoint_dir, output)
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    return True

@@ -16,7 +16,10 @@ a fine frequency grid) and the dipole strength function
 
 whose integral over a peak is :math:`2\omega_n|\langle 0|\mathbf e\cdot\mathbf r|n\rangle|^2`;
 the average over x, y and z kicks integrates to the oscillator strengths, which sum to N
-(Thomas-Reiche-Kuhn). Frequencies are angular frequencies in Hartree (:math:`\hbar = 1`).
+(Thomas-Reiche-Kuhn). Frequencies are angular frequencies in Hartree (:math:`\hbar = 1`)
+and S is per Hartree; what a user reads (``rtml spectrum``, every plot) is per eV of photon
+energy :math:`E = \hbar\omega`: :math:`S(E) = S(\omega)/27.211\ldots` (eV per Hartree), so
+that :math:`\int S(E)\,dE = \int S(\omega)\,d\omega` (:attr:`Spectrum.strength_per_ev`).
 The kick leaves the t=0 dipole unchanged to first order in :math:`\kappa`, so
 :math:`\boldsymbol\mu(0)` is the ground-state dipole.
 """
@@ -53,7 +56,14 @@ class Spectrum:
 
     @property
     def omega_ev(self) -> np.ndarray:
+        """(nw,) photon energies E = ħω, eV."""
         return self.omega * HARTREE_EV
+
+    @property
+    def strength_per_ev(self) -> np.ndarray:
+        """(nw,) S(E) = S(ω) / (eV per Hartree), 1/eV: the unit of every printed or plotted
+        spectrum (same integral over a peak in either unit)."""
+        return self.strength / HARTREE_EV
 
 
 def default_damping(duration: float) -> float:

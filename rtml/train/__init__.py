@@ -1,6 +1,7 @@
 """Training from a dataset store (``rtml train``): reads only the Zarr store.
 
-- :class:`TrainConfig`: the settings of a run (stored in checkpoints), torch-free;
+- :class:`TrainConfig`: the settings of a run (stored in checkpoints), torch-free, and the
+  ``rtml train`` options derived from it (:func:`add_train_options`, :func:`train_options`);
 - :func:`train_rtml`: the learned model's training loop, resumable from its checkpoint;
 - :func:`train_baseline`: fits the ridge (``linear``) or ``persistence`` baseline;
 - :func:`load_training_data`: the store's training and validation trajectories.
@@ -12,10 +13,11 @@ not import torch.
 from rtml._lazy import lazy_exports
 
 __all__ = ["BASELINE_MODELS", "NEURAL_MODELS", "train_baseline", "TrainConfig", "train_rtml",
-           "load_training_data"]
+           "load_training_data", "add_train_options", "train_options"]
 
 __getattr__, __dir__ = lazy_exports(__name__, {
-    "_config": ["TrainConfig", "BASELINE_MODELS", "NEURAL_MODELS"],
+    "_config": ["TrainConfig", "BASELINE_MODELS", "NEURAL_MODELS", "add_train_options",
+                "train_options"],
     "_baselines": ["train_baseline"],
     "_train": ["train_rtml", "load_training_data"],
 })

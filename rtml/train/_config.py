@@ -9,9 +9,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field as dc_field
 
+from rtml._config_options import add_config_options, config_options
 from rtml._errors import InputError
 
-__all__ = ["TrainConfig", "BASELINE_MODELS", "NEURAL_MODELS"]
+__all__ = ["TrainConfig", "BASELINE_MODELS", "NEURAL_MODELS", "add_train_options",
+           "train_options"]
 
 #: ``rtml train --model`` names of the fitted baselines (:mod:`rtml.train._baselines`).
 BASELINE_MODELS = ("linear", "persistence")
@@ -19,28 +21,78 @@ BASELINE_MODELS = ("linear", "persistence")
 NEURAL_MODELS = {"rtml": "mamba", "rtml-mlp": "mlp"}
 
 
+def _fractions_from_text(text: str) -> tuple[float, float, float]:
+    """``"0.8,0.1,0.1"`` -> (train, val, test) fractions."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise InputError(f"--split-fractions must be three numbers train,val,test, got '{text}'")
+    return values
+
+
+def _horizons_from_text(text: str) -> tuple[int, ...]:
+    """``"16,32,64"`` -> the rollout-loss horizons, steps."""
+    try:
+        horizons = tuple(int(h) for h in text.split(","))
+    except ValueError:
+        horizons = ()
+    if not horizons or min(horizons) < 1:
+        raise InputError(f"--horizons must be positive integers, got '{text}'")
+    return horizons
+
+
 @dataclass
 class TrainConfig:
-    """Settings of a training run (stored in checkpoints)."""
+    """Settings of a training run (stored in checkpoints).
 
-    epochs: int = 24
-    batch_size: int = 4
-    frame_batches: int = 80
+    A field whose metadata has a ``help`` is a command-line option of ``rtml train``
+    (:func:`add_train_options`; the metadata keys: :mod:`rtml._config_options`).
+    """
+
+    epochs: int = dc_field(default=24, metadata={
+        "help": "epochs (default %(default)s); each has --frame-batches steps of ΔG "
+                "supervision on random frames"})
+    batch_size: int = dc_field(default=4, metadata={"help": "trajectories per batch"})
+    frame_batches: int = dc_field(default=80, metadata={
+        "help": "ΔG-supervision batches (random frames) per epoch"})
+    #: frames drawn from each trajectory of a ΔG-supervision batch
     frames_per_trajectory: int = 32
-    sequence_epochs: int = 4
+    sequence_epochs: int = dc_field(default=4, metadata={
+        "help": "last epochs that also train on whole trajectories and rollouts through the "
+                "exact step (horizon curriculum, --horizons)"})
+    #: first frames of each trajectory in the teacher-forced whole-trajectory loss
     sequence_frames: int = 1024
-    lr: float = 5e-3
+    lr: float = dc_field(default=5e-3, metadata={"help": "peak learning rate (AdamW, cosine)"})
+    #: AdamW weight decay
     weight_decay: float = 0.0
+    #: optimiser steps of the linear learning-rate warm-up before the cosine decay
     warmup_steps: int = 5
-    rollout_horizons: tuple = (16, 32, 64, 128, 256)
+    rollout_horizons: tuple = dc_field(default=(16, 32, 64, 128, 256), metadata={
+        "flag": "horizons", "parse": _horizons_from_text,
+        "help": "rollout-loss horizon curriculum, steps (default %(default)s)"})
+    #: rollout-loss batches per sequence epoch
     rollout_batches: int = 2
+    #: weight of the rollout loss against the one-step and ΔG losses
     rollout_weight: float = 1.0
+    #: rollout horizon (saved frames) of the validation error that picks the best model
     val_horizon: int = 256
-    seed: int = 0
-    split_by: str = "geometry"
-    held_out_molecules: tuple = ()
-    fractions: tuple = (0.8, 0.1, 0.1)
-    molecules: tuple | None = None
+    seed: int = dc_field(default=0, metadata={"help": "split and initialisation seed"})
+    split_by: str = dc_field(default="geometry", metadata={
+        "choices": ("geometry", "molecule"),
+        "help": "geometry (default): each molecule's geometries go to train, val or test "
+                "(--split-fractions), --held-out-molecules to test only; molecule: the "
+                "--held-out-molecules are the test set (zero-shot), the others' geometries "
+                "are split train/val"})
+    held_out_molecules: tuple = dc_field(default=(), metadata={
+        "nargs": "*", "help": "molecules kept out of training (zero-shot test)"})
+    fractions: tuple = dc_field(default=(0.8, 0.1, 0.1), metadata={
+        "flag": "split_fractions", "parse": _fractions_from_text,
+        "help": "train,val,test by geometry"})
+    molecules: tuple | None = dc_field(default=None, metadata={
+        "nargs": "+", "help": "molecule groups (default all)"})
+    #: :class:`rtml.model.ModelConfig` keyword arguments of the learned model
     model: dict = dc_field(default_factory=dict)
 
     def __post_init__(self):
@@ -69,3 +121,21 @@ class TrainConfig:
         while horizons[0] // 2 >= 16:
             horizons.insert(0, horizons[0] // 2)
         return cls(rollout_horizons=tuple(horizons), **settings)
+
+
+def add_train_options(parser) -> None:
+    """Add to an :class:`argparse.ArgumentParser` the ``rtml train`` option of every
+    :class:`TrainConfig` field with a ``help`` (``--epochs``, ``--horizons``, ...: the field's
+    default, its metadata's help, choices, nargs and flag; see :mod:`rtml._config_options`)."""
+    add_config_options(parser, TrainConfig)
+
+
+def train_options(args) -> dict:
+    """``{field name: value}`` of the options :func:`add_train_options` added, from the parsed
+    ``args``, in field order: keyword arguments of :class:`TrainConfig` (``--horizons`` and
+    ``--split-fractions`` text parsed, word lists as tuples).
+
+    Raises:
+        InputError: malformed ``--horizons`` or ``--split-fractions``.
+    """
+    return config_options(args, TrainConfig)

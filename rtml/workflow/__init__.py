@@ -7,7 +7,8 @@ The workflow's rule files stay thin: everything they compute comes from here.
 - :func:`field_plan` is the deterministic list of field specs of a molecule's trajectories,
   using only the polarisations :func:`coupled_polarizations` finds the molecule responds to.
 - :class:`WorkflowPlan` lists every output path (geometries, ground states, trajectories,
-  datasets, models, evaluations) and gives each rule its threads and resources.
+  datasets, models, evaluations) and gives each rule its threads and resources; a molecule
+  is a ladder name or one of your own given by its geometry file (:func:`molecule_source`).
 - :mod:`rtml.workflow.resources` holds the resource estimates (memory in MB, runtime in
   minutes) as functions of the basis size, the job size and the retry attempt.
 
@@ -28,7 +29,13 @@ from rtml.workflow._config import (
     validate_config,
 )
 from rtml.workflow._coupling import COUPLING_ATOL, coupled_polarizations, dipole_coupling
-from rtml.workflow._plan import WorkflowPlan, field_candidates, field_plan, geometry_ids
+from rtml.workflow._plan import (
+    WorkflowPlan,
+    field_candidates,
+    field_plan,
+    geometry_ids,
+    molecule_source,
+)
 
 __all__ = [
     "ConfigError",
@@ -43,6 +50,7 @@ __all__ = [
     "field_candidates",
     "field_plan",
     "geometry_ids",
+    "molecule_source",
     "WorkflowPlan",
     "resources",
 ]

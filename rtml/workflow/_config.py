@@ -2,7 +2,8 @@
 
 The schema is ``workflow/schemas/config.schema.yaml``. :func:`validate_config` fills in
 every default the schema gives, reports every violation with the dotted key it concerns
-(``propagation.dt``, ``molecules.xyz``), then checks what a schema cannot express: the
+(``propagation.dt``, ``molecules.xyz``), then checks what a schema cannot express: each
+molecule is a ladder name or a readable geometry file of your own named as its key, the
 training sets name configured molecules, the field plan offers enough distinct fields (of
 polarisations the molecule responds to) for each molecule's trajectories, resonant drives
 ask for computed LR-TDDFT states, and the training window fits in a trajectory. It raises
@@ -18,11 +19,17 @@ import yaml
 from jsonschema import Draft202012Validator, validators
 
 from rtml._errors import ConfigError, InputError
+from rtml.chem import load_molecule
 from rtml.workflow._coupling import uncoupled_note
-from rtml.workflow._plan import field_candidates
+from rtml.workflow._plan import field_candidates, molecule_source
 
 #: Training settings a training set may override (null there = the value under ``train``).
 TRAIN_OVERRIDES = ("model", "window", "epochs", "seed", "split_by", "held_out_molecules")
+
+
+#: Comment-line keys of a geometry file (:func:`rtml.chem.load_molecule`), which a user may
+#: try to set in the config instead.
+_GEOMETRY_FILE_KEYS = ("charge", "multiplicity", "basis", "xc")
 
 
 def schema_path() -> Path:
@@ -61,7 +68,6 @@ def _schema_errors(config: dict, schema: dict) -> list[str]:
         yield from validate_properties(validator, properties, instance, subschema)
 
     validator = validators.extend(base, {"properties": set_defaults})(schema)
-    ladder = schema.get("$defs", {}).get("moleculeName", {}).get("enum", [])
     messages = []
     errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
     for error in errors:
@@ -70,18 +76,13 @@ def _schema_errors(config: dict, schema: dict) -> list[str]:
             allowed = sorted(error.schema.get("properties", {}))
             for extra in sorted(set(error.instance) - set(allowed)):
                 hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
+                if path[:1] == ["molecules"] and extra in _GEOMETRY_FILE_KEYS:
+                    hint += (f"; {extra} is read from the molecule's geometry file, on its "
+                             "comment line (README: Your own molecule)")
                 messages.append(f"config key '{_key(path + [extra])}': unknown key{hint}")
         elif "propertyNames" in error.absolute_schema_path:
-            name = error.instance
-            if path == ["molecules"]:
-                messages.append(f"config key 'molecules.{name}': unknown molecule '{name}' "
-                                f"(the ladder: {', '.join(ladder)})")
-            else:
-                messages.append(f"config key '{_key(path + [name])}': invalid name "
-                                f"({error.message})")
-        elif error.validator == "enum" and error.schema.get("enum") == ladder:
-            messages.append(f"config key '{_key(path)}': unknown molecule {error.instance!r} "
-                            f"(the ladder: {', '.join(ladder)})")
+            messages.append(f"config key '{_key(path + [error.instance])}': invalid name "
+                            f"({error.message})")
         else:
             hint = ""
             if error.validator == "type" and isinstance(error.instance, str):
@@ -95,17 +96,55 @@ def _schema_errors(config: dict, schema: dict) -> list[str]:
     return messages
 
 
-def _cross_checks(config: dict) -> list[str]:
-    """Checks across keys; assumes the schema validated and defaults are set."""
+def _molecule_problem(name: str, mol: dict, ladder) -> str | None:
+    """What is wrong with the molecule ``name`` of the config (its entry ``mol``), as one
+    message naming the key, or None: a name without ``file`` must be a ``ladder`` molecule;
+    a ``file`` must be a readable geometry (charge and multiplicity possible) whose stem is
+    ``name``, which must not be a ladder name."""
+    if "file" not in mol:
+        if name in ladder:
+            return None
+        return (f"config key 'molecules.{name}': unknown molecule '{name}' (the ladder: "
+                f"{', '.join(ladder)}); a molecule of your own needs its geometry file: "
+                f"molecules.{name}.file: path/to/{name}.xyz")
+    key = f"config key 'molecules.{name}.file'"
+    path = Path(mol["file"])
+    if name in ladder:
+        return (f"{key}: '{name}' is a ladder molecule; give your molecule another name (its "
+                f"file's stem), or replace the ladder's geometry files through $RTML_MOLECULES")
+    if not path.is_file():
+        where = "" if path.is_absolute() else f" (relative to the working directory {Path.cwd()})"
+        return f"{key}: no such file '{path}'{where}"
+    if path.stem != name:
+        return (f"{key}: the file's stem '{path.stem}' is not the molecule's name '{name}' "
+                f"(trajectories and stores name a molecule by its file's stem): rename the "
+                f"file or the key")
+    try:
+        load_molecule(path)
+    except InputError as error:
+        return f"{key}: {error}"
+    return None
 
-    messages = []
+
+def _cross_checks(config: dict, ladder) -> list[str]:
+    """Checks across keys; assumes the schema validated and defaults are set. ``ladder``:
+    the ladder molecule names (the schema's ``moleculeName``)."""
     molecules = config["molecules"]
+    problems = [_molecule_problem(name, mol, ladder) for name, mol in molecules.items()]
+    messages = [problem for problem in problems if problem]
+    if messages:  # the checks below read every molecule
+        return messages
     fields = config["fields"]
     basis = config["level_of_theory"]["basis"]
     for name, mol in molecules.items():
         try:
-            candidates = field_candidates(fields, molecule=name, basis=basis)
-        except InputError as error:  # the basis is unknown: every molecule would say so
+            candidates = field_candidates(fields, molecule=molecule_source(molecules, name),
+                                          basis=basis)
+        except InputError as error:
+            if basis is None and "file" in mol:  # the basis its file names is unknown
+                messages.append(f"config key 'molecules.{name}.file': {error}")
+                continue
+            # the configured basis is unknown: every molecule would say so
             messages.append(f"config key 'level_of_theory.basis': {error}")
             break
         if mol["trajectories"] > len(candidates):
@@ -114,7 +153,8 @@ def _cross_checks(config: dict) -> list[str]:
                 family = spec.split(":", 1)[0]
                 counts[family] = counts.get(family, 0) + 1
             offered = ", ".join(f"{n} {family}" for family, n in counts.items()) or "none"
-            dead = uncoupled_note(name, fields["polarizations"], basis)
+            dead = uncoupled_note(molecule_source(molecules, name), fields["polarizations"],
+                                  basis)
             messages.append(
                 f"config key 'molecules.{name}.trajectories': {mol['trajectories']} "
                 f"trajectories per geometry for {name}, but the field plan offers only "
@@ -200,7 +240,7 @@ def validate_config(config: dict, schema=None) -> dict:
         schema = load_schema(schema)
     messages = _schema_errors(config, copy.deepcopy(schema))
     if not messages:
-        messages = _cross_checks(config)
+        messages = _cross_checks(config, schema["$defs"]["moleculeName"]["enum"])
     if messages:
         raise ConfigError("invalid workflow config:\n  " + "\n  ".join(messages))
     resolve_training_sets(config)

@@ -78,8 +78,8 @@ def dipole_coupling(overlap: np.ndarray, dipole_ints: np.ndarray, direction) -> 
 
 @lru_cache(maxsize=None)
 def _matrices(molecule: str, basis: str | None) -> tuple[np.ndarray, np.ndarray]:
-    """Overlap (nao, nao) and dipole integrals (3, nao, nao) of a ladder molecule at its
-    equilibrium geometry."""
+    """Overlap (nao, nao) and dipole integrals (3, nao, nao) of a molecule (a ladder name or
+    a geometry file) at its equilibrium geometry."""
     mol = build_mole(load_molecule(molecule), basis=basis)
     # one thread: these integrals take milliseconds, and starting OpenMP threads on a busy
     # submit host costs ten times more
@@ -93,7 +93,7 @@ def coupled_polarizations(molecule: str, polarizations, basis: str | None = None
     field moves ``molecule``'s density, in their order (see the module docstring).
 
     Args:
-        molecule: a ladder molecule name (its equilibrium geometry is used).
+        molecule: a ladder molecule name or a geometry file (its equilibrium geometry is used).
         polarizations: polarisation strings, as in the config's ``fields.polarizations``.
         basis: basis set (default: the molecule's own).
 

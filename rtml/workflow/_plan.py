@@ -5,6 +5,10 @@ so trajectory file names (``t{i:02d}-<slug>.h5``, :func:`rtml.data.trajectory_fi
 are known when Snakemake builds its DAG, before any LR-TDDFT state is computed. A
 molecule's plan uses only the polarisations it responds to
 (:func:`rtml.workflow.coupled_polarizations`): no trajectory of the plan is static.
+
+A configured molecule is a ladder name, or a molecule of your own given by its geometry file
+(``molecules: {heh: {file: heh.xyz}}``); :func:`molecule_source` is what the jobs and the
+plan read it from.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from rtml.fields import parse_field
 from rtml.workflow import _resources as res
 from rtml.workflow._coupling import coupled_polarizations, uncoupled_note
 
-__all__ = ["field_candidates", "field_plan", "geometry_ids", "WorkflowPlan"]
+__all__ = ["field_candidates", "field_plan", "geometry_ids", "molecule_source", "WorkflowPlan"]
 
 
 def _canonical(spec: str) -> str:
@@ -97,6 +101,17 @@ def field_plan(n: int, fields_cfg: dict, molecule: str | None = None,
     return candidates[:n]
 
 
+def molecule_source(molecules_cfg: dict, name: str) -> str:
+    """What ``rtml`` commands read the configured molecule ``name`` from: its ``file``
+    (a molecule of your own) or its ladder name.
+
+    Args:
+        molecules_cfg: the config's ``molecules`` section.
+        name: a key of it.
+    """
+    return molecules_cfg[name].get("file", name)
+
+
 def geometry_ids(n: int) -> list[str]:
     """``['g00', 'g01', ...]``: the file stems `rtml sample-geometries --n n` writes."""
     return [f"g{k:02d}" for k in range(n)]
@@ -115,15 +130,27 @@ class WorkflowPlan:
 
     def __post_init__(self):
         self.results = self.config["results"].rstrip("/")
-        # ladder order (smallest first), whatever the order in the config file
-        self.molecules = [m for m in LADDER if m in self.config["molecules"]]
+        configured = self.config["molecules"]
+        # ladder order (smallest first), whatever the order in the config file; then the
+        # molecules of your own in config order
+        self.molecules = ([m for m in LADDER if m in configured]
+                          + [m for m in configured if m not in LADDER])
         self.training_sets = list(self.config["training_sets"])
         basis = self.config["level_of_theory"]["basis"]
-        self._fields = {m: field_plan(self.config["molecules"][m]["trajectories"],
-                                      self.config["fields"], molecule=m, basis=basis)
+        self._fields = {m: field_plan(configured[m]["trajectories"], self.config["fields"],
+                                      molecule=self.source(m), basis=basis)
                         for m in self.molecules}
 
     # -- per molecule -------------------------------------------------------------------
+    def source(self, molecule: str) -> str:
+        """The MOLECULE argument of ``molecule``'s jobs: its geometry file or ladder name
+        (:func:`molecule_source`)."""
+        return molecule_source(self.config["molecules"], molecule)
+
+    def source_files(self, molecule: str) -> list[str]:
+        """The geometry file of a molecule of your own (an input of its jobs), or []."""
+        return [self.source(molecule)] if "file" in self.config["molecules"][molecule] else []
+
     def geometries(self, molecule: str) -> list[str]:
         return geometry_ids(self.config["molecules"][molecule]["geometries"])
 
@@ -169,7 +196,7 @@ class WorkflowPlan:
     def evaluation_files(self, name: str) -> list[str]:
         root = f"{self.results}/evaluation/{name}"
         return [f"{root}/metrics.json", f"{root}/metrics.tsv", f"{root}/dipole.png",
-                f"{root}/error_vs_horizon.png"]
+                f"{root}/error_vs_horizon.png", f"{root}/spectrum.png"]
 
     def final_outputs(self) -> list[str]:
         """What rule ``all`` asks for: the full dataset, and every set's model and evaluation."""
@@ -180,7 +207,7 @@ class WorkflowPlan:
 
     # -- resources ---------------------------------------------------------------------
     def nbf(self, molecule: str) -> int:
-        return res.nbf(molecule, self.config["level_of_theory"]["basis"])
+        return res.nbf(self.source(molecule), self.config["level_of_theory"]["basis"])
 
     def threads(self, stage: str, molecule: str | None = None) -> int:
         """Threads of a job: ``propagate``/``ground_state`` scale with nbf; ``train`` and
@@ -230,7 +257,8 @@ class WorkflowPlan:
                 if name == "mem_mb":
                     return res.propagate_mem_mb(n, prop["steps"], n_fields, attempt,
                                                 save_every=prop["save_every"],
-                                                n_spin=res.n_spin(mol), factor=scale)
+                                                n_spin=res.n_spin(self.source(mol)),
+                                                factor=scale)
                 return res.propagate_runtime(n, prop["steps"], n_fields, attempt,
                                              threads=self.threads("propagate", mol),
                                              grid_level=grid_level, factor=scale)

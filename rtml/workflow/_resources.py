@@ -58,9 +58,10 @@ SECONDS_PER_BUILD_H2O = 0.010
 
 @lru_cache(maxsize=None)
 def nbf(molecule: str, basis: str | None = None) -> int:
-    """Number of basis functions of a ladder molecule (spherical; default: its own basis).
+    """Number of basis functions of a molecule (spherical; default: its own basis).
 
-    The 6-31G sizes come from :data:`NBF_631G`; another basis is counted with PySCF.
+    ``molecule`` is a ladder name or a geometry file (as ``rtml`` commands take it). The
+    ladder's 6-31G sizes come from :data:`NBF_631G`; anything else is counted with PySCF.
     """
     if (basis is None or basis.lower() == "6-31g") and molecule in NBF_631G:
         return NBF_631G[molecule]
@@ -69,7 +70,8 @@ def nbf(molecule: str, basis: str | None = None) -> int:
 
 @lru_cache(maxsize=None)
 def n_spin(molecule: str) -> int:
-    """Density matrices per trajectory frame: 1 (closed shell) or 2 (open shell)."""
+    """Density matrices per trajectory frame of ``molecule`` (a ladder name or a geometry
+    file): 1 (closed shell) or 2 (open shell)."""
     return 1 if load_molecule(molecule).multiplicity == 1 else 2
 
 

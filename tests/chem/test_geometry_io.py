@@ -83,3 +83,26 @@ def test_atoms_at_the_same_position_are_named_with_the_file(tmp_path):
     with pytest.raises(InputError, match=r"geometry file '.*close.xyz': atoms 2 \(H\) and 3 "
                                          r"\(H\) are 0.000 Å apart, closer than 0.1 Å"):
         read_geometry(path)
+
+
+@pytest.mark.parametrize("content, line, problem", [
+    (b"0\n\n", 1, "no atoms"),
+    (b"2\n", 2, "the comment line is missing"),
+    (b"1\nname=\xff\xfe\nH 0 0 0\n", 2, "not text (byte 0xff)"),
+    (b"1\nProperties=species:S:1:pos:Q:3\nH 0 0 0\n", 2, "cannot parse the comment line"),
+    (b"1\nProperties=species:S:1:pos:R:3:n:I:1\nH 0 0 0 x\n", 3, "column 'n' must be an integer"),
+])
+def test_a_parse_error_names_the_line(tmp_path, content, line, problem):
+    path = tmp_path / "bad.extxyz"
+    path.write_bytes(content)
+    with pytest.raises(InputError) as err:
+        read_geometry(path)
+    assert str(err.value).startswith(f"cannot read geometry file '{path}', line {line}: {problem}")
+
+
+def test_only_the_first_frame_is_read(tmp_path):
+    """Symbols are normalised as ASE does; a second frame (even a broken one) is not read."""
+    path = tmp_path / "two.xyz"
+    path.write_text("2\n\nh 0 0 0\nCL 0 0 1.3 extra columns\n3\nbroken\n")
+    symbols, positions, info = read_geometry(path)
+    assert symbols == ["H", "Cl"] and positions[1, 2] == pytest.approx(1.3) and info == {}

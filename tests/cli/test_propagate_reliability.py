@@ -35,6 +35,20 @@ rtml.data.write_trajectory = killed_while_writing
 from rtml.cli import main
 sys.exit(main(sys.argv[1:]))
 """
+KILL_AFTER_WRITING = """
+import os, signal, sys
+import rtml.data
+
+write = rtml.data.write_trajectory
+
+def written_then_killed(path, traj):
+    write(path, traj)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+rtml.data.write_trajectory = written_then_killed
+from rtml.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
 QUANTITIES = ("density", "fock", "energy", "dipole", "field", "time")
 
 
@@ -91,6 +105,20 @@ def test_kill_while_writing_resumes_from_the_complete_checkpoint(killed_run, tmp
     assert "resuming from checkpoint out.h5.ckpt at step 20" in proc.stderr
     assert sorted(p.name for p in run.iterdir()) == ["out.h5"]  # no checkpoint, no temporary
     assert_same_trajectory(killed_run / "reference" / "out.h5", run / "out.h5")
+
+
+def test_kill_after_the_output_landed_leaves_no_checkpoint_for_good(killed_run, tmp_path):
+    """Killed after the output is in place but before its checkpoint is removed: the rerun
+    removes the finished run's checkpoint (and, without --force, refuses to overwrite the
+    complete output), so nothing is left behind for good."""
+    proc = rtml(*RUN, "-o", "out.h5", cwd=tmp_path, script=KILL_AFTER_WRITING)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert (tmp_path / "out.h5").is_file() and (tmp_path / "out.h5.ckpt").is_dir()
+    proc = rtml(*RUN, "-o", "out.h5", cwd=tmp_path)
+    assert "exists; remove it or pass --force" in error_line(proc)
+    assert "removing checkpoint out.h5.ckpt: the run it belongs to finished" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.h5"]
+    assert_same_trajectory(killed_run / "reference" / "out.h5", tmp_path / "out.h5")
 
 
 def test_kill_while_writing_a_directory_leaves_nothing_after_the_rerun(tmp_path):

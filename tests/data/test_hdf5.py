@@ -5,13 +5,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import tracemalloc
 
 import h5py
 import numpy as np
 import pytest
 
 from rtml import InputError
-from rtml.data import FORMAT_NAME, FORMAT_VERSION, Trajectory, read_trajectory, write_trajectory
+from rtml.data import (FORMAT_NAME, FORMAT_VERSION, FrameBlocks, Trajectory, read_trajectory,
+                       write_trajectory)
 from rtml.units import UNITS
 
 EXPECTED_DATASETS = {
@@ -67,6 +69,42 @@ def test_round_trip_exact(which, request, tmp_path):
     for name in INT_FIELDS:
         assert getattr(back, name).dtype == np.int64
     assert back.n_spin == traj.n_spin and back.n_steps == traj.n_steps
+
+
+def test_frames_held_as_blocks_are_written_one_block_at_a_time(tmp_path):
+    """A trajectory whose density is a FrameBlocks of memory-mapped chunks (as the engine's
+    checkpoint holds it) is written with about one chunk in memory, not the whole series,
+    and the file is the same as one written from the whole array."""
+    rng = np.random.default_rng(3)
+    n_frames, n_chunks, nbf = 400, 8, 40  # 400 x 40 x 40 complex: 10.2 MB in all
+    whole = rng.normal(size=(n_frames, 1, nbf, nbf)) + 1j * rng.normal(size=(n_frames, 1, nbf, nbf))
+    chunks = []
+    for i, part in enumerate(np.split(whole, n_chunks)):
+        np.save(tmp_path / f"chunk{i}.npy", part)
+        chunks.append(np.load(tmp_path / f"chunk{i}.npy", mmap_mode="r"))
+    common = dict(
+        molecule="x", atomic_numbers=np.array([1, 1]), positions_angstrom=np.zeros((2, 3)),
+        charge=0, multiplicity=1, basis="b", xc="hf", n_electrons=2,
+        basis_atom_index=np.zeros(nbf, int), basis_angular_momentum=np.zeros(nbf, int),
+        basis_magnetic_quantum=np.zeros(nbf, int), overlap=np.eye(nbf),
+        core_hamiltonian=np.eye(nbf), time=np.arange(n_frames) * 0.1,
+        field=np.zeros((n_frames, 3)), energy=np.zeros(n_frames), dipole=np.zeros((n_frames, 3)),
+        dt=0.1, save_every=1, propagator="magnus2", field_spec={"kind": "none"},
+        dipole_origin_bohr=np.zeros(3), provenance={})
+    write_trajectory(tmp_path / "whole.h5", Trajectory(density=whole, **common))
+    blocks = FrameBlocks(chunks)
+    assert blocks.shape == whole.shape and len(blocks) == n_frames
+
+    tracemalloc.start()
+    write_trajectory(tmp_path / "blocks.h5", Trajectory(density=blocks, **common))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    one_chunk = whole.nbytes // n_chunks
+    assert peak < 2 * one_chunk < whole.nbytes / 3, (peak, one_chunk, whole.nbytes)
+    streamed, reference = read_trajectory(tmp_path / "blocks.h5"), read_trajectory(tmp_path / "whole.h5")
+    assert_trajectories_equal(streamed, reference)
+    with h5py.File(tmp_path / "blocks.h5") as f:
+        assert f["dynamics/density_real"].chunks == (1, 1, nbf, nbf)
 
 
 def test_datasets_names_shapes_dtypes(open_traj, tmp_path):

@@ -40,7 +40,7 @@ def file_digests(store: Path, under: str) -> dict[str, tuple[str, int]]:
 
 def row_of(store: Path) -> dict[str, tuple[str, int]]:
     idx = open_index(store)
-    return {Path(s).resolve().as_posix(): (m, int(r))
+    return {(store.parent / s).resolve().as_posix(): (m, int(r))
             for s, m, r in zip(idx.source_file, idx.molecule, idx.row)}
 
 
@@ -53,7 +53,7 @@ def store(dataset_store):
 def test_layout_groups_attrs_and_dims(store):
     root = zarr.open_group(str(store), mode="r")
     attrs = root.attrs.asdict()
-    assert attrs["format"] == "rtml-dataset" and attrs["format_version"] == 1
+    assert attrs["format"] == "rtml-dataset" and attrs["format_version"] == 2
     assert attrs["Conventions"] == "CF-1.10, ACDD-1.3"
     for key in ("title", "summary", "source", "history", "date_created", "date_modified"):
         assert attrs[key], key
@@ -62,10 +62,11 @@ def test_layout_groups_attrs_and_dims(store):
     assert {"rtml_version", "rtml_git_commit", "pyscf_version", "zarr_version",
             "inputs_sha256"} <= set(attrs["provenance"])
     assert attrs["units"]["positions"] == "angstrom"
-    dims = {"rho": ["traj", "time", "spin", "ao_i", "ao_j"], "dipole": ["traj", "time", "xyz"],
-            "energy": ["traj", "time"], "positions": ["traj", "atom", "xyz"],
-            "overlap": ["traj", "ao_i", "ao_j"], "time": ["time"], "atomic_numbers": ["atom"],
-            "basis_magnetic_quantum": ["ao"], "field_polarization": ["traj", "xyz"]}
+    dims = {"rho": ["traj_id", "time", "spin", "ao_i", "ao_j"],
+            "dipole": ["traj_id", "time", "xyz"], "energy": ["traj_id", "time"],
+            "positions": ["traj_id", "atom", "xyz"], "overlap": ["traj_id", "ao_i", "ao_j"],
+            "time": ["time"], "step": ["time"], "atomic_numbers": ["atom"],
+            "ao_i_m": ["ao_i"], "ao_j_m": ["ao_j"], "field_polarization": ["traj_id", "xyz"]}
     for mol, nbf in (("h2", 4), ("lih", 11)):
         g = root[mol]
         ga = g.attrs.asdict()
@@ -122,7 +123,7 @@ def assert_store_matches_files(store: Path, files, rho_dtype=np.complex128):
         traj = read_trajectory(path)
         mol, row = rows[Path(path).resolve().as_posix()]
         assert mol == traj.molecule
-        ds = datasets[mol].isel(traj=row)
+        ds = datasets[mol].isel(traj_id=row)
         expected_rho = traj.density.astype(rho_dtype)
         for got in (raw[mol]["rho"][row], ds.rho.values):
             assert got.dtype == rho_dtype and np.array_equal(got, expected_rho)
@@ -132,12 +133,18 @@ def assert_store_matches_files(store: Path, files, rho_dtype=np.complex128):
                             ("dipole_origin", traj.dipole_origin_bohr)]:
             assert np.array_equal(raw[mol][name][row], value), name
             assert np.array_equal(ds[name].values, value), name
-        for name, value in [("time", traj.time), ("atomic_numbers", traj.atomic_numbers),
-                            ("basis_atom_index", traj.basis_atom_index),
-                            ("basis_angular_momentum", traj.basis_angular_momentum),
-                            ("basis_magnetic_quantum", traj.basis_magnetic_quantum)]:
+        for name, value in [("atomic_numbers", traj.atomic_numbers),
+                            ("ao_i_atom", traj.basis_atom_index),
+                            ("ao_j_atom", traj.basis_atom_index),
+                            ("ao_i_l", traj.basis_angular_momentum),
+                            ("ao_j_l", traj.basis_angular_momentum),
+                            ("ao_i_m", traj.basis_magnetic_quantum),
+                            ("ao_j_m", traj.basis_magnetic_quantum)]:
             assert np.array_equal(ds[name].values, value), name
             assert ds[name].dtype == value.dtype, name
+        # time is the file's, made exact: step * dt with dt's decimal value
+        assert np.array_equal(ds.step.values, np.rint(traj.time / traj.dt).astype(np.int64))
+        np.testing.assert_allclose(ds.time.values, traj.time, rtol=0, atol=1e-12)
         fs = traj.field_spec
         assert str(ds.traj_id.values) == f"{mol}/{traj.extra_attrs['geometry_id']}/{path.stem}"
         assert str(ds.geometry_id.values) == traj.extra_attrs["geometry_id"]
@@ -151,7 +158,9 @@ def assert_store_matches_files(store: Path, files, rho_dtype=np.complex128):
         assert float(ds.kick_strength) == traj.extra_attrs["kick_strength"]
         assert float(ds.ground_state_energy) == traj.extra_attrs["ground_state_energy"]
         assert str(ds.inputs_sha256.values) == traj.provenance["inputs_sha256"]
-        assert str(ds.source_file.values) == str(Path(path).resolve())
+        assert (store.parent / str(ds.source_file.values)).resolve() == Path(path).resolve()
+        assert not Path(str(ds.source_file.values)).is_absolute()
+        assert str(ds.source_sha256.values) == hashlib.sha256(path.read_bytes()).hexdigest()
         assert json.loads(str(ds.provenance.values)) == traj.provenance
 
 
@@ -174,11 +183,11 @@ def test_open_dataset_is_lazy_and_named(store):
     groups = open_dataset(store)
     assert isinstance(groups, dict) and list(groups) == ["h2", "lih"]
     ds = open_dataset(store, molecule="lih")
-    assert set(ds.dims) == {"traj", "time", "spin", "ao_i", "ao_j", "atom", "ao", "xyz"}
+    assert set(ds.dims) == {"traj_id", "time", "spin", "ao_i", "ao_j", "atom", "xyz"}
     assert set(ds.data_vars) == {"rho", "dipole", "energy", "field"}
     assert {"traj_id", "time", "overlap", "positions", "atomic_numbers"} <= set(ds.coords)
     assert isinstance(ds.rho.data, da.Array)
-    assert ds.sizes["traj"] == 6 and ds.sizes["time"] == 20
+    assert ds.sizes["traj_id"] == 6 and ds.sizes["time"] == 20
     assert ds.rho.attrs["units"].startswith("electrons")
     assert ds.positions.attrs["units"] == "angstrom"
     with pytest.raises(InputError, match="no molecule 'h2o'"):
@@ -199,11 +208,13 @@ def test_index_table(store, dataset_h5_files):
 
 
 def test_dataset_card(store):
-    card = (store / "README.md").read_text()
+    assert not (store / "README.md").exists()  # beside the store, not a non-Zarr file in it
+    card = store.with_name("data.zarr.README.md").read_text()
     for text in ("| h2 | 6 | 3 | 4 |", "| lih | 6 | 3 | 11 |", "Ångström", "atomic units",
                  "PySCF AO order", "(px, py, pz)", "n_committed", "open_dataset",
                  "xr.open_zarr", "TrajectoryWindows", "DataLoader", "pyscf version: ",
-                 "rtml git commit", "`rho` (data)", "(traj, time, spin, ao_i, ao_j)",
+                 "rtml git commit", "`rho` (data)", "(traj_id, time, spin, ao_i, ao_j)",
+                 "sel(traj_id='h2/eq/kick_1e-3_z')", "sel(time=1.2, xyz='z')",
                  "dataset assemble: +12 trajectories", "`data.zarr`"):
         assert text in card, text
     assert ".tmp-" not in card
@@ -212,6 +223,7 @@ def test_dataset_card(store):
 def test_info_and_cli(store, dataset_h5_files, tmp_path, capsys):
     info = store_info(store)
     assert info["n_trajectories"] == 12 and info["rho_dtype"] == "complex128"
+    assert info["card"] == str(store.with_name("data.zarr.README.md"))
     assert info["molecules"]["lih"]["rho_shard_shape"] == [1, 20, 1, 11, 11]
     assert info["size_bytes"] > 0
 
@@ -230,7 +242,9 @@ def test_info_and_cli(store, dataset_h5_files, tmp_path, capsys):
     assert info["rho_dtype"] == "complex64" and info["n_trajectories"] == 7
     args = parser.parse_args(["dataset", "info", str(out)])
     assert args.func(args) == 0
-    assert "7 trajectories, rho complex64" in capsys.readouterr().out
+    out_text = capsys.readouterr().out
+    assert "7 trajectories, rho complex64" in out_text
+    assert f"dataset card (schema, units, how to open it): {out}.README.md" in out_text
 
     with pytest.raises(InputError, match="no such file or directory"):
         expand_trajectory_paths([tmp_path / "missing"])
@@ -264,7 +278,7 @@ def test_new_store_is_built_atomically(dataset_h5_files, tmp_path):
     with pytest.raises(RuntimeError, match="simulated"):
         assemble_store(all_files(dataset_h5_files), path, progress=failing)
     assert not path.exists()
-    assert list(tmp_path.iterdir()) == []  # no temporary left behind
+    assert list(tmp_path.iterdir()) == []  # no temporary, no card left behind
 
 
 def test_append_keeps_existing_bytes_and_skips_known(dataset_h5_files, tmp_path):
@@ -309,10 +323,10 @@ def test_interrupted_append_is_repaired(dataset_h5_files, tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         assemble_store(dataset_h5_files["lih"][2:], path, progress=failing)
-    g = zarr.open_group(str(path), mode="r")["lih"]
+    g = zarr.open_group(str(path), mode="r", use_consolidated=False)["lih"]
     # an append is all or nothing: 2 rows written, none committed
     assert g.attrs["n_committed"] == 2 and g["rho"].shape[0] == 6
-    assert open_dataset(path, "lih").sizes["traj"] == 2
+    assert open_dataset(path, "lih").sizes["traj_id"] == 2
     assert len(open_index(path)) == 2
 
     summary = assemble_store(files, path, progress=False)

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import h5py
@@ -67,9 +68,21 @@ def assert_consistent(store: Path, n_expected: int) -> None:
     info = store_info(store)
     assert info["n_trajectories"] == n_expected
     assert {m: v["n_trajectories"] for m, v in info["molecules"].items()} == {
-        mol: ds.sizes["traj"] for mol, ds in groups.items()}
+        mol: ds.sizes["traj_id"] for mol, ds in groups.items()}
     pairs = sorted(f"{t} {s}" for t, s in zip(index.traj_id, index.inputs_sha256))
     assert info["dataset_sha256"] == hashlib.sha256("\n".join(pairs).encode()).hexdigest()
+
+
+def assert_plain_view(store: Path, counts: dict[str, int]) -> None:
+    """Plain xarray (consolidated metadata, warnings as errors) sees exactly the committed
+    rows of each molecule group."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tree = xr.open_datatree(store, engine="zarr")
+    assert sorted(tree.children) == sorted([*counts, "index"])
+    for mol, n in counts.items():
+        assert tree[mol].sizes["traj_id"] == n and tree[mol].attrs["n_committed"] == n, mol
+    assert tree["index"].sizes["row_index"] == sum(counts.values())
 
 
 def corrupt(source: Path, dest: Path, how: str) -> Path:
@@ -172,7 +185,7 @@ def test_killed_new_store_leaves_a_temporary_the_next_run_removes(dataset_h5_fil
         (tmp_path / f".s.zarr.tmp-{live.pid}").mkdir()
         assert assemble_store(files, store, progress=False)["added"] == 4
         assert sorted(p.name for p in tmp_path.iterdir()) == [f".s.zarr.tmp-{live.pid}",
-                                                              "s.zarr"]
+                                                              "s.zarr", "s.zarr.README.md"]
     finally:
         live.kill()
         live.wait()
@@ -185,9 +198,11 @@ def test_killed_append_commits_nothing_and_stays_consistent(dataset_h5_files, tm
     assemble_store(files[:2], store, progress=False)
     killed_assembly(store, files[2:], kill_at=5)
     assert_consistent(store, 2)
+    assert_plain_view(store, {"lih": 2})  # the last complete assembly's consolidated view
     summary = assemble_store(files, store, progress=False)
     assert summary["added"] == 6 and summary["skipped"] == 2
     assert_consistent(store, 8)
+    assert_plain_view(store, {"lih": 6, "h2": 2})
     assert not list(store.rglob("*.partial"))
 
 

@@ -6,7 +6,7 @@ import warnings
 import numpy as np
 import pytest
 
-from rtml.evaluate import (TSV_COLUMNS, aggregate, dipole_nrmse, is_static, median_error_curve,
+from rtml.evaluate import (TSV_COLUMNS, aggregate, dipole_nrmse, error_curve_quantiles, is_static,
                            physics_compliance, relative_error_curve, rollout_errors_at,
                            scaled_l2, spectrum_nrmse, tsv_columns, valid_horizon,
                            write_metrics)
@@ -76,7 +76,29 @@ def test_static_reference_is_flagged_not_divided_by_round_off():
     assert row["rollout_error_at_10"] == pytest.approx(moving[10])
     assert row["rollout_error_at_49"] == pytest.approx(moving[49])
     assert row["one_step_mse"] == 0.5
-    assert median_error_curve([curve, moving]) == pytest.approx(moving)
+    assert error_curve_quantiles([curve, moving], (50,))[0] == pytest.approx(moving)
+
+
+def test_noise_level_reference_is_static_and_left_out_of_the_error_band():
+    """A reference that moves only by numerical noise (1e-9 per element, below rtml
+    validate's 1e-8 response bound, yet above 1e-10 ||P(0)||_F) is static: its e(t) is
+    undefined instead of a model's round-off over noise, and the plotted band (quartiles
+    over trajectories) is that of the moving ones alone, finite everywhere."""
+    rho, _, _ = oscillating(T=60)
+    noise, _, _ = oscillating(T=60, amp=1e-9, seed=2)
+    assert is_static(noise) and not is_static(rho)
+    off_by_round_off = noise + 1e-12
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        flat = relative_error_curve(off_by_round_off, noise)
+    assert np.isnan(flat).all() and np.isnan(valid_horizon(flat))
+    persistence = PersistenceModel()
+    curves = [relative_error_curve(persistence.rollout("m", r[0], np.zeros((60, 3))), r)
+              for r in (rho, 0.5 * rho + 0.5 * rho[0])]
+    band = error_curve_quantiles([flat, *curves])
+    assert band.shape == (3, 60) and np.isfinite(band).all()
+    np.testing.assert_allclose(band, error_curve_quantiles(curves))
+    assert error_curve_quantiles([flat]).shape == (3, 0)  # all static: nothing to draw
 
 
 def test_aggregate_uses_medians_for_horizons_and_errors_at_k():
@@ -90,7 +112,7 @@ def test_aggregate_uses_medians_for_horizons_and_errors_at_k():
 
 def test_median_error_curve_handles_ragged_lengths():
     curves = [np.array([0.0, 1.0, 2.0]), np.array([0.0, 3.0, 4.0, 5.0]), np.array([0.0, 2.0])]
-    np.testing.assert_allclose(median_error_curve(curves), [0.0, 2.0, 3.0, 5.0])
+    np.testing.assert_allclose(error_curve_quantiles(curves, (50,))[0], [0.0, 2.0, 3.0, 5.0])
 
 
 def test_dipole_nrmse_is_rmse_of_induced_dipoles_over_the_reference_range():

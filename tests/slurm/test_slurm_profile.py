@@ -245,11 +245,11 @@ def test_slurm_dataset_equals_local_dataset(runs):
 
 
 def _assert_same_group(ds_a, ds_b):
-    assert ds_a.sizes == ds_b.sizes and ds_a.sizes["traj"] == 1
+    assert ds_a.sizes == ds_b.sizes and ds_a.sizes["traj_id"] == 1
     assert sorted(ds_a.data_vars) == sorted(ds_b.data_vars)
     for name in ds_a.data_vars:
         va, vb = ds_a[name].values, ds_b[name].values
-        if name == "source_file":  # absolute paths differ by the working directory
+        if name == "source_file":  # relative to each run's results directory
             va = [Path(str(p)).parts[-4:] for p in va.ravel()]
             vb = [Path(str(p)).parts[-4:] for p in vb.ravel()]
             assert va == vb

@@ -131,8 +131,8 @@ def assert_store_matches_files(store: Path, files: list[Path]):
     groups = open_dataset(store)
     seen = []
     for molecule, ds in groups.items():
-        for row in range(ds.sizes["traj"]):
-            one = ds.isel(traj=row)
+        for row in range(ds.sizes["traj_id"]):
+            one = ds.isel(traj_id=row)
             source = Path(str(one["source_file"].values))
             match = [f for f in files if f.parts[-4:] == source.parts[-4:]]
             assert len(match) == 1, (molecule, source)
@@ -143,7 +143,9 @@ def assert_store_matches_files(store: Path, files: list[Path]):
                 np.testing.assert_array_equal(one["rho"].values, rho)
                 for name in ("dipole", "field", "energy"):
                     np.testing.assert_array_equal(one[name].values, h5[f"dynamics/{name}"][...])
-                np.testing.assert_array_equal(one["time"].values, h5["dynamics/time"][...])
+                # the store's time is the file's made exact (step * dt)
+                np.testing.assert_allclose(one["time"].values, h5["dynamics/time"][...],
+                                           rtol=0, atol=1e-12)
                 np.testing.assert_array_equal(one["positions"].values,
                                               h5["geometry/positions"][...])
                 np.testing.assert_array_equal(one["overlap"].values, h5["matrices/overlap"][...])
@@ -151,7 +153,8 @@ def assert_store_matches_files(store: Path, files: list[Path]):
                                               h5["matrices/core_hamiltonian"][...])
                 np.testing.assert_array_equal(one["atomic_numbers"].values,
                                               h5["geometry/atomic_numbers"][...])
-                for name in ("atom_index", "angular_momentum", "magnetic_quantum"):
-                    np.testing.assert_array_equal(one[f"basis_{name}"].values,
+                for name, suffix in (("atom_index", "atom"), ("angular_momentum", "l"),
+                                     ("magnetic_quantum", "m")):
+                    np.testing.assert_array_equal(one[f"ao_i_{suffix}"].values,
                                                   h5[f"basis/{name}"][...])
     assert sorted(seen) == sorted(files), "every trajectory file is in the store exactly once"

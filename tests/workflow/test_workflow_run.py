@@ -83,7 +83,8 @@ def test_evaluate_and_report(tiny_run):
     dag = snakemake_run(workdir, ["evaluate_lih"], config=TINY, dryrun=False, cores=2)
     assert dict(dag.counts) == {"evaluate": 1, "evaluate_lih": 1}
     evaluation = workdir / "results" / "evaluation" / "lih"
-    for name in ("metrics.json", "metrics.tsv", "dipole.png", "error_vs_horizon.png"):
+    for name in ("metrics.json", "metrics.tsv", "dipole.png", "error_vs_horizon.png",
+                 "spectrum.png"):
         assert (evaluation / name).stat().st_size > 0, name
     lines = (evaluation / "metrics.tsv").read_text().splitlines()
     assert len(lines) >= 2  # header + the trained model (+ baselines)
@@ -95,5 +96,6 @@ def test_evaluate_and_report(tiny_run):
         cwd=REPO, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     html = report.read_text(errors="replace")
-    for name in ("metrics.tsv", "dipole.png", "error_vs_horizon.png", "train_metrics.csv"):
+    for name in ("metrics.tsv", "dipole.png", "error_vs_horizon.png", "spectrum.png",
+                 "train_metrics.csv"):
         assert name in html, name

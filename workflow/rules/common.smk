@@ -6,7 +6,6 @@ import shlex
 from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
-from rtml.chem import LADDER
 from rtml.workflow import ConfigError, WorkflowPlan, validate_config
 
 # Validate against workflow/schemas/config.schema.yaml, fill in its defaults and check
@@ -25,7 +24,7 @@ TRAINING_SETS = PLAN.training_sets
 
 # (a regex quantifier such as {2,} breaks Snakemake's wildcard patterns: write \d\d+)
 wildcard_constraints:
-    mol="|".join(LADDER),
+    mol="|".join(MOLECULES),
     geom=r"g\d\d+",
     set=r"[A-Za-z][A-Za-z0-9_]*",
     ablation="rtml|rtml-mlp|linear",
@@ -58,6 +57,17 @@ def theory_options():
     """--xc/--basis/--grid-level shared by the ground-state and propagation jobs."""
     lot = config["level_of_theory"]
     return options(xc=lot["xc"], basis=lot["basis"], grid_level=lot["grid_level"])
+
+
+def molecule_argument(mol):
+    """The MOLECULE argument of the jobs of `mol`: its ladder name, or the geometry file of
+    a molecule of your own (molecules.<mol>.file)."""
+    return shlex.quote(PLAN.source(mol))
+
+
+def molecule_files(wildcards):
+    """The geometry file of a molecule of your own, an input of its geometry sampling."""
+    return PLAN.source_files(wildcards.mol)
 
 
 def field_options(mol):

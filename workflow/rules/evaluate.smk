@@ -30,6 +30,13 @@ rule evaluate:
             subcategory="{set}",
             labels={"training set": "{set}", "output": "error vs horizon"},
         ),
+        spectrum=report(
+            f"{RESULTS}/evaluation/{{set}}/spectrum.png",
+            caption="../report/spectrum.rst",
+            category="Evaluation",
+            subcategory="{set}",
+            labels={"training set": "{set}", "output": "kick spectrum"},
+        ),
     log:
         f"{RESULTS}/logs/evaluate/{{set}}.log",
     conda:

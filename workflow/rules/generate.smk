@@ -4,6 +4,8 @@
 
 
 rule sample_geometries:
+    input:
+        molecule_files,
     output:
         directory(f"{RESULTS}/geometries/{{mol}}"),
     log:
@@ -15,11 +17,12 @@ rule sample_geometries:
         mem_mb=resource("sample_geometries", "mem_mb"),
         runtime=resource("sample_geometries", "runtime"),
     params:
+        molecule=lambda wildcards: molecule_argument(wildcards.mol),
         n=lookup(dpath="molecules/{mol}/geometries", within=config),
         seed=lookup(dpath="sampling/seed", within=config),
         options=sampling_options(),
     shell:
-        "rtml sample-geometries {wildcards.mol} --n {params.n} --seed {params.seed}"
+        "rtml sample-geometries {params.molecule} --n {params.n} --seed {params.seed}"
         " {params.options} --threads {threads} --output-dir {output} > {log} 2>&1"
 
 
@@ -37,11 +40,12 @@ rule ground_state:
         mem_mb=resource("ground_state", "mem_mb"),
         runtime=resource("ground_state", "runtime"),
     params:
+        molecule=lambda wildcards: molecule_argument(wildcards.mol),
         geometry=geometry_file,
         nstates=lookup(dpath="ground_state/nstates", within=config),
         theory=theory_options(),
     shell:
-        "rtml ground-state {wildcards.mol} --geometry {params.geometry}"
+        "rtml ground-state {params.molecule} --geometry {params.geometry}"
         " --nstates {params.nstates} {params.theory} --threads {threads}"
         " -o {output} > {log} 2>&1"
 
@@ -67,7 +71,7 @@ for _mol in MOLECULES:
             mem_mb=resource("propagate", "mem_mb", _mol),
             runtime=resource("propagate", "runtime", _mol),
         params:
-            molecule=_mol,
+            molecule=molecule_argument(_mol),
             geometry=geometry_file,
             fields=field_options(_mol),
             dt=lookup(dpath="propagation/dt", within=config),
