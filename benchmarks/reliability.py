@@ -54,7 +54,8 @@ equals itself.
   rerun truthfully records that it added nothing;
 - the store's ``source_sha256`` values (digests of the trajectory files' bytes, which
   hold the files' creation times): instead, each must be the SHA-256 of its
-  ``source_file`` as the rerun left it;
+  ``source_file`` as the rerun left it (or, where the case copied in a store whose source
+  files are elsewhere, the reference's digest of the same row);
 - wall times: the ``seconds`` column of CSV files and the ``seconds`` entries saved in
   ``.pt`` files (an epoch's wall time, in ``train_metrics.csv`` and in the metric rows kept
   in ``checkpoint.pt``);
@@ -237,19 +238,27 @@ def _zarr_values(path: str, node):
     return np.asarray(node[...])
 
 
-def source_hash_differences(store_path: Path, nodes: dict) -> list[str]:
+def source_hash_differences(store_path: Path, nodes: dict, ref_nodes: dict) -> list[str]:
     """Every ``source_sha256`` of the store against the SHA-256 of its ``source_file`` (a
-    path relative to the store's directory), as the rerun left them."""
+    path relative to the store's directory) as the rerun left it; where that file is not
+    there (a store the case prepared elsewhere and copied in), against the reference's
+    digest of the same row."""
     lines = []
     for name, node in nodes.items():
         if not name.endswith("/" + SOURCE_HASHES):
             continue
-        files = nodes[name[:-len(SOURCE_HASHES)] + "source_file"]
-        for source, digest in zip(np.asarray(files[...]), np.asarray(node[...])):
+        files = np.asarray(nodes[name[:-len(SOURCE_HASHES)] + "source_file"][...])
+        reference = np.asarray(ref_nodes[name][...]) if name in ref_nodes else None
+        for row, (source, digest) in enumerate(zip(files, np.asarray(node[...]))):
             path = store_path.parent / str(source)
-            actual = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
-            if actual != str(digest):
-                lines.append(f"{name}: {source} is {actual or 'missing'}, stored {digest}")
+            if path.is_file():
+                expected, what = hashlib.sha256(path.read_bytes()).hexdigest(), "the file"
+            elif reference is not None and row < len(reference):
+                expected, what = str(reference[row]), "the reference"
+            else:
+                expected, what = None, "nothing (no file, no reference row)"
+            if expected != str(digest):
+                lines.append(f"{name}: {source}: stored {digest}, {what} has {expected}")
     return lines
 
 
@@ -261,7 +270,7 @@ def compare_zarr(ref_path: Path, out_path: Path) -> list[str]:
     return _node_differences(
         ref, out, _zarr_values,
         lambda node: (node.chunks, node.shards) if isinstance(node, zarr.Array) else None,
-    ) + source_hash_differences(out_path, out)
+    ) + source_hash_differences(out_path, out, ref)
 
 
 def compare_card(ref_path: Path, out_path: Path) -> list[str]:

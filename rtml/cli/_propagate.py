@@ -37,7 +37,8 @@ def cmd_propagate(args) -> int:
     fields = [parse_field(s) for s in args.field]
     settings = PropagationSettings(dt=args.dt, n_steps=args.steps, propagator=args.propagator,
                                    save_every=args.save_every, pc_tol=args.pc_tol,
-                                   linear_corrector=args.corrector == "linear",
+                                   linear_corrector=args.corrector in ("linear", "carry"),
+                                   carry_model=args.corrector == "carry",
                                    checkpoint_every=args.checkpoint_every)
     positions, geometry_id = None, "eq"
     if args.geometry:

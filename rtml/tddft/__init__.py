@@ -22,6 +22,7 @@ from rtml._lazy import lazy_exports
 
 __all__ = [
     "FockContext", "build_fock_context", "fock_and_energy", "GroundState", "Excitations",
+    "DAVIDSON_TOLERANCES",
     "run_ground_state", "excitation_energies", "electronic_dipole", "ground_state_fock",
     "PROPAGATORS", "exp_hermitian", "step_magnus2", "step_etrs", "PropagationSettings",
     "propagate", "apply_kicks", "fock_response", "to_orthonormal", "density_to_ao", "fock_to_ao",
@@ -46,8 +47,8 @@ __getattr__, __dir__ = lazy_exports(__name__, {
         "density_on_grid", "fock_and_energy", "libxc_rows",
     ],
     "_ground_state": [
-        "Excitations", "GroundState", "electronic_dipole", "excitation_energies",
-        "ground_state_fock", "run_ground_state",
+        "DAVIDSON_TOLERANCES", "Excitations", "GroundState", "electronic_dipole",
+        "excitation_energies", "ground_state_fock", "run_ground_state",
     ],
     "_propagators": ["PROPAGATORS", "exp_hermitian", "step_etrs", "step_magnus2"],
     "_record": ["trajectory_record"],

@@ -46,7 +46,7 @@ log = logging.getLogger("rtml.tddft")
 _FRAME_KEYS = ("time", "field", "energy", "dipole")
 #: Per-frame matrices, one ``.npy`` file per chunk each (memory-mapped when read).
 _MATRIX_KEYS = ("density", "fock")
-_MODEL_KEYS = ("model_error", "build_density", "build_fock")
+_MODEL_KEYS = ("model_error", "build_density", "build_fock", "build_energy", "model_signal")
 _OPTIONAL_KEYS = _MODEL_KEYS + ("energy_reference",)
 _STATE_KEYS = ("step", "p_orth", "fock_history", "energy", "n_builds", "n_chunks", "input_hash")
 
@@ -75,6 +75,10 @@ class PropagationState:
         E[P] when each member's field was last on (after the kick, at step 0 for kicks and
         field-free runs): the energy the engine holds a field-free member to. None: the
         energy at ``step`` (a checkpoint written before it was recorded).
+    build_energy : (nb,) float or None
+        E[P'_b] of each member's last full build (the model's energy expansion point).
+    model_signal : (nb,) float or None
+        The change max|[L'[P'_b2 - P'_b1], P'_b2]| the model error was last measured on.
     """
 
     step: int
@@ -86,6 +90,8 @@ class PropagationState:
     build_density: np.ndarray | None = None
     build_fock: np.ndarray | None = None
     energy_reference: np.ndarray | None = None
+    build_energy: np.ndarray | None = None
+    model_signal: np.ndarray | None = None
 
 
 class _Damaged(Exception):

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from pyscf import dft, gto, scf
 
+from rtml import InputError
 from rtml.chem import load_molecule
 from rtml.fields import parse_field
 from rtml.tddft import (Checkpoint, PropagationSettings, SimulationInputs, build_fock_context,
@@ -133,5 +134,45 @@ def test_resume_keeps_the_linear_model(water_state, tmp_path):
     resumed, resumed_stats = propagate(water_state, fields, settings,
                                        checkpoint=Checkpoint(tmp_path / "ckpt", "h"))
     assert resumed_stats["n_builds"] == whole_stats["n_builds"]
+    assert np.abs(resumed["density"] - whole["density"]).max() < 1e-12
+    assert np.abs(resumed["energy"] - whole["energy"]).max() < 1e-12
+
+
+def test_carried_model_builds_rarely_and_stays_on_the_full_correctors_trajectory(water_state):
+    """With ``carry_model`` a step is tried on the linear model around the last build first:
+    a weak kick then needs a build only every several steps, and a strong Gaussian pulse,
+    where the model's error grows fast with the distance from its build, falls back to
+    about one build per step; both land on the full corrector's trajectory as the one-build
+    path does."""
+    common = dict(dt=0.5, n_steps=80, propagator="magnus4", pc_tol=1e-9)
+    for field, most_builds in (("kick:1e-4:z", 0.2), ("gaussian:0.05:0.3:4:2:x", 2.5)):
+        carried, stats = _run(water_state, [field], carry_model=True, **common)
+        full, _ = _run(water_state, [field], linear_corrector=False, **common)
+        assert stats["builds_per_step"] < most_builds
+        assert np.abs(carried["density"] - full["density"]).max() < 1e-7
+        assert np.abs(carried["dipole"] - full["dipole"]).max() < 1e-7
+        assert np.abs(carried["energy"] - full["energy"]).max() < 1e-9
+        if field.startswith("gaussian"):
+            assert stats["builds_per_step"] > 0.5  # the error control did fall back
+
+
+def test_carried_model_needs_the_linear_corrector():
+    with pytest.raises(InputError, match="needs the linear corrector"):
+        PropagationSettings(dt=0.2, n_steps=1, linear_corrector=False, carry_model=True)
+
+
+def test_resume_keeps_the_carried_model(water_state, tmp_path):
+    """The checkpoint also carries the build's energy and the change the error was measured
+    on: a resumed carried run takes the same builds (fewer than its steps) and the same
+    trajectory."""
+    fields = [parse_field("kick:1e-4:y")]
+    common = dict(dt=0.5, propagator="magnus4", checkpoint_every=10, carry_model=True)
+    whole, whole_stats = propagate(water_state, fields, PropagationSettings(n_steps=30, **common))
+    propagate(water_state, fields, PropagationSettings(n_steps=20, **common),
+              checkpoint=Checkpoint(tmp_path / "ckpt", "h"))
+    resumed, resumed_stats = propagate(water_state, fields,
+                                       PropagationSettings(n_steps=30, **common),
+                                       checkpoint=Checkpoint(tmp_path / "ckpt", "h"))
+    assert resumed_stats["n_builds"] == whole_stats["n_builds"] < 30
     assert np.abs(resumed["density"] - whole["density"]).max() < 1e-12
     assert np.abs(resumed["energy"] - whole["energy"]).max() < 1e-12
