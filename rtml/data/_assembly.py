@@ -185,6 +185,8 @@ class _Source:
     provenance: dict
     traj_id: str = ""
     has: dict[str, bool] = dc_field(default_factory=dict)  # GROUP_OPTIONAL in the file
+    steps: np.ndarray | None = None   # the frames' propagation steps (_frame_steps)
+    file_sha256: str | None = None    # SHA-256 of the file's bytes, once computed
 
 
 def _scan(path: Path) -> _Source:
@@ -210,16 +212,19 @@ def _scan(path: Path) -> _Source:
                                                      dtype="<f8").tobytes()).hexdigest()
         geometry_id = f"pos-{digest[:12]}"
     inputs_sha = prov.get("inputs_sha256") if isinstance(prov, dict) else None
+    file_sha = None
     if not inputs_sha:  # no input hash recorded: fall back to the file's bytes
-        inputs_sha = "file-" + _file_sha256(path)
+        file_sha = _file_sha256(path)
+        inputs_sha = "file-" + file_sha
     static = {attr: header.arrays[attr] for attr in _STATIC_SOURCES}
-    static["time"] = _frame_steps(static["time"], scalars["dt"], path)[1]
+    steps, static["time"] = _frame_steps(static["time"], scalars["dt"], path)
     src = _Source(
         path=path, molecule=molecule, scalars=scalars, static=static,
         geometry_id=str(geometry_id), inputs_sha256=str(inputs_sha),
         provenance=prov if isinstance(prov, dict) else {},
         has={v.name: all(n in header.shapes for n in v.source.h5_names)
              for v in GROUP_OPTIONAL},
+        steps=steps, file_sha256=file_sha,
     )
     src.traj_id = f"{molecule}/{src.geometry_id}/{path.stem}"
     return src
@@ -263,7 +268,7 @@ def _frame_steps(time: np.ndarray, dt: float, path: Path) -> tuple[np.ndarray, n
 def _static_values(src: _Source) -> dict[str, np.ndarray]:
     """The STATIC arrays of a new molecule group of ``src``, by name: copied from the file
     (``time`` made exact), and the axis labels ``step``, ``xyz``, ``spin``."""
-    labels = {"step": _frame_steps(src.static["time"], src.scalars["dt"], src.path)[0],
+    labels = {"step": src.steps,
               "xyz": np.array(["x", "y", "z"], dtype=object),
               "spin": np.array(SPIN_LABELS[src.scalars["n_spin"]], dtype=object)}
     return {var.name: labels[var.name] if var.source is None else src.static[var.attr]
@@ -368,7 +373,7 @@ def _row_values(src: _Source, traj, rho_dtype: np.dtype, names: Container[str],
         ground_state_energy=nan if gs_energy is None else float(gs_energy),
         ground_state_dipole=gs_dipole, inputs_sha256=src.inputs_sha256,
         source_file=os.path.relpath(src.path.resolve(), base.resolve()),
-        source_sha256=_file_sha256(src.path),
+        source_sha256=src.file_sha256 or _file_sha256(src.path),
         provenance=json.dumps(traj.provenance, sort_keys=True, default=str),
     )
     for var in PER_TRAJECTORY:

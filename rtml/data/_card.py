@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import zarr
 
+from rtml._atomic import atomic_write
 from rtml._errors import InputError
 from rtml.data._commit import committed_counts
 from rtml.data._schema import (AO_ORDER_CONVENTION, DENSITY_CONVENTION,
@@ -111,16 +112,11 @@ def store_info(store_path: str | os.PathLike) -> dict[str, Any]:
 
 
 def write_card(store_path: Path) -> None:
-    """Write the dataset card of the store at ``store_path`` beside it, atomically
-    (:func:`card_path`; its temporary is ``.STORE.README.md.tmp-{pid}``)."""
+    """Write the dataset card of the store at ``store_path`` beside it (:func:`card_path`),
+    atomically (:func:`rtml.atomic_write`)."""
     root = zarr.open_group(str(store_path), mode="r", zarr_format=3, use_consolidated=False)
-    card = card_path(store_path)
-    tmp = card.with_name(f".{card.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(dataset_card(store_path.name, root), encoding="utf-8")
-        os.replace(tmp, card)
-    finally:
-        tmp.unlink(missing_ok=True)
+    text = dataset_card(store_path.name, root)
+    atomic_write(card_path(store_path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def _example(root) -> tuple[str, str, float, int]:

@@ -10,8 +10,7 @@ The group attribute ``n_committed`` and the ``index`` group are copies for reade
 rtml, written after the commit: a process killed in between leaves them behind the record,
 never ahead of it. :func:`committed_counts` reads the record, :func:`read_index` checks the
 stored index against it and rebuilds what is missing from the groups, and the next assembly
-rewrites both copies. Stores written before the root record existed have none: their group
-attributes are the record.
+rewrites both copies.
 """
 
 from __future__ import annotations
@@ -33,17 +32,11 @@ INDEX_ROWS_ATTR = "n_rows"
 
 
 def committed_counts(root) -> dict[str, int]:
-    """``{molecule: committed rows}`` of an open store root group, in store order.
-
-    From the root attribute ``n_committed`` (the commit record), or for a store written
-    before it existed from each group's ``n_committed`` attribute.
-    """
+    """``{molecule: committed rows}`` of an open store root group, in store order, from the
+    root attribute ``n_committed`` (the commit record)."""
     attrs = root.attrs.asdict()
-    molecules = [str(m) for m in attrs.get("molecules", [])]
-    record = attrs.get("n_committed")
-    if isinstance(record, dict):
-        return {m: int(record.get(m, 0)) for m in molecules}
-    return {m: int(root[m].attrs["n_committed"]) for m in molecules}
+    record = attrs["n_committed"]
+    return {str(m): int(record.get(str(m), 0)) for m in attrs.get("molecules", [])}
 
 
 def dataset_sha256(index: dict[str, list]) -> str:
@@ -105,17 +98,17 @@ def _reusable_rows(old: dict[str, list] | None, mol: str, n: int) -> list[int]:
 def _stored_index(root) -> dict[str, list] | None:
     """The stored ``index`` group as lists, or None when it is missing or incomplete (a
     rewrite that did not finish: :data:`INDEX_ROWS_ATTR` None or absent, or columns of
-    other lengths; a store written before the commit record has no such attribute)."""
+    other lengths)."""
     try:
         ig = root[INDEX_GROUP]
         values = {name: np.asarray(ig[name][...]) for name, _ in INDEX_COLUMNS}
     except (KeyError, FileNotFoundError):
         return None
     n_rows = ig.attrs.get(INDEX_ROWS_ATTR)
-    if n_rows is None and "n_committed" in root.attrs:
-        return None  # written under the commit record but never finished
+    if n_rows is None:
+        return None  # a rewrite that never finished
     lengths = {len(v) for v in values.values()}
-    if len(lengths) != 1 or (n_rows is not None and lengths != {int(n_rows)}):
+    if len(lengths) != 1 or lengths != {int(n_rows)}:
         return None
     return {name: (strings(values[name]) if kind is str else [int(v) for v in values[name]])
             for name, kind in INDEX_COLUMNS}

@@ -128,7 +128,7 @@ def write_trajectory(path: str | os.PathLike, traj: Trajectory) -> Path:
 def _write_dataset(f: h5py.File, entry: Dataset, value) -> None:
     """Create the HDF5 dataset(s) of one schema entry and fill them; a
     :class:`~rtml.data.FrameBlocks` value is copied one block of frames at a time."""
-    shape = _shape(value)
+    shape = np.shape(value)
     dsets = []
     for name, description in zip(entry.h5_names, entry.h5_descriptions):
         kwargs: dict[str, Any] = {}
@@ -149,11 +149,6 @@ def _write_dataset(f: h5py.File, entry: Dataset, value) -> None:
         start += len(block) if np.ndim(block) else 0
 
 
-def _shape(value) -> tuple[int, ...]:
-    """Shape of an array-like without reading a :class:`~rtml.data.FrameBlocks` into memory."""
-    return tuple(value.shape) if isinstance(value, FrameBlocks) else np.shape(value)
-
-
 def _stored_parts(entry: Dataset, value) -> Iterator[np.ndarray]:
     """The float64 arrays stored for a quantity: (Re, Im) of a complex one, else itself."""
     parts = (np.real, np.imag) if entry.kind == "complex" else (np.asarray,)
@@ -163,7 +158,7 @@ def _stored_parts(entry: Dataset, value) -> Iterator[np.ndarray]:
 
 def _check_shapes(traj: Trajectory) -> dict[str, int]:
     """Return the dimensions of ``traj``; raise :class:`InputError` if arrays disagree."""
-    density = _shape(traj.density)
+    density = np.shape(traj.density)
     if len(density) != 4 or density[2] != density[3]:
         raise InputError(f"trajectory {traj.molecule!r}: density must have shape "
                          f"(n_steps, n_spin, nbf, nbf), got {density}")
@@ -177,9 +172,9 @@ def _check_shapes(traj: Trajectory) -> dict[str, int]:
         if value is None and not entry.required:
             continue
         expected = evaluate_shape(entry.shape, dims)
-        if _shape(value) != expected:
+        if np.shape(value) != expected:
             raise InputError(f"trajectory {traj.molecule!r}: {entry.attr} has shape "
-                             f"{_shape(value)}, expected {expected} ({entry.h5_names[0]})")
+                             f"{np.shape(value)}, expected {expected} ({entry.h5_names[0]})")
     for attribute in (a for a in ROOT_ATTRIBUTES if a.kind == "vector"):
         got = np.shape(getattr(traj, attribute.source))
         if got != attribute.shape:

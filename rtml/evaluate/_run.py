@@ -88,6 +88,7 @@ class Reference(NamedTuple):
     time: np.ndarray
     kick: tuple | None          # (kappa, polarization) of a kick trajectory
     spectrum: tuple | None      # (Spectrum, peaks) of the reference dipole
+    dynamics_scale: float       # max_t ||P(t) - P(0)||_F of the reference
 
 
 def reference(ds, row: int, molecule: str) -> Reference:
@@ -101,7 +102,8 @@ def reference(ds, row: int, molecule: str) -> Reference:
         kick = (kappa, ds.field_polarization[row].values)
         spectrum = _kick_spectrum(time, dipole, *kick)
     n_per_spin = electrons_per_spin(traj.n_electrons, traj.multiplicity, traj.rho.shape[1])
-    return Reference(traj, dipole, ints, nuc, n_per_spin, time, kick, spectrum)
+    return Reference(traj, dipole, ints, nuc, n_per_spin, time, kick, spectrum,
+                     dynamics_scale(traj.rho))
 
 
 def evaluate_trajectory(model, ref: Reference, horizons=HORIZONS) -> dict:
@@ -118,7 +120,7 @@ def evaluate_trajectory(model, ref: Reference, horizons=HORIZONS) -> dict:
     curve = relative_error_curve(rollout, rho)
     static = bool(np.isnan(curve).all())
     out = {"one_step_mse": mean_squared_error(one_step, rho[1:]), "error_curve": curve,
-           "static_reference": static, "dynamics_scale": dynamics_scale(rho),
+           "static_reference": static, "dynamics_scale": ref.dynamics_scale,
            "valid_horizon": valid_horizon(curve),
            **rollout_errors_at(curve, horizons), **scaled_l2(curve)}
     dip_pred = dipole_from_density(rollout, ref.dipole_ints, ref.nuclear_dipole)

@@ -492,6 +492,8 @@ class _LinearCorrector:
         self.build_density = state.build_density
         self.build_fock = state.build_fock
         self.build_energy = state.build_energy
+        if self.build_density is not None and self.build_energy is None:
+            self.build_energy = np.full(nb, np.nan)  # a checkpoint from before energies were kept
         self.signal = (np.full(nb, np.inf) if state.model_signal is None
                        else np.array(state.model_signal, dtype=float))
 
@@ -511,8 +513,6 @@ class _LinearCorrector:
             self.build_density, self.build_fock = p_built.copy(), fock_built.copy()
             self.build_energy = energy_built.copy()
             return
-        if self.build_energy is None:  # a checkpoint written before energies were kept
-            self.build_energy = np.full(len(self.error), np.nan)
         linear = self.apply(p_built - self.build_density[members])
         signal = _commutator_max(linear, p_built)
         miss = _commutator_max(fock_built - self.build_fock[members] - linear, p_built)

@@ -445,7 +445,7 @@ def _check_finite(value: torch.Tensor, what: str, epoch: int, step: int) -> None
 
 def _check_something_trains(train: list[TrainingTrajectory], cfg: TrainConfig, store) -> None:
     """Refuse settings under which no optimiser step would run (an untrained model)."""
-    if min(cfg.sequence_epochs, cfg.epochs) == 0 and all(t.delta_fock is None for t in train):
+    if cfg.sequence_epochs == 0 and all(t.delta_fock is None for t in train):  # epochs >= 1
         raise InputError(f"'{store}' has no Fock matrices, so the frame batches have no target, "
                          "and there are no sequence epochs: nothing would be trained")
 
