@@ -11,6 +11,7 @@ where the dataclass declares it (:class:`rtml.model.ModelConfig`,
 ``flag``      the option's name when not the field's (``_`` is written ``-``)
 ``choices``   the values allowed
 ``nargs``     the option takes several words (argparse ``nargs``), read back as a tuple
+``type``      the type of the option's value, when the default (None) does not tell it
 ``parse``     the option takes one text ``a,b,c``: its default is the field's values joined
               by commas, and ``parse(text)`` gives the field's value (raising
               :class:`rtml.InputError` on bad text, so the error is one line)
@@ -54,7 +55,7 @@ def add_config_options(parser, config_class) -> None:
         elif isinstance(f.default, bool):  # type=bool would read "False" as True
             kwargs["action"] = BooleanOptionalAction
         else:
-            kwargs["type"] = type(f.default)
+            kwargs["type"] = meta.get("type", type(f.default))
         parser.add_argument(f"--{_dest(f).replace('_', '-')}", **kwargs)
 
 

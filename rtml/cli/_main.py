@@ -21,8 +21,9 @@ from rtml import __version__
 from rtml._errors import RtmlError
 from rtml.cli._commands import Command
 from rtml.cli._dataset import add_dataset_parser
-from rtml.model import add_model_options
-from rtml.train import BASELINE_MODELS, NEURAL_MODELS, add_train_options
+from rtml.model import DEFAULT_PRETRAINED, add_model_options
+from rtml.train import (ADAPT_EPOCHS, ADAPT_LR, BASELINE_MODELS, NEURAL_MODELS,
+                        add_train_options)
 
 log = logging.getLogger("rtml")
 
@@ -60,6 +61,10 @@ def add_train_arguments(p) -> None:
                    help="longest rollout-loss horizon W (saved frames); curriculum doubling "
                         "from 16 to W (overrides --horizons)")
     add_model_options(p)
+    p.add_argument("--members", type=int, default=1, metavar="N",
+                   help="train an ensemble of N rtml models (MODEL_DIR/member-k, initial-weight "
+                        "seed --init-seed + k, the same split) listed in MODEL_DIR/ensemble.json; "
+                        "finished members are kept (default 1: one model in MODEL_DIR)")
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     p.add_argument("--threads", type=int, default=None, help="OpenMP/BLAS threads")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
@@ -121,7 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "about 0.02 s per step on one rank; no resume after a kill) or model "
                         "(a trained rtml model from the SCF ground state; --model)")
     p.add_argument("--model", metavar="MODEL_DIR", default=None,
-                   help="trained model directory (rtml train) for --engine model")
+                   help="--engine model: a trained model or ensemble directory (rtml train), or "
+                        "the name of a shipped pretrained model (default: the shipped "
+                        f"'{DEFAULT_PRETRAINED}', see rtml models)")
     out = p.add_mutually_exclusive_group(required=True)
     out.add_argument("-o", "--output", metavar="OUT",
                      help="output .h5 file (one field) or directory of .h5 files (several)")
@@ -216,6 +223,31 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_arguments(p)
     p.set_defaults(func=Command("_train", "cmd_train"))
 
+    p = sub.add_parser("adapt", help="fine-tune a trained rtml model on a few trajectories of a "
+                       "new molecule (few-shot)")
+    p.add_argument("model", metavar="MODEL_DIR",
+                   help="trained rtml model or ensemble directory (rtml train; an ensemble's "
+                        "members are each fine-tuned), or a shipped pretrained model's name")
+    p.add_argument("store", help="Zarr dataset store of the new molecule(s)")
+    p.add_argument("--shots", type=int, required=True, metavar="K",
+                   help="training trajectories to fine-tune on, drawn with --seed from the "
+                        "store's training geometries (its validation geometries pick the best "
+                        "epoch; its test geometries are never read)")
+    p.add_argument("--epochs", type=int, default=ADAPT_EPOCHS,
+                   help="fine-tuning epochs (default %(default)s)")
+    p.add_argument("--lr", type=float, default=ADAPT_LR,
+                   help="peak learning rate (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="shot selection, split and batch seed")
+    p.add_argument("--split-fractions", default="0.8,0.1,0.1",
+                   help="train,val,test by geometry of the store (default %(default)s)")
+    p.add_argument("--molecules", nargs="+", default=None, help="molecule groups (default all)")
+    p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    p.add_argument("--threads", type=int, default=None, help="OpenMP/BLAS threads")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.add_argument("-o", "--output", required=True, metavar="MODEL_DIR",
+                   help="output directory of the adapted model (model.pt, train_metrics.csv)")
+    p.set_defaults(func=Command("_adapt", "cmd_adapt"))
+
     p = sub.add_parser("evaluate", help="evaluate a trained model and baselines on the test split")
     p.add_argument("store", help="Zarr dataset store the model was trained on")
     p.add_argument("--model", required=True, metavar="MODEL_DIR",
@@ -232,6 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=Command("_evaluate", "cmd_evaluate"))
 
     add_dataset_parser(sub)
+
+    p = sub.add_parser("models", help="the pretrained models shipped with rtml, with their "
+                       "measured accuracy")
+    p.add_argument("--json", action="store_true", help="print the model cards as JSON")
+    p.set_defaults(func=Command("_models", "cmd_models"))
 
     p = sub.add_parser("ladder", help="the molecule ladder with basis sizes")
     p.add_argument("--basis", default=None, help="basis for the nbf column (default each molecule's)")

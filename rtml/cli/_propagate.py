@@ -20,6 +20,7 @@ from rtml.cli._threads import set_threads
 from rtml.data import read_ground_state, trajectory_file_name, write_trajectory
 from rtml.engines import EngineOptions, check_storage, run_engine
 from rtml.fields import parse_field
+from rtml.model import resolve_model_dir
 from rtml.tddft import PropagationSettings, SimulationInputs, remove_finished_checkpoint
 
 log = logging.getLogger("rtml")
@@ -63,9 +64,11 @@ def cmd_propagate(args) -> int:
              settings.propagator, settings.pc_tol, args.corrector)
 
     check_storage(args.engine, inputs, out.parent, checkpoint_dir)
+    # --engine model without --model: the shipped pretrained model (rtml models)
+    model_dir = resolve_model_dir(args.model) if args.engine == "model" else args.model
     options = EngineOptions(saved=saved, scf_max_cycle=args.scf_max_cycle,
                             checkpoint_dir=checkpoint_dir, restart=args.restart,
-                            ranks=args.threads or 1, model_dir=args.model,
+                            ranks=args.threads or 1, model_dir=model_dir,
                             show_progress=not args.quiet)
     return run_engine(args.engine, inputs, options,
                       write=lambda trajectories: _write_trajectories(trajectories, fields, out,

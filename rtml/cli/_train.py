@@ -9,10 +9,11 @@ module imports torch and runs only when ``train`` is the subcommand.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from rtml._errors import InputError
 from rtml.cli._threads import set_threads
-from rtml.model import model_options
+from rtml.model import ENSEMBLE_FILE, MEMBER_DIR, model_options, write_ensemble
 from rtml.train import NEURAL_MODELS, TrainConfig, train_baseline, train_options, train_rtml
 
 log = logging.getLogger("rtml")
@@ -39,6 +40,13 @@ def cmd_train(args) -> int:
     settings = train_options(args)
     if settings["split_by"] == "molecule" and not settings["held_out_molecules"]:
         raise InputError("--split-by molecule needs --held-out-molecules (the zero-shot test set)")
+    if args.members < 1:
+        raise InputError(f"--members must be >= 1, got {args.members}")
+    if args.members > 1 and args.model not in NEURAL_MODELS:
+        raise InputError(f"--members: {args.model} is a closed-form fit; ensembles are of "
+                         f"{' or '.join(NEURAL_MODELS)} models")
+    if args.model in NEURAL_MODELS and args.members > 1:
+        return _train_ensemble(args, settings)
     if args.model in NEURAL_MODELS:
         out = train_rtml(args.store, args.output, _train_config(args, settings),
                          resume=not args.restart, progress=not args.quiet)
@@ -48,6 +56,24 @@ def cmd_train(args) -> int:
                      args.model)
         out = train_baseline(args.store, args.model, args.output, molecules=settings["molecules"],
                              seed=settings["seed"], fractions=settings["fractions"],
-                             held_out_molecules=settings["held_out_molecules"])
+                             held_out_molecules=settings["held_out_molecules"],
+                             shots=settings["shots"])
     print(out / "model.pt")
+    return 0
+
+
+def _train_ensemble(args, settings: dict) -> int:
+    """Train (or finish) members 0..N-1 in MODEL_DIR/member-k, then list them in
+    MODEL_DIR/ensemble.json (written last: a directory without it is not yet an ensemble)."""
+    out = Path(args.output)
+    first = settings["init_seed"] if settings["init_seed"] is not None else settings["seed"]
+    names = []
+    for k in range(args.members):
+        names.append(MEMBER_DIR.format(k=k))
+        log.info("ensemble member %d of %d (initial-weight seed %d)", k + 1, args.members, first + k)
+        cfg = _train_config(args, {**settings, "init_seed": first + k})
+        train_rtml(args.store, out / names[-1], cfg, resume=not args.restart,
+                   progress=not args.quiet)
+    write_ensemble(out, names)
+    print(out / ENSEMBLE_FILE)
     return 0

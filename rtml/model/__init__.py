@@ -9,7 +9,9 @@
   :class:`MLPDynamics` as the memoryless ablation). :func:`propagate_model` runs it as an
   engine.
 - Baselines: :class:`PersistenceModel`, :class:`LinearPropagator` (ridge map in the Löwdin
-  basis); :func:`load_model` loads any trained model directory.
+  basis); :func:`load_model` loads any trained model directory, or an ensemble of rtml
+  models (:mod:`rtml.model._ensemble`: their mean ΔG' drives one exact step);
+  :func:`pretrained_models` lists the models shipped with the package.
 
 All models map P(t_k) and the field to P(t_{k+1}) (complex AO densities, atomic units,
 PySCF AO order; geometry in Å) and expose ``one_step(traj)`` / ``rollout_trajectory(traj)``
@@ -34,7 +36,10 @@ __all__ = [
     "MambaDynamics", "MLPDynamics", "make_dynamics", "mamba_ssm_available", "PersistenceModel",
     "LinearPropagator", "LinearFit", "fit_ridge_map", "fit_linear", "load_baseline",
     "lowdin_matrix", "lowdin_vector", "reference_density", "load_model", "hermitian_to_real",
-    "real_to_hermitian", "LEARNED",
+    "real_to_hermitian", "LEARNED", "rollout_members", "teacher_forced_members", "ENSEMBLE_FILE",
+    "MEMBER_DIR", "is_ensemble", "ensemble_members", "write_ensemble", "ensemble_sha256",
+    "pretrained_root", "PRETRAINED_ROOT", "DEFAULT_PRETRAINED", "PretrainedModel", "pretrained_models",
+    "pretrained_model", "resolve_model_dir",
 ]
 
 __getattr__, __dir__ = lazy_exports(__name__, {
@@ -50,6 +55,10 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     "_dynamics": ["FiLM", "MambaDynamics", "MLPDynamics", "make_dynamics", "mamba_ssm_available"],
     "_geometry": ["GeometryEncoder", "GeometryFeatures", "RadialBasis"],
     "_loading": ["load_model"],
+    "_pretrained": ["pretrained_root", "PRETRAINED_ROOT", "DEFAULT_PRETRAINED", "PretrainedModel", "pretrained_models",
+                    "pretrained_model", "resolve_model_dir"],
+    "_ensemble": ["ENSEMBLE_FILE", "MEMBER_DIR", "is_ensemble", "ensemble_members", "write_ensemble",
+                  "ensemble_sha256"],
     "_hermitian": ["hermitian_to_real", "real_to_hermitian"],
     "_physics": [
         "apply_coulomb_exchange", "coulomb_exchange_operators", "exponential_step",
@@ -60,6 +69,6 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     "_rtml": [
         "MoleculeSystem", "RTMLModel", "RTMLPropagator", "TokenInteraction", "build_system",
         "frame_spacing", "load_rtml", "midpoint_fields", "required_channels", "stack_systems",
-        "system_from_trajectories",
+        "system_from_trajectories", "rollout_members", "teacher_forced_members",
     ],
 })

@@ -27,7 +27,8 @@ import torch
 
 from rtml._errors import InputError
 from rtml.model._basis_layout import BasisLayout
-from rtml.model._rtml import RTMLPropagator, build_system, stack_systems
+from rtml.model._ensemble import ensemble_sha256, is_ensemble
+from rtml.model._rtml import RTMLPropagator, build_system, rollout_members, stack_systems
 from rtml.tddft import apply_kicks, electronic_dipole, ground_state_fock, to_orthonormal
 
 log = logging.getLogger("rtml.model")
@@ -37,7 +38,10 @@ MODEL_PROPAGATOR_NAME = "model-magnus2-pc"
 
 
 def model_sha256(model_dir) -> str:
-    """SHA-256 of ``model_dir/model.pt`` (recorded in the provenance of model trajectories)."""
+    """SHA-256 of ``model_dir/model.pt``, or of an ensemble's members
+    (:func:`rtml.model.ensemble_sha256`); recorded in the provenance of model trajectories."""
+    if is_ensemble(model_dir):
+        return ensemble_sha256(model_dir)
     return hashlib.sha256((Path(model_dir) / "model.pt").read_bytes()).hexdigest()
 
 
@@ -70,7 +74,7 @@ def propagate_model(ground_state, fields, settings, propagator: RTMLPropagator,
     if settings.n_steps % settings.save_every:
         raise InputError(f"--steps ({settings.n_steps}) must be a multiple of --save-every "
                          f"({settings.save_every})")
-    model = propagator.model
+    members = propagator.members
     ctx = ground_state.context
     mol = ctx.mol
     nspin = ground_state.density.shape[0]
@@ -82,7 +86,7 @@ def propagate_model(ground_state, fields, settings, propagator: RTMLPropagator,
                               ctx.overlap[None], ground_state.density[None],
                               ground_state_fock(ground_state)[None], ctx.dipole_origin[None])
         with torch.no_grad():
-            maps = model.linear_maps(system)
+            maps = [m.linear_maps(system) for m in members]
         propagator.engine_setup = {key: (system, maps)}    # keep one geometry's setup
     system, maps = propagator.engine_setup[key]
     t_setup = time.perf_counter() - t_setup
@@ -96,10 +100,10 @@ def propagate_model(ground_state, fields, settings, propagator: RTMLPropagator,
     field_mid = torch.as_tensor(np.stack([f.values(mid) for f in fields]))          # (nb, n, 3)
     t0 = time.perf_counter()
     with torch.no_grad():
-        out = model.rollout(torch.as_tensor(p0), field_mid, batch, dt, settings.save_every,
-                            callback=progress, maps=maps)
+        out = rollout_members(members, torch.as_tensor(p0), field_mid, batch, dt,
+                              settings.save_every, callback=progress, maps=maps)
         dp = out - batch.rho0[:, None].to(out.dtype)
-        g = model.delta_fock_linear(dp, maps, batch)
+        g = sum(m.delta_fock_linear(dp, mp, batch) for m, mp in zip(members, maps)) / len(members)
     wall = time.perf_counter() - t0
     rho_ao = batch.to_ao_density(out).numpy()                                        # (nb, T, S, n, n)
     f0 = batch.fock0_raw[:, None].to(out.dtype)

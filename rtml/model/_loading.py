@@ -8,7 +8,8 @@ import torch
 
 from rtml._errors import InputError
 from rtml.model._baselines import load_baseline
-from rtml.model._rtml import load_rtml
+from rtml.model._ensemble import check_members_agree, ensemble_members, is_ensemble
+from rtml.model._rtml import RTMLPropagator, load_rtml
 
 __all__ = ["load_model"]
 
@@ -18,8 +19,13 @@ def load_model(model_dir):
 
     Dispatches on ``state["model"]``: ``"rtml"`` -> :func:`rtml.model._rtml.load_rtml`,
     anything else -> :func:`rtml.model._baselines.load_baseline` (persistence, linear).
+    An ensemble directory (:mod:`rtml.model._ensemble`) gives one
+    :class:`~rtml.model.RTMLPropagator` of all members and the first member's state, with
+    ``"members"`` (their directories) added.
     Every returned model has ``one_step(traj)`` and ``rollout_trajectory(traj)``.
     """
+    if is_ensemble(model_dir):
+        return _load_ensemble(model_dir)
     path = Path(model_dir) / "model.pt"
     if not path.is_file():
         raise InputError(f"no trained model at '{path}'")
@@ -33,3 +39,15 @@ def load_model(model_dir):
     if state.get("model") == "rtml":
         return load_rtml(state), state
     return load_baseline(state), state
+
+
+def _load_ensemble(model_dir):
+    members = ensemble_members(model_dir)
+    loaded = [load_model(m) for m in members]
+    states = [state for _, state in loaded]
+    check_members_agree(states, [str(m) for m in members])
+    if states[0].get("model") != "rtml":
+        raise InputError(f"ensemble '{model_dir}' holds {states[0].get('model')} models; ensembles "
+                         "are of trained rtml models")
+    models = [model for propagator, _ in loaded for model in propagator.members]
+    return RTMLPropagator(models), {**states[0], "members": [str(m) for m in members]}

@@ -624,16 +624,7 @@ class RTMLModel(nn.Module):
             predictions of frames 1..L-1 (B, L-1, S, n, n). The corrector's network call
             uses the gates of the true next frame (a parallel scan cannot branch).
         """
-        geo = self._geometry_terms(system)
-        dp = rho - system.rho0[:, None].to(rho.dtype)
-        h = self._features(dp, system, geo)
-        gates = self._gate_sequence(self._invariants(h), geo[4])
-        g = self.delta_fock(dp, gates, h, system, geo)
-        p = rho[:, :-1]
-        pred = exponential_step(p, self.hamiltonian(g[:, :-1], system, field_mid), dt)
-        g_pred = self.delta_fock(pred - system.rho0[:, None].to(pred.dtype), gates[:, 1:], None, system, geo)
-        nxt = exponential_step(p, self.hamiltonian(0.5 * (g[:, :-1] + g_pred), system, field_mid), dt)
-        return g, nxt
+        return teacher_forced_members([self], rho, field_mid, system, dt)
 
     def rollout(self, rho0: torch.Tensor, field_mid: torch.Tensor, system: MoleculeSystem,
                 dt: float, save_every: int = 1, callback=None, maps: "LinearMaps | None" = None) -> torch.Tensor:
@@ -652,35 +643,8 @@ class RTMLModel(nn.Module):
             (B, N // save_every + 1, S, n, n) complex128 Löwdin densities; element 0 is
             ``rho0``.
         """
-        geo = self._geometry_terms(system)
-        cond = geo[4]
-        cache = self.init_cache(system)
-        p = rho0.to(torch.complex128)
-        out = [p]
-        ref = system.rho0.to(torch.complex128)
-        if maps is None and not torch.is_grad_enabled():
-            maps = self._shared_maps(system)
-
-        def response(p_now, cache_now):
-            if maps is not None:
-                return self._fast_response(p_now - ref, maps, system, cond, cache_now)
-            dp = (p_now - ref)[:, None]
-            h = self._features(dp, system, geo)
-            gates, cache_next = self._gate_step(self._invariants(h[:, 0]), cond, cache_now)
-            return self.delta_fock(dp, gates[:, None], h, system, geo)[:, 0], cache_next
-
-        for k in range(field_mid.shape[1]):
-            e = field_mid[:, k]
-            g, cache_next = response(p, cache)
-            pred = exponential_step(p, self.hamiltonian(g, system, e), dt)
-            g_pred, _ = response(pred, cache_next)
-            p = exponential_step(p, self.hamiltonian(0.5 * (g + g_pred), system, e), dt)
-            cache = cache_next
-            if (k + 1) % save_every == 0:
-                out.append(p)
-            if callback is not None:
-                callback(k + 1)
-        return torch.stack(out, dim=1)
+        return rollout_members([self], rho0, field_mid, system, dt, save_every, callback,
+                               None if maps is None else [maps])
 
     @torch.no_grad()
     def set_scales(self, input_rms: float, output_rms: float | None) -> None:
@@ -692,6 +656,81 @@ class RTMLModel(nn.Module):
 
     def state_dict_for_checkpoint(self) -> dict:
         return {"model": "rtml", "config": asdict(self.config), "state_dict": self.state_dict()}
+
+
+def teacher_forced_members(models, rho: torch.Tensor, field_mid: torch.Tensor,
+                           system: MoleculeSystem, dt: float):
+    """:meth:`RTMLModel.teacher_forced` with the mean ΔG' of one or more models (an ensemble;
+    one model gives its own result exactly)."""
+
+    def mean(gs):
+        return gs[0] if len(gs) == 1 else torch.stack(gs).mean(0)
+
+    dp = rho - system.rho0[:, None].to(rho.dtype)
+    terms = []
+    for m in models:
+        geo = m._geometry_terms(system)
+        h = m._features(dp, system, geo)
+        terms.append((m, geo, m._gate_sequence(m._invariants(h), geo[4]), h))
+    g = mean([m.delta_fock(dp, gates, h, system, geo) for m, geo, gates, h in terms])
+    p = rho[:, :-1]
+    pred = exponential_step(p, RTMLModel.hamiltonian(g[:, :-1], system, field_mid), dt)
+    dp_pred = pred - system.rho0[:, None].to(pred.dtype)
+    g_pred = mean([m.delta_fock(dp_pred, gates[:, 1:], None, system, geo) for m, geo, gates, _ in terms])
+    nxt = exponential_step(p, RTMLModel.hamiltonian(0.5 * (g[:, :-1] + g_pred), system, field_mid), dt)
+    return g, nxt
+
+
+def rollout_members(models, rho0: torch.Tensor, field_mid: torch.Tensor, system: MoleculeSystem,
+                    dt: float, save_every: int = 1, callback=None, maps=None) -> torch.Tensor:
+    r"""Free rollout with the mean two-electron response of one or more models (an ensemble).
+
+    Each step is the exact predictor-corrector Magnus-2 step of :meth:`RTMLModel.rollout`
+    with :math:`\Delta G' = \frac1M\sum_m \Delta G'_m` of the M models, each keeping its own
+    gate memory; a unitary step of the mean response keeps the density physical (a mean of
+    M rolled-out densities would not be idempotent). One model gives its own rollout exactly.
+
+    Args:
+        models: :class:`RTMLModel` list (same dtype).
+        maps: one :meth:`RTMLModel.linear_maps` per model, or None (computed here when
+            gradients are off and the batch is one geometry).
+        Others: as :meth:`RTMLModel.rollout`.
+    """
+    ref = system.rho0.to(torch.complex128)
+    if maps is None and not torch.is_grad_enabled():
+        shared = [m._shared_maps(system) for m in models]
+        maps = None if any(x is None for x in shared) else shared
+    geos = [m._geometry_terms(system) for m in models]
+
+    def response(model, geo, mp, p_now, cache_now):
+        if mp is not None:
+            return model._fast_response(p_now - ref, mp, system, geo[4], cache_now)
+        dp = (p_now - ref)[:, None]
+        h = model._features(dp, system, geo)
+        gates, cache_next = model._gate_step(model._invariants(h[:, 0]), geo[4], cache_now)
+        return model.delta_fock(dp, gates[:, None], h, system, geo)[:, 0], cache_next
+
+    def mean_response(p_now, caches):
+        out = [response(m, geo, None if maps is None else maps[k], p_now, caches[k])
+               for k, (m, geo) in enumerate(zip(models, geos))]
+        g = out[0][0] if len(out) == 1 else torch.stack([o[0] for o in out]).mean(0)
+        return g, [o[1] for o in out]
+
+    caches = [m.init_cache(system) for m in models]
+    p = rho0.to(torch.complex128)
+    out = [p]
+    for k in range(field_mid.shape[1]):
+        e = field_mid[:, k]
+        g, caches_next = mean_response(p, caches)
+        pred = exponential_step(p, RTMLModel.hamiltonian(g, system, e), dt)
+        g_pred, _ = mean_response(pred, caches_next)
+        p = exponential_step(p, RTMLModel.hamiltonian(0.5 * (g + g_pred), system, e), dt)
+        caches = caches_next
+        if (k + 1) % save_every == 0:
+            out.append(p)
+        if callback is not None:
+            callback(k + 1)
+    return torch.stack(out, dim=1)
 
 
 # ------------------------------------------------------------------------------ data glue
@@ -743,15 +782,23 @@ def system_from_trajectories(trajs) -> MoleculeSystem:
 
 
 class RTMLPropagator:
-    """A trained :class:`RTMLModel` behind the interface the evaluation uses."""
+    """One trained :class:`RTMLModel`, or an ensemble of them (their mean ΔG' drives one exact
+    step, :func:`rollout_members`), behind the interface the evaluation uses."""
 
     name = "rtml"
 
-    def __init__(self, model: RTMLModel):
-        self.model = model.eval()
+    def __init__(self, models):
+        self.members = [m.eval() for m in (models if isinstance(models, (list, tuple)) else [models])]
+        if not self.members:
+            raise ValueError("RTMLPropagator needs at least one model")
         self._systems: dict = {}
-        #: (system, linear maps) of the last geometry :func:`rtml.model.propagate_model` ran
+        #: (system, linear maps per member) of the last geometry :func:`rtml.model.propagate_model` ran
         self.engine_setup: dict = {}
+
+    @property
+    def model(self) -> RTMLModel:
+        """The first (for a single model, the only) member."""
+        return self.members[0]
 
     def system(self, traj) -> MoleculeSystem:
         key = (traj.molecule, np.asarray(traj.positions_angstrom).tobytes(), traj.basis)
@@ -765,7 +812,7 @@ class RTMLPropagator:
         system = self.system(traj)
         rho = system.to_orthonormal_density(torch.as_tensor(traj.rho)[None].to(torch.complex128))
         field = torch.as_tensor(midpoint_fields(traj))[None]
-        _, nxt = self.model.teacher_forced(rho, field, system, frame_spacing(traj))
+        _, nxt = teacher_forced_members(self.members, rho, field, system, frame_spacing(traj))
         return system.to_ao_density(nxt)[0].numpy()
 
     @torch.no_grad()
@@ -774,7 +821,7 @@ class RTMLPropagator:
         system = self.system(traj)
         rho0 = system.to_orthonormal_density(torch.as_tensor(traj.rho[:1]).to(torch.complex128))
         field = torch.as_tensor(midpoint_fields(traj))[None]
-        out = self.model.rollout(rho0, field, system, frame_spacing(traj))
+        out = rollout_members(self.members, rho0, field, system, frame_spacing(traj))
         return system.to_ao_density(out)[0].numpy()
 
 

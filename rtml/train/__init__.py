@@ -3,6 +3,8 @@
 - :class:`TrainConfig`: the settings of a run (stored in checkpoints), torch-free, and the
   ``rtml train`` options derived from it (:func:`add_train_options`, :func:`train_options`);
 - :func:`train_rtml`: the learned model's training loop, resumable from its checkpoint;
+- :func:`adapt_config`: the settings of ``rtml adapt`` (fine-tuning a trained model on
+  ``shots`` trajectories of a new molecule, :func:`train_rtml` with ``init_state``);
 - :func:`train_baseline`: fits the ridge (``linear``) or ``persistence`` baseline;
 - :func:`load_training_data`: the store's training and validation trajectories.
 
@@ -13,11 +15,13 @@ not import torch.
 from rtml._lazy import lazy_exports
 
 __all__ = ["BASELINE_MODELS", "NEURAL_MODELS", "train_baseline", "TrainConfig", "train_rtml",
-           "load_training_data", "add_train_options", "train_options"]
+           "load_training_data", "add_train_options", "train_options", "ADAPT_EPOCHS", "ADAPT_LR",
+           "adapt_config", "few_shot_selection"]
 
 __getattr__, __dir__ = lazy_exports(__name__, {
     "_config": ["TrainConfig", "BASELINE_MODELS", "NEURAL_MODELS", "add_train_options",
-                "train_options"],
+                "train_options", "ADAPT_EPOCHS", "ADAPT_LR", "adapt_config"],
     "_baselines": ["train_baseline"],
     "_train": ["train_rtml", "load_training_data"],
+    "_shots": ["few_shot_selection"],
 })

@@ -16,6 +16,7 @@ from rtml._errors import InputError
 from rtml.data import open_store_groups, trajectory_data, trajectory_splits
 from rtml.model import PersistenceModel, fit_linear
 from rtml.train._config import BASELINE_MODELS
+from rtml.train._shots import few_shot_selection
 from rtml.train._outputs import check_model_dir, save_state, write_rows
 
 log = logging.getLogger("rtml.train")
@@ -31,8 +32,11 @@ def one_step_mse(model, ds, rows, molecule: str) -> float:
 
 
 def train_baseline(store, model_name: str, output_dir, molecules=None, seed: int = 0,
-                   fractions=(0.8, 0.1, 0.1), held_out_molecules=()) -> Path:
+                   fractions=(0.8, 0.1, 0.1), held_out_molecules=(), shots: int = 0) -> Path:
     """Fit a baseline on ``store`` and write ``model.pt`` and ``train_metrics.csv``.
+
+    ``shots`` > 0 fits on that many training trajectories only, the same ones
+    :func:`rtml.train._shots.few_shot_selection` gives the learned model.
 
     Both files are written to temporary names and renamed; the directory is created only
     then, so a fit that fails leaves none.
@@ -43,6 +47,11 @@ def train_baseline(store, model_name: str, output_dir, molecules=None, seed: int
     check_model_dir(out)
     groups = open_store_groups(store, molecules)
     splits = trajectory_splits(groups, fractions, seed, held_out_molecules)
+    if shots:
+        keep = set(few_shot_selection([(mol, row) for mol in groups for row in splits[mol]["train"]],
+                                      shots, seed, store))
+        for mol in groups:
+            splits[mol]["train"] = [row for row in splits[mol]["train"] if (mol, row) in keep]
     model = fit_linear(groups, splits) if model_name == "linear" else PersistenceModel()
     rows = []
     for mol, ds in groups.items():

@@ -13,12 +13,19 @@ from rtml._config_options import add_config_options, config_options
 from rtml._errors import InputError
 
 __all__ = ["TrainConfig", "BASELINE_MODELS", "NEURAL_MODELS", "add_train_options",
-           "train_options"]
+           "train_options", "ADAPT_EPOCHS", "ADAPT_LR", "adapt_config"]
 
 #: ``rtml train --model`` names of the fitted baselines (:mod:`rtml.train._baselines`).
 BASELINE_MODELS = ("linear", "persistence")
 #: ``rtml train --model`` names of the learned model -> its ``ModelConfig.dynamics``.
 NEURAL_MODELS = {"rtml": "mamba", "rtml-mlp": "mlp"}
+
+
+#: ``rtml adapt`` defaults: fine-tuning epochs and peak learning rate (a fifth of training's:
+#: the weights start near a solution; the starting model is kept unless an epoch validates
+#: better).
+ADAPT_EPOCHS = 6
+ADAPT_LR = 1e-3
 
 
 def _fractions_from_text(text: str) -> tuple[float, float, float]:
@@ -79,6 +86,9 @@ class TrainConfig:
     #: rollout horizon (saved frames) of the validation error that picks the best model
     val_horizon: int = 256
     seed: int = dc_field(default=0, metadata={"help": "split and initialisation seed"})
+    init_seed: int | None = dc_field(default=None, metadata={
+        "type": int, "help": "seed of the initial weights and batch order only (default: --seed); "
+                             "ensemble members share --seed (the same split) and differ in this"})
     split_by: str = dc_field(default="geometry", metadata={
         "choices": ("geometry", "molecule"),
         "help": "geometry (default): each molecule's geometries go to train, val or test "
@@ -92,12 +102,20 @@ class TrainConfig:
         "help": "train,val,test by geometry"})
     molecules: tuple | None = dc_field(default=None, metadata={
         "nargs": "+", "help": "molecule groups (default all)"})
+    shots: int = dc_field(default=0, metadata={
+        "help": "train on only this many training trajectories, drawn with --seed from the "
+                "training geometries (few-shot; default 0: all)"})
+    #: SHA-256 of the model.pt whose weights start the run (``rtml adapt``); None: fresh
+    #: weights. Part of the settings, so a checkpoint of another start is not resumed.
+    init_model_sha256: str | None = None
     #: :class:`rtml.model.ModelConfig` keyword arguments of the learned model
     model: dict = dc_field(default_factory=dict)
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1:
             raise InputError(f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
+        if self.shots < 0:
+            raise InputError(f"shots must be >= 0 (0: every training trajectory), got {self.shots}")
         if self.frame_batches < 0 or self.sequence_epochs < 0:
             raise InputError("frame_batches and sequence_epochs must be >= 0, got "
                              f"{self.frame_batches}, {self.sequence_epochs}")
@@ -108,6 +126,11 @@ class TrainConfig:
             raise InputError(f"lr must be a positive number, got {self.lr}")
         if not self.rollout_horizons or min(self.rollout_horizons) < 1:
             raise InputError(f"rollout_horizons must be positive step counts, got {self.rollout_horizons}")
+
+    @property
+    def weights_seed(self) -> int:
+        """Seed of the weights, the batch order and the global random states."""
+        return self.seed if self.init_seed is None else self.init_seed
 
     @classmethod
     def from_window(cls, window: int, **settings) -> TrainConfig:
@@ -139,3 +162,27 @@ def train_options(args) -> dict:
         InputError: malformed ``--horizons`` or ``--split-fractions``.
     """
     return config_options(args, TrainConfig)
+
+
+def adapt_config(pretrained: dict, shots: int, epochs: int = ADAPT_EPOCHS, lr: float = ADAPT_LR,
+                 seed: int = 0, fractions=(0.8, 0.1, 0.1), molecules=None,
+                 init_model_sha256: str | None = None) -> TrainConfig:
+    """Settings of a fine-tuning run (``rtml adapt``) from a trained model's ``model.pt`` dict:
+    its model config and training settings, with the given shots, epochs, learning rate,
+    seed, split and molecules, split by geometry with nothing held out.
+
+    Raises:
+        InputError: ``shots`` < 1 (zero shots is the pretrained model itself).
+    """
+    if isinstance(shots, bool) or not isinstance(shots, int) or shots < 1:
+        raise InputError(f"--shots must be >= 1 (0 shots is the pretrained model itself), "
+                         f"got {shots!r}")
+    base = {k: v for k, v in pretrained.get("train_config", {}).items()
+            if k in TrainConfig.__dataclass_fields__}
+    base.update(epochs=epochs, lr=lr, shots=shots, seed=seed, fractions=tuple(fractions),
+                molecules=None if molecules is None else tuple(molecules), split_by="geometry",
+                held_out_molecules=(), model=dict(pretrained["config"]),
+                init_model_sha256=init_model_sha256)
+    if "rollout_horizons" in base:  # a tuple, as TrainConfig compares it on resume
+        base["rollout_horizons"] = tuple(base["rollout_horizons"])
+    return TrainConfig(**base)

@@ -69,6 +69,7 @@ from rtml.model import (ModelConfig, MoleculeSystem, RTMLModel, apply_coulomb_ex
                         frame_spacing, midpoint_fields, stack_systems, system_from_trajectories)
 from rtml.train._config import TrainConfig
 from rtml.train._outputs import check_model_dir, save_state, write_rows
+from rtml.train._shots import few_shot_selection
 
 log = logging.getLogger("rtml.train")
 
@@ -267,6 +268,8 @@ def load_training_data(store, cfg: TrainConfig):
     if not train:
         raise InputError(f"no training trajectories in '{store}' (every geometry is in val/test, "
                          "or every molecule is held out)")
+    if cfg.shots:
+        train = few_shot_selection(train, cfg.shots, cfg.seed, store)
     if not val:
         raise InputError(f"no validation geometries in '{store}': training needs at least two "
                          "geometries of a trained molecule (validation is never taken from test)")
@@ -282,8 +285,13 @@ _CHECKPOINT_KEYS = ("optimizer", "epoch", "step", "best_val", "best_model", "his
                     "generator", "torch_rng", "numpy_rng", "python_rng")
 
 
-def train_rtml(store, output_dir, cfg: TrainConfig, resume: bool = True, progress: bool = True) -> Path:
+def train_rtml(store, output_dir, cfg: TrainConfig, resume: bool = True, progress: bool = True,
+               init_state: dict | None = None) -> Path:
     """Train :class:`RTMLModel` on ``store``; returns the output directory.
+
+    ``init_state`` (a trained ``model.pt`` dict, :func:`rtml.model.load_model`) starts from
+    its weights and scales instead of fresh ones (fine-tuning, ``rtml adapt``); its config
+    must be ``cfg.model`` and its hash ``cfg.init_model_sha256``.
 
     Resumes from ``output_dir/checkpoint.pt`` when it exists and was made from the same
     dataset (hash) and config; ``model.pt`` and ``train_metrics.csv`` are then rebuilt from
@@ -300,7 +308,7 @@ def train_rtml(store, output_dir, cfg: TrainConfig, resume: bool = True, progres
     """
     out = Path(output_dir)
     check_model_dir(out)
-    seed_everything(cfg.seed)
+    seed_everything(cfg.weights_seed)
     model_cfg = ModelConfig(**cfg.model)
     t_load = time.perf_counter()
     train_recs, val_recs = load_training_data(store, cfg)
@@ -312,9 +320,12 @@ def train_rtml(store, output_dir, cfg: TrainConfig, resume: bool = True, progres
     dataset_hash = _store_hash(store)
 
     model = RTMLModel(model_cfg).to(torch.float64)
-    _initialise_scales(model, train)
+    if init_state is None:
+        _initialise_scales(model, train)
+    else:
+        model.load_state_dict(init_state["state_dict"])
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    generator = torch.Generator().manual_seed(cfg.seed)
+    generator = torch.Generator().manual_seed(cfg.weights_seed)
     n_seq = len(_batches(train, cfg.batch_size, torch.Generator().manual_seed(0)))
     total_steps = (cfg.epochs * cfg.frame_batches
                    + min(cfg.sequence_epochs, cfg.epochs) * (n_seq + cfg.rollout_batches))
@@ -325,6 +336,14 @@ def train_rtml(store, output_dir, cfg: TrainConfig, resume: bool = True, progres
         ckpt = resumed
         _write_outputs(out, ckpt, model_changed=True)
         log.info("resuming training from epoch %d (step %d)", ckpt["epoch"] + 1, ckpt["step"])
+    elif init_state is not None:
+        # fine-tuning keeps the pretrained weights unless an epoch validates better
+        model.eval()
+        val0 = validation_error(model, val, cfg.val_horizon, cfg.batch_size)
+        log.info("pretrained model: val e %.3e", val0)
+        if math.isfinite(val0):
+            ckpt["best_val"] = val0
+            ckpt["best_model"] = _model_state(model, cfg, dataset_hash, store, val0)
     log.info("%r", model)
 
     step = ckpt["step"]
@@ -353,7 +372,7 @@ def train_rtml(store, output_dir, cfg: TrainConfig, resume: bool = True, progres
                                      improved, row, optimizer, generator)
             out.mkdir(parents=True, exist_ok=True)
             save_state(out / "checkpoint.pt", ckpt, fsync=True)  # first: the rest derives from it
-            _write_outputs(out, ckpt, model_changed=improved)
+            _write_outputs(out, ckpt, model_changed=improved or not (out / "model.pt").is_file())
             scalars.add(row)
     finally:
         bar.close()

@@ -239,11 +239,16 @@ def test_model_engine_writes_the_engines_schema_and_file_names(tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--engine", "model"], "--engine model needs --model"),
+    (["--engine", "model"], "no pretrained model 'ladder-medium' is shipped with this rtml "
+                            "(shipped: none)"),
     (["--model", "somewhere"], "--model is only used with --engine model"),
-    (["--engine", "model", "--model", "nowhere"], "no trained model at"),
+    (["--engine", "model", "--model", "nowhere"],
+     "--model 'nowhere' is neither a model directory nor a shipped pretrained model"),
+    (["--engine", "model", "--model", "."], "no trained model at"),
 ])
-def test_model_engine_bad_input_is_one_line(tmp_path, args, message):
+def test_model_engine_bad_input_is_one_line(tmp_path, monkeypatch, args, message):
+    # without --model the shipped model is used: here a directory that ships none
+    monkeypatch.setenv("RTML_PRETRAINED", str(tmp_path / "no-models"))
     proc = rtml("propagate", "h2", "--field", "kick:1e-3:z", *FAST, "--steps", "5", *args,
                 "-o", "out.h5", cwd=tmp_path, check=False)
     assert proc.returncode == 2, proc.stderr

@@ -39,7 +39,7 @@ def test_train_flags_are_the_documented_ones():
         "-h", "--help", "--model", "--molecules", "--seed", "--split-by", "--split-fractions",
         "--held-out-molecules", "--epochs", "--sequence-epochs", "--frame-batches",
         "--batch-size", "--horizons", "--window", "--learned", "--d-model", "--lr", "--restart",
-        "--threads", "-q", "--quiet", "-o", "--output"}
+        "--threads", "-q", "--quiet", "-o", "--output", "--shots", "--init-seed", "--members"}
 
 
 def test_train_defaults_are_train_config_defaults():
@@ -48,8 +48,8 @@ def test_train_defaults_are_train_config_defaults():
     defaults = {f.name: f.default for f in fields(TrainConfig) if f.name in settings}
     assert settings == defaults
     assert set(settings) == {"epochs", "batch_size", "frame_batches", "sequence_epochs", "lr",
-                             "rollout_horizons", "seed", "split_by", "held_out_molecules",
-                             "fractions", "molecules"}
+                             "rollout_horizons", "seed", "init_seed", "split_by",
+                             "held_out_molecules", "fractions", "molecules", "shots"}
     assert TrainConfig(**settings) == TrainConfig()
 
 
@@ -58,8 +58,10 @@ def test_train_flags_set_train_config_fields():
         "train", "store.zarr", "-o", "out", "--epochs", "3", "--batch-size", "2",
         "--frame-batches", "5", "--sequence-epochs", "1", "--lr", "0.01", "--horizons", "4,8",
         "--seed", "7", "--split-by", "molecule", "--held-out-molecules", "h2",
-        "--split-fractions", "0.5,0.25,0.25", "--molecules", "h2", "lih"])
+        "--split-fractions", "0.5,0.25,0.25", "--molecules", "h2", "lih", "--shots", "3",
+        "--init-seed", "4"])
     config = TrainConfig(**train_options(args))
+    assert (config.shots, config.init_seed, config.weights_seed) == (3, 4, 4)
     assert (config.epochs, config.batch_size, config.frame_batches, config.sequence_epochs,
             config.lr, config.seed, config.split_by) == (3, 2, 5, 1, 0.01, 7, "molecule")
     assert config.rollout_horizons == (4, 8)

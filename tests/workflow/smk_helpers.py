@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 SNAKEFILE = REPO / "Snakefile"
 FULL_CONFIG = REPO / "workflow" / "config" / "full.yaml"
 DEFAULT_CONFIG = REPO / "workflow" / "config" / "config.yaml"
+MEDIUM_CONFIG = REPO / "workflow" / "config" / "medium.yaml"
 
 
 @dataclass

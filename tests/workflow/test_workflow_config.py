@@ -7,7 +7,7 @@ import yaml
 
 from rtml.chem import LADDER
 from rtml.workflow import ConfigError, WorkflowPlan, load_config, load_schema, validate_config
-from smk_helpers import DEFAULT_CONFIG, FULL_CONFIG
+from smk_helpers import DEFAULT_CONFIG, FULL_CONFIG, MEDIUM_CONFIG
 
 
 def _properties(schema, path=()):
@@ -79,6 +79,40 @@ def test_full_config_extends_the_default_to_exactly_itself():
         full = yaml.safe_load(fh)
     update_config(merged, copy.deepcopy(full))
     assert validate_config(merged) == validate_config(full)
+
+
+def test_medium_config_extends_the_default_to_exactly_itself():
+    from snakemake.utils import update_config
+
+    with open(DEFAULT_CONFIG) as fh:
+        merged = yaml.safe_load(fh)
+    with open(MEDIUM_CONFIG) as fh:
+        medium = yaml.safe_load(fh)
+    update_config(merged, copy.deepcopy(medium))
+    assert validate_config(merged) == validate_config(medium)
+
+
+def test_medium_config_covers_the_ladder_with_every_field_family():
+    """Issue 16's medium set: rungs H2+ ... C2H4 and a few C6H6 trajectories, >= 1000 steps,
+    kicks of several strengths, pulses and resonant drives, only fields a molecule feels."""
+    medium = load_config(MEDIUM_CONFIG)
+    plan = WorkflowPlan(medium)
+    assert list(medium["molecules"]) == ["h2p", "h2", "lih", "h2o", "nh3", "ch4", "c2h4", "c6h6"]
+    assert medium["propagation"]["steps"] >= 1000 and medium["propagation"]["save_every"] == 1
+    assert plan.n_trajectories() == 231
+    for mol in medium["molecules"]:
+        specs = plan.fields(mol)
+        kinds = {s.split(":")[0] for s in specs}
+        assert kinds == {"kick", "gaussian", "resonant"}, (mol, kinds)
+        kicks = {s.split(":")[1] for s in specs if s.startswith("kick")}
+        assert len(kicks) >= 2 or mol == "c6h6", (mol, kicks)
+        if mol in ("h2p", "h2"):  # no p functions on H in 6-31G: only z fields act
+            assert all(s.endswith(":z") for s in specs if not s.startswith("resonant")), specs
+    sets = medium["training_sets"]
+    assert sets["ladder"]["molecules"] == ["h2p", "h2", "lih", "h2o", "nh3", "ch4"]
+    assert sets["transfer"]["held_out_molecules"] == ["c2h4", "c6h6"]
+    assert sets["roadmap"]["molecules"] == ["h2p", "h2", "lih", "h2o", "nh3", "c2h4"]
+    assert sets["roadmap"]["held_out_molecules"] == ["c2h4"]
 
 
 BASE = {"molecules": {"h2": {"geometries": 2, "trajectories": 2},
