@@ -69,27 +69,18 @@ def test_shipped_configs_validate():
     assert {m: (v["geometries"], v["trajectories"]) for m, v in full["molecules"].items()} == expected
 
 
-def test_full_config_extends_the_default_to_exactly_itself():
-    """`--configfile full.yaml` is merged into config.yaml: the result must be full.yaml."""
+@pytest.mark.parametrize("config_file", [FULL_CONFIG, MEDIUM_CONFIG], ids=["full", "medium"])
+def test_shipped_config_extends_the_default_to_exactly_itself(config_file):
+    """`--configfile full.yaml` (or medium.yaml) is merged into config.yaml: the result must be
+    the file itself."""
     from snakemake.utils import update_config
 
     with open(DEFAULT_CONFIG) as fh:
         merged = yaml.safe_load(fh)
-    with open(FULL_CONFIG) as fh:
-        full = yaml.safe_load(fh)
-    update_config(merged, copy.deepcopy(full))
-    assert validate_config(merged) == validate_config(full)
-
-
-def test_medium_config_extends_the_default_to_exactly_itself():
-    from snakemake.utils import update_config
-
-    with open(DEFAULT_CONFIG) as fh:
-        merged = yaml.safe_load(fh)
-    with open(MEDIUM_CONFIG) as fh:
-        medium = yaml.safe_load(fh)
-    update_config(merged, copy.deepcopy(medium))
-    assert validate_config(merged) == validate_config(medium)
+    with open(config_file) as fh:
+        config = yaml.safe_load(fh)
+    update_config(merged, copy.deepcopy(config))
+    assert validate_config(merged) == validate_config(config)
 
 
 def test_medium_config_covers_the_ladder_with_every_field_family():
