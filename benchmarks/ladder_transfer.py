@@ -266,15 +266,14 @@ def check_entry(model_dir: Path, work: Path) -> dict:
     return {**CHECK, "one_step_mse": mse, "rtol": 1e-3}
 
 
-def write_card(name: str, work: Path, stores: dict, dirs: dict, rows: list[dict], args) -> Path:
-    from rtml.model import model_sha256
+def write_card(name: str, work: Path, stores: dict, dirs: dict, rows: list[dict]) -> Path:
+    from rtml.data import open_store_groups
+    from rtml.model import ensemble_members, load_model, model_sha256
 
     ens = dirs["rtml"]
-    members = sorted(p.name for p in ens.glob("member-*"))
-    state = __import__("torch").load(ens / "member-0" / "model.pt", map_location="cpu",
-                                     weights_only=False)
+    members = [m.name for m in ensemble_members(ens)]
+    state = load_model(ens)[1]  # the first member's model.pt (members share data and split)
     store_hash = state["dataset_sha256"]
-    from rtml.data import open_store_groups
     counts = {m: int(ds.sizes["traj_id"]) for m, ds in open_store_groups(stores["ladder"]).items()}
     card = {
         "name": name, "format": 1,
@@ -370,7 +369,7 @@ def main(argv=None) -> int:
     (work / "results.json").write_text(json.dumps(rows, indent=1, default=float))
     print_table(rows)
     if args.card:
-        write_card(args.card, work, stores, dirs, rows, args)
+        write_card(args.card, work, stores, dirs, rows)
     return 0
 
 
