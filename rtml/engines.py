@@ -8,6 +8,9 @@
             ``nwchem`` is installed
 ``model``   a trained rtml model (:func:`rtml.model.propagate_model`) from the SCF ground
             state, with the engine's kicks and fields
+``hybrid``  the model, re-anchored by the ``pyscf`` engine where its measured error or its
+            ensemble's spread says it is unsure (:func:`rtml.model.propagate_hybrid`);
+            records what produced each frame and every anchor
 ==========  ==============================================================================
 
 Every engine starts from the same system (:class:`rtml.tddft.SimulationInputs`), resolves
@@ -29,26 +32,30 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rtml._errors import InputError, RtmlError
 from rtml._progress import Progress
 from rtml.data import GroundStateRecord, Trajectory, frames_in_memory
-from rtml.model import MODEL_PROPAGATOR_NAME, load_model, model_provenance, propagate_model
+from rtml.model import (HYBRID_PROPAGATOR_NAME, MODEL_PROPAGATOR_NAME, HybridSettings, load_model,
+                        model_provenance, propagate_hybrid, propagate_model)
 from rtml.tddft import (SimulationInputs, batch_trajectory_records, physics_warnings,
                         prepare_ground_state, simulate)
 from rtml.tddft.nwchem import (UNAVAILABLE_MESSAGE, NWChemUnavailable, nwchem_available,
                                nwchem_xc, simulate_nwchem)
 
-__all__ = ["ENGINES", "EngineOptions", "StorageEstimate", "check_engine", "check_storage",
+__all__ = ["ENGINES", "MODEL_ENGINES", "EngineOptions", "StorageEstimate", "check_engine", "check_storage",
            "run_engine", "storage_estimate"]
 
 # the CLI's logger: these lines are part of ``rtml propagate``'s log
 log = logging.getLogger("rtml")
 
 #: Engine names, the default first.
-ENGINES = ("pyscf", "nwchem", "model")
+ENGINES = ("pyscf", "nwchem", "model", "hybrid")
+
+#: Engines that run a trained model (``--model``).
+MODEL_ENGINES = ("model", "hybrid")
 
 
 @dataclass
@@ -70,8 +77,10 @@ class EngineOptions:
     ranks : int
         ``nwchem``: MPI ranks per NWChem job.
     model_dir : str, Path or None
-        ``model``: the trained model directory (``rtml train``); required there, refused by
-        ``pyscf``.
+        ``model``, ``hybrid``: the trained model directory (``rtml train``); required there,
+        refused by ``pyscf``.
+    hybrid : HybridSettings
+        ``hybrid``: when it hands back to the RT engine.
     show_progress : bool
         Report progress on stderr.
     """
@@ -82,6 +91,7 @@ class EngineOptions:
     restart: bool = False
     ranks: int = 1
     model_dir: str | Path | None = None
+    hybrid: HybridSettings = field(default_factory=HybridSettings)
     show_progress: bool = True
 
 
@@ -98,10 +108,11 @@ def check_engine(engine: str, options: EngineOptions) -> None:
     if engine == "nwchem" and not nwchem_available():
         raise NWChemUnavailable(f"engine 'nwchem' is unavailable: {UNAVAILABLE_MESSAGE} "
                                 "(apt-get install nwchem openmpi-bin, or use --engine pyscf)")
-    if engine == "model" and options.model_dir is None:
-        raise InputError("--engine model needs --model MODEL_DIR (a directory from rtml train)")
+    if engine in MODEL_ENGINES and options.model_dir is None:
+        raise InputError(f"--engine {engine} needs --model MODEL_DIR (a directory from rtml "
+                         "train)")
     if engine == "pyscf" and options.model_dir is not None:
-        raise InputError("--model is only used with --engine model")
+        raise InputError("--model is only used with --engine model or hybrid")
     checkpoint = options.checkpoint_dir
     if engine == "pyscf" and checkpoint is not None and (
             Path(checkpoint).is_symlink() or (Path(checkpoint).exists()
@@ -242,7 +253,8 @@ def run_engine(engine: str, inputs: SimulationInputs, options: EngineOptions | N
     check_engine(engine, options)
     for line in physics_warnings(inputs.fields, inputs.settings):
         log.warning(line)
-    runner = {"pyscf": _run_pyscf, "nwchem": _run_nwchem, "model": _run_model}[engine]
+    runner = {"pyscf": _run_pyscf, "nwchem": _run_nwchem, "model": _run_model,
+              "hybrid": _run_hybrid}[engine]
     return runner(inputs, options, _in_memory if write is None else write)
 
 
@@ -314,3 +326,24 @@ def _run_model(inputs: SimulationInputs, options: EngineOptions, write):
     return write(batch_trajectory_records(
         inputs, gs, fields, frames, stats, engine="model", propagator=MODEL_PROPAGATOR_NAME,
         engine_provenance=model_provenance(options.model_dir, state)))
+
+
+def _run_hybrid(inputs: SimulationInputs, options: EngineOptions, write):
+    """The model re-anchored by the pyscf engine (:func:`rtml.model.propagate_hybrid`)."""
+    propagator, state = load_model(options.model_dir)
+    gs, fields = prepare_ground_state(inputs, scf_max_cycle=options.scf_max_cycle,
+                                      saved=options.saved)
+    settings = inputs.settings
+    progress = Progress(settings.n_steps * len(fields), f"hybrid {inputs.system.molecule.name}",
+                        enabled=options.show_progress)
+    try:
+        frames, stats, extras = propagate_hybrid(gs, fields, settings, propagator, options.hybrid,
+                                                 progress=progress)
+    finally:
+        progress.close()
+    log.info("hybrid: %d model steps, %d engine steps, %d anchors, %.2f Fock builds per step, "
+             "%.4f s/step", stats["model_steps"], stats["engine_steps"], stats["anchors"],
+             stats["builds_per_step"], stats["wall_time_per_step_s"])
+    return write(batch_trajectory_records(
+        inputs, gs, fields, frames, stats, engine="hybrid", propagator=HYBRID_PROPAGATOR_NAME,
+        engine_provenance=model_provenance(options.model_dir, state), member_extras=extras))

@@ -21,7 +21,7 @@ from rtml import __version__
 from rtml._errors import RtmlError
 from rtml.cli._commands import Command
 from rtml.cli._dataset import add_dataset_parser
-from rtml.model import DEFAULT_PRETRAINED, add_model_options
+from rtml.model import DEFAULT_PRETRAINED, HybridSettings, add_model_options
 from rtml.train import (ADAPT_EPOCHS, ADAPT_LR, BASELINE_MODELS, NEURAL_MODELS,
                         add_train_options)
 
@@ -119,16 +119,35 @@ def build_parser() -> argparse.ArgumentParser:
                         "restart and LR-TDDFT states for S<n>/B<n> fields")
     p.add_argument("--threads", type=int, default=None,
                    help="OpenMP/BLAS threads (engine nwchem: MPI ranks)")
-    p.add_argument("--engine", choices=["pyscf", "nwchem", "model"], default="pyscf",
+    p.add_argument("--engine", choices=["pyscf", "nwchem", "model", "hybrid"], default="pyscf",
                    help="propagation engine: pyscf (default), nwchem (rt_tddft, where "
                         "installed; per field an SCF job and one propagation job, two for a "
                         "resonant drive, streaming P(t) of every step: H2O/6-31G RT-TDHF "
-                        "about 0.02 s per step on one rank; no resume after a kill) or model "
-                        "(a trained rtml model from the SCF ground state; --model)")
+                        "about 0.02 s per step on one rank; no resume after a kill), model "
+                        "(a trained rtml model from the SCF ground state; --model) or hybrid "
+                        "(the model propagates, the pyscf engine re-anchors where the model's "
+                        "measured error or its ensemble's spread says it is unsure)")
     p.add_argument("--model", metavar="MODEL_DIR", default=None,
-                   help="--engine model: a trained model or ensemble directory (rtml train), or "
-                        "the name of a shipped pretrained model (default: the shipped "
-                        f"'{DEFAULT_PRETRAINED}', see rtml models)")
+                   help="--engine model/hybrid: a trained model or ensemble directory (rtml "
+                        "train), or the name of a shipped pretrained model (default: the "
+                        f"shipped '{DEFAULT_PRETRAINED}', see rtml models)")
+    hybrid = HybridSettings()
+    p.add_argument("--error-tol", type=float, default=hybrid.error_tol,
+                   help="--engine hybrid: estimated trajectory error (relative to the size of "
+                        "the dynamics, as e(t)) the model's steps may add in all; then the "
+                        f"engine finishes (default {hybrid.error_tol:g})")
+    p.add_argument("--spread-tol", type=float, default=hybrid.spread_tol,
+                   help="--engine hybrid: ensemble spread (relative) accumulated over a model "
+                        f"segment that hands back to the engine (default {hybrid.spread_tol:g})")
+    p.add_argument("--max-model-steps", type=int, default=hybrid.max_model_steps, metavar="N",
+                   help=f"--engine hybrid: model steps between anchors at most "
+                        f"(default {hybrid.max_model_steps})")
+    p.add_argument("--anchor-steps", type=int, default=hybrid.anchor_steps, metavar="K",
+                   help=f"--engine hybrid: engine steps per anchor (default {hybrid.anchor_steps})")
+    p.add_argument("--calibration-steps", type=int, default=hybrid.calibration_steps,
+                   metavar="K", help="--engine hybrid: engine steps of the first anchor, where "
+                   "the model runs beside the engine to measure how its errors add up "
+                   f"(default {hybrid.calibration_steps})")
     out = p.add_mutually_exclusive_group(required=True)
     out.add_argument("-o", "--output", metavar="OUT",
                      help="output .h5 file (one field) or directory of .h5 files (several)")

@@ -18,9 +18,9 @@ from rtml._errors import InputError
 from rtml.chem import load_molecule, read_matching_geometry
 from rtml.cli._threads import set_threads
 from rtml.data import read_ground_state, trajectory_file_name, write_trajectory
-from rtml.engines import EngineOptions, check_storage, run_engine
+from rtml.engines import MODEL_ENGINES, EngineOptions, check_storage, run_engine
 from rtml.fields import parse_field
-from rtml.model import resolve_model_dir
+from rtml.model import HybridSettings, resolve_model_dir
 from rtml.tddft import PropagationSettings, SimulationInputs, remove_finished_checkpoint
 
 log = logging.getLogger("rtml")
@@ -64,11 +64,14 @@ def cmd_propagate(args) -> int:
              settings.propagator, settings.pc_tol, args.corrector)
 
     check_storage(args.engine, inputs, out.parent, checkpoint_dir)
-    # --engine model without --model: the shipped pretrained model (rtml models)
-    model_dir = resolve_model_dir(args.model) if args.engine == "model" else args.model
+    hybrid = HybridSettings(error_tol=args.error_tol, spread_tol=args.spread_tol,
+                            max_model_steps=args.max_model_steps, anchor_steps=args.anchor_steps,
+                            calibration_steps=args.calibration_steps)
+    # --engine model/hybrid without --model: the shipped pretrained model (rtml models)
+    model_dir = resolve_model_dir(args.model) if args.engine in MODEL_ENGINES else args.model
     options = EngineOptions(saved=saved, scf_max_cycle=args.scf_max_cycle,
                             checkpoint_dir=checkpoint_dir, restart=args.restart,
-                            ranks=args.threads or 1, model_dir=model_dir,
+                            ranks=args.threads or 1, model_dir=model_dir, hybrid=hybrid,
                             show_progress=not args.quiet)
     return run_engine(args.engine, inputs, options,
                       write=lambda trajectories: _write_trajectories(trajectories, fields, out,

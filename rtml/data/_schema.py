@@ -247,6 +247,13 @@ DATASETS: tuple[Dataset, ...] = (
                  "or linear-response corrector prediction within its tolerance)",
                  "imaginary part of the AO Fock matrix F[P(t)] (antisymmetric: exact "
                  "exchange of Im P)")),
+    _dataset("dynamics/frame_source", "frame_source", ("n_steps",), "int", "dimensionless",
+             "what produced each frame (hybrid engine): 0 the RT-TDDFT engine (the first "
+             "frame and every re-anchoring segment), 1 the model",
+             StoreVar("frame_source", data=True, if_absent="group", label="frame sources",
+                      units="1", long_name="what produced each frame: 0 RT-TDDFT engine, "
+                                           "1 model (hybrid engine)"),
+             required=False),
     _ground_state_matrix("density", UNITS["density"],
                          "SCF ground-state AO density P0 of this geometry, from the converged "
                          "orbitals (idempotent; n_spin=1: total)",

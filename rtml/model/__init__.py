@@ -7,7 +7,7 @@
   passing between atoms and atom pairs (:class:`TokenInteraction`), and per-channel gates from
   Mamba dynamics with FiLM on the e3nn geometry embedding (:class:`MambaDynamics`, or
   :class:`MLPDynamics` as the memoryless ablation). :func:`propagate_model` runs it as an
-  engine.
+  engine, :func:`propagate_hybrid` beside the RT engine, which re-anchors it.
 - Baselines: :class:`PersistenceModel`, :class:`LinearPropagator` (ridge map in the Löwdin
   basis); :func:`load_model` loads any trained model directory, or an ensemble of rtml
   models (:mod:`rtml.model._ensemble`: their mean ΔG' drives one exact step);
@@ -39,7 +39,8 @@ __all__ = [
     "real_to_hermitian", "LEARNED", "rollout_members", "teacher_forced_members", "ENSEMBLE_FILE",
     "MEMBER_DIR", "is_ensemble", "ensemble_members", "write_ensemble", "ensemble_sha256",
     "pretrained_root", "PRETRAINED_ROOT", "DEFAULT_PRETRAINED", "PretrainedModel", "pretrained_models",
-    "pretrained_model", "resolve_model_dir",
+    "pretrained_model", "resolve_model_dir", "EnsembleStepper", "HybridSettings",
+    "propagate_hybrid", "HYBRID_PROPAGATOR_NAME", "engine_system", "model_energy",
 ]
 
 __getattr__, __dir__ = lazy_exports(__name__, {
@@ -64,11 +65,15 @@ __getattr__, __dir__ = lazy_exports(__name__, {
         "apply_coulomb_exchange", "coulomb_exchange_operators", "exponential_step",
         "lowdin_transforms", "stationary_fock",
     ],
-    "_engine": ["MODEL_PROPAGATOR_NAME", "model_provenance", "model_sha256", "propagate_model"],
+    "_engine": ["MODEL_PROPAGATOR_NAME", "engine_system", "model_energy", "model_provenance",
+                "model_sha256", "propagate_model"],
+    "_hybrid": ["HYBRID_PROPAGATOR_NAME", "propagate_hybrid"],
+    "_hybrid_settings": ["HybridSettings"],
     "_config": ["LEARNED", "ModelConfig", "add_model_options", "model_options"],
     "_rtml": [
         "MoleculeSystem", "RTMLModel", "RTMLPropagator", "TokenInteraction", "build_system",
         "frame_spacing", "load_rtml", "midpoint_fields", "required_channels", "stack_systems",
         "system_from_trajectories", "rollout_members", "teacher_forced_members",
+        "EnsembleStepper",
     ],
 })

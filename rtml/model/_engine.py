@@ -54,6 +54,37 @@ def model_provenance(model_dir, state: dict) -> dict:
             "model_config": state.get("config", {})}
 
 
+def engine_system(ground_state, propagator: RTMLPropagator):
+    """The model's system of one geometry and each member's :meth:`RTMLModel.linear_maps`,
+    from the SCF ground state; kept on ``propagator`` for the geometry last asked for."""
+    ctx = ground_state.context
+    mol = ctx.mol
+    nspin = ground_state.density.shape[0]
+    key = ("engine", mol.atom_coords().tobytes(), ctx.xc, str(mol.basis), nspin)
+    if key not in propagator.engine_setup:
+        layout = BasisLayout.from_mole(mol)
+        system = build_system([mol], ctx.xc, nspin, layout, mol.atom_coords(unit="Angstrom")[None],
+                              ctx.overlap[None], ground_state.density[None],
+                              ground_state_fock(ground_state)[None], ctx.dipole_origin[None])
+        with torch.no_grad():
+            maps = [m.linear_maps(system) for m in propagator.members]
+        propagator.engine_setup = {key: (system, maps)}    # keep one geometry's setup
+    return propagator.engine_setup[key]
+
+
+def model_energy(members, maps, batch, rho, energy0: float) -> np.ndarray:
+    r"""Second-order energy estimate of model densities ``rho`` (B, T, S, n, n), Löwdin:
+    :math:`E_0 + \mathrm{Tr}(F_0'\Delta P') + \tfrac12\mathrm{Tr}(\Delta G'[\Delta P']\,\Delta P')`
+    with the members' mean ungated ΔG' (an exact build per frame would cost what the model
+    saves). Returns (B, T)."""
+    dp = rho - batch.rho0[:, None].to(rho.dtype)
+    with torch.no_grad():
+        g = sum(m.delta_fock_linear(dp, mp, batch) for m, mp in zip(members, maps)) / len(members)
+    f0 = batch.fock0_raw[:, None].to(rho.dtype)
+    return (energy0 + torch.einsum("btsij,btsji->bt", f0.expand_as(dp), dp).real
+            + 0.5 * torch.einsum("btsij,btsji->bt", g, dp).real).numpy()
+
+
 def propagate_model(ground_state, fields, settings, propagator: RTMLPropagator,
                     progress=None) -> tuple[dict, dict]:
     """Roll the model out for a batch of fields from ``ground_state``.
@@ -76,19 +107,8 @@ def propagate_model(ground_state, fields, settings, propagator: RTMLPropagator,
                          f"({settings.save_every})")
     members = propagator.members
     ctx = ground_state.context
-    mol = ctx.mol
-    nspin = ground_state.density.shape[0]
     t_setup = time.perf_counter()
-    key = ("engine", mol.atom_coords().tobytes(), ctx.xc, str(mol.basis), nspin)
-    if key not in propagator.engine_setup:
-        layout = BasisLayout.from_mole(mol)
-        system = build_system([mol], ctx.xc, nspin, layout, mol.atom_coords(unit="Angstrom")[None],
-                              ctx.overlap[None], ground_state.density[None],
-                              ground_state_fock(ground_state)[None], ctx.dipole_origin[None])
-        with torch.no_grad():
-            maps = [m.linear_maps(system) for m in members]
-        propagator.engine_setup = {key: (system, maps)}    # keep one geometry's setup
-    system, maps = propagator.engine_setup[key]
+    system, maps = engine_system(ground_state, propagator)
     t_setup = time.perf_counter() - t_setup
     nb = len(fields)
     batch = stack_systems([system] * nb)
@@ -102,13 +122,9 @@ def propagate_model(ground_state, fields, settings, propagator: RTMLPropagator,
     with torch.no_grad():
         out = rollout_members(members, torch.as_tensor(p0), field_mid, batch, dt,
                               settings.save_every, callback=progress, maps=maps)
-        dp = out - batch.rho0[:, None].to(out.dtype)
-        g = sum(m.delta_fock_linear(dp, mp, batch) for m, mp in zip(members, maps)) / len(members)
     wall = time.perf_counter() - t0
     rho_ao = batch.to_ao_density(out).numpy()                                        # (nb, T, S, n, n)
-    f0 = batch.fock0_raw[:, None].to(out.dtype)
-    energy = (ground_state.energy + torch.einsum("btsij,btsji->bt", f0.expand_as(dp), dp).real
-              + 0.5 * torch.einsum("btsij,btsji->bt", g, dp).real).numpy()
+    energy = model_energy(members, maps, batch, out, ground_state.energy)
     time_axis = np.arange(0, n + 1, settings.save_every) * dt
     frames = {
         "density": np.swapaxes(rho_ao, 0, 1),

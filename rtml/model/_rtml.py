@@ -681,51 +681,103 @@ def teacher_forced_members(models, rho: torch.Tensor, field_mid: torch.Tensor,
     return g, nxt
 
 
-def rollout_members(models, rho0: torch.Tensor, field_mid: torch.Tensor, system: MoleculeSystem,
-                    dt: float, save_every: int = 1, callback=None, maps=None) -> torch.Tensor:
-    r"""Free rollout with the mean two-electron response of one or more models (an ensemble).
+class EnsembleStepper:
+    r"""One or more models (an ensemble) stepping a batch of densities one exact step at a time.
 
     Each step is the exact predictor-corrector Magnus-2 step of :meth:`RTMLModel.rollout`
     with :math:`\Delta G' = \frac1M\sum_m \Delta G'_m` of the M models, each keeping its own
     gate memory; a unitary step of the mean response keeps the density physical (a mean of
     M rolled-out densities would not be idempotent). One model gives its own rollout exactly.
 
+    After a step, :attr:`last_responses` holds each member's :math:`\Delta G'_m` at the
+    step's start, the ensemble's disagreement (:meth:`spread`). :meth:`observe` advances the
+    gate memories over a step that something else (the RT engine) made.
+
     Args:
         models: :class:`RTMLModel` list (same dtype).
+        system: the batch's :class:`MoleculeSystem`.
         maps: one :meth:`RTMLModel.linear_maps` per model, or None (computed here when
             gradients are off and the batch is one geometry).
+    """
+
+    def __init__(self, models, system: MoleculeSystem, maps=None):
+        self.models, self.system = list(models), system
+        self.ref = system.rho0.to(torch.complex128)
+        if maps is None and not torch.is_grad_enabled():
+            shared = [m._shared_maps(system) for m in self.models]
+            maps = None if any(x is None for x in shared) else shared
+        self.maps = maps
+        self.geos = [m._geometry_terms(system) for m in self.models]
+        self.caches = [m.init_cache(system) for m in self.models]
+        self.last_responses: list[torch.Tensor] = []
+
+    def _response(self, k: int, p_now, cache_now):
+        model, geo = self.models[k], self.geos[k]
+        if self.maps is not None:
+            return model._fast_response(p_now - self.ref, self.maps[k], self.system, geo[4],
+                                        cache_now)
+        dp = (p_now - self.ref)[:, None]
+        h = model._features(dp, self.system, geo)
+        gates, cache_next = model._gate_step(model._invariants(h[:, 0]), geo[4], cache_now)
+        return model.delta_fock(dp, gates[:, None], h, self.system, geo)[:, 0], cache_next
+
+    def responses(self, p_now, caches):
+        """Each member's ΔG' (list of (B, S, n, n)) at ``p_now`` and the advanced memories."""
+        out = [self._response(k, p_now, c) for k, c in enumerate(caches)]
+        return [o[0] for o in out], [o[1] for o in out]
+
+    @staticmethod
+    def mean(gs: list) -> torch.Tensor:
+        return gs[0] if len(gs) == 1 else torch.stack(gs).mean(0)
+
+    def step(self, p: torch.Tensor, field_mid: torch.Tensor, dt: float) -> torch.Tensor:
+        """P'(t) (B, S, n, n) -> P'(t + dt) under the field at the step's midpoint (B, 3)."""
+        gs, caches_next = self.responses(p, self.caches)
+        g = self.mean(gs)
+        pred = exponential_step(p, RTMLModel.hamiltonian(g, self.system, field_mid), dt)
+        g_pred = self.mean(self.responses(pred, caches_next)[0])
+        self.caches, self.last_responses = caches_next, gs
+        return exponential_step(p, RTMLModel.hamiltonian(0.5 * (g + g_pred), self.system,
+                                                         field_mid), dt)
+
+    def observe(self, p: torch.Tensor) -> torch.Tensor:
+        """Advance the gate memories over a step that starts at ``p`` and that the model did
+        not make; returns the ensemble's mean ΔG' at ``p`` (its prediction of F' - F0')."""
+        gs, self.caches = self.responses(p, self.caches)
+        self.last_responses = gs
+        return self.mean(gs)
+
+    def spread(self, p: torch.Tensor, dt: float) -> torch.Tensor:
+        r"""(B,) the ensemble's disagreement on the last step from ``p``: the largest change a
+        member's own response would make to it, to first order in dt,
+
+        .. math:: \sigma = \Delta t\,\max_m \bigl\|[\Delta G'_m - \overline{\Delta G'}, P']\bigr\|_F
+
+        (zero for one model)."""
+        gs = self.last_responses
+        if len(gs) < 2:
+            return torch.zeros(p.shape[0], dtype=torch.float64)
+        g = self.mean(gs)
+        worst = torch.stack([torch.linalg.matrix_norm((x - g) @ p - p @ (x - g)).pow(2)
+                             .sum(-1).sqrt() for x in gs])
+        return dt * worst.max(0).values
+
+
+def rollout_members(models, rho0: torch.Tensor, field_mid: torch.Tensor, system: MoleculeSystem,
+                    dt: float, save_every: int = 1, callback=None, maps=None) -> torch.Tensor:
+    """Free rollout of one model or an ensemble (:class:`EnsembleStepper`: the mean response
+    drives one exact step).
+
+    Args:
+        models: :class:`RTMLModel` list (same dtype).
+        maps: one :meth:`RTMLModel.linear_maps` per model, or None.
         Others: as :meth:`RTMLModel.rollout`.
     """
-    ref = system.rho0.to(torch.complex128)
-    if maps is None and not torch.is_grad_enabled():
-        shared = [m._shared_maps(system) for m in models]
-        maps = None if any(x is None for x in shared) else shared
-    geos = [m._geometry_terms(system) for m in models]
-
-    def response(model, geo, mp, p_now, cache_now):
-        if mp is not None:
-            return model._fast_response(p_now - ref, mp, system, geo[4], cache_now)
-        dp = (p_now - ref)[:, None]
-        h = model._features(dp, system, geo)
-        gates, cache_next = model._gate_step(model._invariants(h[:, 0]), geo[4], cache_now)
-        return model.delta_fock(dp, gates[:, None], h, system, geo)[:, 0], cache_next
-
-    def mean_response(p_now, caches):
-        out = [response(m, geo, None if maps is None else maps[k], p_now, caches[k])
-               for k, (m, geo) in enumerate(zip(models, geos))]
-        g = out[0][0] if len(out) == 1 else torch.stack([o[0] for o in out]).mean(0)
-        return g, [o[1] for o in out]
-
-    caches = [m.init_cache(system) for m in models]
+    stepper = EnsembleStepper(models, system, maps)
     p = rho0.to(torch.complex128)
     out = [p]
     for k in range(field_mid.shape[1]):
-        e = field_mid[:, k]
-        g, caches_next = mean_response(p, caches)
-        pred = exponential_step(p, RTMLModel.hamiltonian(g, system, e), dt)
-        g_pred, _ = mean_response(pred, caches_next)
-        p = exponential_step(p, RTMLModel.hamiltonian(0.5 * (g + g_pred), system, e), dt)
-        caches = caches_next
+        p = stepper.step(p, field_mid[:, k], dt)
         if (k + 1) % save_every == 0:
             out.append(p)
         if callback is not None:

@@ -25,7 +25,8 @@ __all__ = [
     "DAVIDSON_TOLERANCES",
     "run_ground_state", "excitation_energies", "electronic_dipole", "ground_state_fock",
     "PROPAGATORS", "exp_hermitian", "step_magnus2", "step_etrs", "PropagationSettings",
-    "propagate", "apply_kicks", "fock_response", "to_orthonormal", "density_to_ao", "fock_to_ao",
+    "propagate", "propagate_segment", "apply_kicks", "fock_response", "to_orthonormal",
+    "density_to_ao", "fock_to_ao",
     "build_fock_response", "response_size_mb", "density_on_grid", "libxc_rows", "block_ao_values",
     "block_point_slices", "Checkpoint", "CheckpointFrames", "PHYSICS_LIMITS", "physics_warnings",
     "PropagationState", "remove_finished_checkpoint", "SimulationInputs", "simulate",
@@ -40,7 +41,7 @@ __getattr__, __dir__ = lazy_exports(__name__, {
                     "remove_finished_checkpoint"],
     "_engine": [
         "PHYSICS_LIMITS", "PropagationSettings", "apply_kicks", "density_to_ao", "fock_response",
-        "fock_to_ao", "physics_warnings", "propagate", "to_orthonormal",
+        "fock_to_ao", "physics_warnings", "propagate", "propagate_segment", "to_orthonormal",
     ],
     "_fock": [
         "FockContext", "block_ao_values", "block_point_slices", "build_fock_context",

@@ -61,6 +61,7 @@ Settings beyond :data:`PHYSICS_LIMITS` are allowed but warned about
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time as _time
 from dataclasses import dataclass
@@ -460,6 +461,53 @@ def propagate(ground_state: GroundState, fields: list[Field], settings: Propagat
                                  checkpoint, progress, invariants, response)
     frames = CheckpointFrames(checkpoint) if checkpoint is not None else buffer.arrays()
     return frames, {**stats, "response_setup_s": setup}
+
+
+def propagate_segment(ground_state: GroundState, fields: list[Field], settings: PropagationSettings,
+                      p_orth: np.ndarray, start_step: int, n_steps: int,
+                      fock_previous: np.ndarray | None = None, record=None) -> dict:
+    r"""Continue the engine from any density :math:`P'(t_s)`, :math:`t_s` = ``start_step`` dt,
+    for ``n_steps`` steps: the hybrid engine's re-anchoring (:mod:`rtml.model._hybrid`).
+
+    The step is :func:`propagate`'s, with its invariants checked against the handed-in
+    density (its energy is the reference a field-free member keeps). The first Fock matrix
+    is a full build at :math:`P'(t_s)`; ``fock_previous``, an estimate of :math:`F'` one step
+    earlier (e.g. the model's), makes the first predictor a linear extrapolation instead of a
+    constant (a warm start: fewer corrector iterations, the same converged step).
+
+    Args:
+        ground_state: the converged ground state (its Fock context and linear response).
+        fields: resolved fields, one per batch member.
+        p_orth: (nb, nspin, n, n) complex Löwdin densities at ``start_step``.
+        fock_previous: (nb, nspin, n, n) electronic F' at ``start_step - 1``, or None.
+        record: optional callable(step, p_orth, energy, fock_orth), called after every step
+            (whatever ``settings.save_every`` is).
+
+    Returns:
+        ``p_orth``, ``fock`` (electronic F' of the last density), ``energy`` (nb,) at
+        ``start_step + n_steps``; ``fock_start`` and ``energy_start``, the build at the
+        handed-in density; ``n_builds``.
+    """
+    ctx = ground_state.context
+    pol = np.array([f.polarization for f in fields])
+    dip_orth = to_orthonormal(ctx, ctx.dipole_ints, density=False)
+    coupling = np.einsum("bk,kij->bij", pol, dip_orth)[:, None]
+    fock_start, energy = build_orthonormal(ctx, p_orth)
+    history = fock_start[None] if fock_previous is None else np.stack([fock_previous, fock_start])
+    state = PropagationState(step=start_step, p_orth=np.array(p_orth, dtype=complex),
+                             fock_history=history, energy=energy.copy(),
+                             n_builds=len(fields), energy_reference=energy.copy())
+    ground_orth = to_orthonormal(ctx, ground_state.density, density=True)
+    invariants = {"electrons": np.einsum("sii->s", ground_orth).real,
+                  "energy_ground": ground_state.energy}
+    segment = dataclasses.replace(settings, n_steps=start_step + n_steps, save_every=1)
+    response = fock_response(ground_state) if settings.linear_corrector else None
+    with _blas_controller().limit(limits=1, user_api="blas"):
+        _propagate_steps(ctx, fields, segment, state, PROPAGATORS[settings.propagator],
+                         coupling, None, record or (lambda *a: None), None, None, invariants,
+                         response)
+    return {"p_orth": state.p_orth, "fock": state.fock_history[-1], "energy": state.energy,
+            "fock_start": fock_start, "energy_start": energy, "n_builds": state.n_builds}
 
 
 class _LinearCorrector:

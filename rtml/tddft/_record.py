@@ -20,7 +20,8 @@ __all__ = ["trajectory_record"]
 def trajectory_record(system: SystemSpec, mol, field: Field, frames: dict, *, dt: float,
                       save_every: int, propagator: str, engine: str, inputs_sha256: str,
                       extra_attrs: dict, engine_provenance: dict | None = None,
-                      ground_state_density=None, ground_state_fock=None) -> Trajectory:
+                      ground_state_density=None, ground_state_fock=None,
+                      datasets: dict | None = None) -> Trajectory:
     """The :class:`Trajectory` of one field from its saved frames (atomic units).
 
     Args:
@@ -37,6 +38,7 @@ def trajectory_record(system: SystemSpec, mol, field: Field, frames: dict, *, dt
         extra_attrs: the engine's own attributes; ``engine`` and ``kick_strength`` are added.
         engine_provenance: further provenance entries (code versions, the model's hash).
         ground_state_density, ground_state_fock: (nspin, nao, nao) real P0 and F[P0], or None.
+        datasets: further optional schema datasets (``frame_source`` of the hybrid engine).
     """
     matrices = one_electron_matrices(mol)
     atom_index, ang, mag = basis_metadata(mol)
@@ -70,4 +72,5 @@ def trajectory_record(system: SystemSpec, mol, field: Field, frames: dict, *, dt
                      "kick_strength": field.amplitude if field.is_kick else 0.0},
         ground_state_density=ground_state_density,
         ground_state_fock=ground_state_fock,
+        datasets=dict(datasets or {}),
     )

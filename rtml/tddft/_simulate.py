@@ -195,7 +195,8 @@ def simulate(inputs: SimulationInputs, checkpoint_dir: str | Path | None = None,
 def batch_trajectory_records(inputs: SimulationInputs, ground_state: GroundState,
                              fields: list[Field], frames, stats: dict,
                              engine: str = ENGINE_NAME, propagator: str | None = None,
-                             engine_provenance: dict | None = None) -> Sequence[Trajectory]:
+                             engine_provenance: dict | None = None,
+                             member_extras=None) -> Sequence[Trajectory]:
     """One :class:`Trajectory` per field from a batch propagated from ``ground_state``.
 
     ``frames`` are batched as :func:`rtml.tddft.propagate` returns them (``(T, nb, ...)``;
@@ -203,8 +204,10 @@ def batch_trajectory_records(inputs: SimulationInputs, ground_state: GroundState
     :class:`~rtml.tddft.CheckpointFrames` a sequence that reads each record's frames from the
     checkpoint when it is indexed. ``engine``/``propagator`` name what produced them
     (default: this engine and the settings' propagator); ``engine_provenance`` adds to the
-    provenance (e.g. the model's hash for ``engine="model"``). Each record's inputs hash
-    is that of the PySCF batch of its one field.
+    provenance (e.g. the model's hash for ``engine="model"``). ``member_extras``, one
+    ``(datasets, attrs)`` pair per field, adds a member's own optional datasets and root
+    attributes (the hybrid engine's frame sources and re-anchoring events). Each record's
+    inputs hash is that of the PySCF batch of its one field.
     """
     settings = inputs.settings
     system = inputs.system
@@ -222,13 +225,16 @@ def batch_trajectory_records(inputs: SimulationInputs, ground_state: GroundState
     }
 
     def record(b: int) -> Trajectory:
+        datasets, attrs = member_extras[b] if member_extras is not None else ({}, {})
         return trajectory_record(system, ground_state.context.mol, fields[b],
                                  _member_frames(frames, b), dt=settings.dt,
                                  save_every=settings.save_every,
                                  propagator=propagator or settings.propagator, engine=engine,
                                  inputs_sha256=inputs_hash(inputs.hash_dict([fields[b]])),
-                                 extra_attrs=extra_attrs, engine_provenance=engine_provenance,
-                                 ground_state_density=density0, ground_state_fock=fock0)
+                                 extra_attrs={**extra_attrs, **attrs},
+                                 engine_provenance=engine_provenance,
+                                 ground_state_density=density0, ground_state_fock=fock0,
+                                 datasets=datasets)
 
     if isinstance(frames, CheckpointFrames):
         return _RecordsOnDemand(record, len(fields))

@@ -238,6 +238,29 @@ def test_model_engine_writes_the_engines_schema_and_file_names(tmp_path):
     assert "model rollout: 30 steps x 2 fields" in proc.stderr
 
 
+def test_hybrid_engine_records_what_made_each_frame(tmp_path):
+    """``--engine hybrid`` writes the engine's file names and schema plus, per frame, what
+    produced it and, per file, every anchor with its reason; the files pass validation."""
+    model_dir = _saved_model(tmp_path / "net")
+    fields = ["--field", "kick:1e-3:z", "--field", "gaussian:0.01:0.3:4:2:x"]
+    proc = rtml("propagate", "lih", *fields, *FAST, "--steps", "30", "--save-every", "3",
+                "--engine", "hybrid", "--model", str(model_dir), "--calibration-steps", "4",
+                "--error-tol", "10", "--output-dir", "hybrid", cwd=tmp_path)
+    names = sorted(p.name for p in (tmp_path / "hybrid").iterdir())
+    assert names == ["t00-kick_0.001_z.h5", "t01-gaussian_0.01_0.3_4.0_2.0_x.h5"]
+    for name in names:
+        got = read_trajectory(tmp_path / "hybrid" / name)
+        assert got.extra_attrs["engine"] == "hybrid" and got.fock is None
+        assert got.frame_source.shape == (11,) and got.frame_source[0] == 0
+        assert got.frame_source[1:].any()                     # the model made frames
+        anchors = got.extra_attrs["hybrid_anchors"]
+        assert anchors[0]["reason"] == "start" and anchors[0]["engine_steps"] == 4
+        sha = hashlib.sha256((model_dir / "model.pt").read_bytes()).hexdigest()
+        assert got.provenance["model_sha256"] == sha
+    assert rtml("validate", *[str(tmp_path / "hybrid" / n) for n in names], cwd=tmp_path).returncode == 0
+    assert "hybrid: " in proc.stderr and "anchors" in proc.stderr
+
+
 @pytest.mark.parametrize("args,message", [
     (["--engine", "model"], "no pretrained model 'ladder-medium' is shipped with this rtml "
                             "(shipped: none)"),
@@ -245,6 +268,8 @@ def test_model_engine_writes_the_engines_schema_and_file_names(tmp_path):
     (["--engine", "model", "--model", "nowhere"],
      "--model 'nowhere' is neither a model directory nor a shipped pretrained model"),
     (["--engine", "model", "--model", "."], "no trained model at"),
+    (["--engine", "hybrid", "--error-tol", "0"], "hybrid error-tol must be a positive number"),
+    (["--engine", "hybrid", "--anchor-steps", "0"], "hybrid anchor-steps must be a positive integer"),
 ])
 def test_model_engine_bad_input_is_one_line(tmp_path, monkeypatch, args, message):
     # without --model the shipped model is used: here a directory that ships none
