@@ -37,6 +37,7 @@ from rtml.evaluate._metrics import (SCALED_L2_WINDOWS, VALID_HORIZON_THRESHOLD,
                                     mean_squared_error, peak_shifts, physics_compliance,
                                     relative_error_curve, rollout_errors_at, scaled_l2,
                                     spectrum_nrmse, spectrum_overlap, valid_horizon)
+from rtml.evaluate._calibration import plot_calibration, spread_calibration
 from rtml.evaluate._plots import plot_results
 from rtml.model import PersistenceModel, fit_linear, load_model
 from rtml.observables import electrons_per_spin
@@ -275,4 +276,21 @@ def evaluate(store, model_dir, output_dir, baselines=("persistence", "linear"),
                                  "scaled_l2_windows": list(SCALED_L2_WINDOWS),
                                  "valid_horizon_threshold": VALID_HORIZON_THRESHOLD})
     plot_results(summary, details, groups, out)
+    if len(getattr(model, "members", ())) > 1:
+        write_calibration(model, groups, splits, out)
     return summary
+
+
+def write_calibration(ensemble, groups: dict, splits: dict, out: Path) -> dict:
+    """``calibration.json`` and ``calibration.png``: the ensemble's spread against its error
+    on the test split (:func:`rtml.evaluate.spread_calibration`)."""
+    refs = {mol: [reference(ds, row, mol) for row in splits[mol]["test"]]
+            for mol, ds in groups.items() if splits[mol]["test"]}
+    calibration = spread_calibration(ensemble, refs)
+    atomic_write_text(out / "calibration.json", json.dumps(calibration, indent=1, default=float))
+    plot_calibration(calibration, out / "calibration.png")
+    for kind, per_mol in calibration["monotonic"].items():
+        log.info("spread calibration (%s): error rises with the spread bin by bin for %s; not for %s",
+                 kind, ", ".join(m for m, ok in per_mol.items() if ok) or "none",
+                 ", ".join(m for m, ok in per_mol.items() if not ok) or "none")
+    return calibration

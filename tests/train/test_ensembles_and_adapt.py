@@ -178,3 +178,20 @@ def test_a_shipped_model_is_listed_and_used_by_default(ensemble, tmp_path, monke
     assert read_trajectory(out).provenance["model_sha256"] == model_sha256(shipped)
     with pytest.raises(InputError, match="neither a model directory nor a shipped"):
         resolve_model_dir("no-such-model")
+
+
+def test_evaluating_an_ensemble_writes_its_spread_calibration(ensemble, h2_store, tmp_path):
+    """``rtml evaluate`` on an ensemble bins its spread against its error on the test split
+    (one step from each true frame, and the spread accumulated along a free rollout)."""
+    proc = rtml("evaluate", h2_store, "--model", ensemble, "-o", tmp_path / "eval")
+    assert proc.returncode == 0, proc.stderr
+    calibration = json.loads((tmp_path / "eval" / "calibration.json").read_text())
+    assert (tmp_path / "eval" / "calibration.png").stat().st_size > 0
+    for kind in ("one_step", "rollout"):
+        table = calibration[kind]["h2"]
+        assert len(table) == 5 and sum(row["n"] for row in table) == calibration["pairs"]["h2"]
+        spreads = [row["mean_spread"] for row in table]
+        assert spreads == sorted(spreads) and spreads[0] >= 0 and spreads[-1] > 0
+        assert all(row["mean_error"] > 0 for row in table)
+        assert isinstance(calibration["monotonic"][kind]["h2"], bool)
+    assert "spread calibration (one_step)" in proc.stderr
