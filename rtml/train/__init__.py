@@ -16,12 +16,14 @@ from rtml._lazy import lazy_exports
 
 __all__ = ["BASELINE_MODELS", "NEURAL_MODELS", "train_baseline", "TrainConfig", "train_rtml",
            "load_training_data", "add_train_options", "train_options", "ADAPT_EPOCHS", "ADAPT_LR",
-           "adapt_config", "few_shot_selection"]
+           "adapt_config", "few_shot_selection", "prepare_trajectories", "fock_loss",
+           "rollout_loss", "accumulate_batch"]
 
 __getattr__, __dir__ = lazy_exports(__name__, {
     "_config": ["TrainConfig", "BASELINE_MODELS", "NEURAL_MODELS", "add_train_options",
                 "train_options", "ADAPT_EPOCHS", "ADAPT_LR", "adapt_config"],
     "_baselines": ["train_baseline"],
-    "_train": ["train_rtml", "load_training_data"],
+    "_train": ["train_rtml", "load_training_data", "prepare_trajectories", "fock_loss",
+               "rollout_loss", "accumulate_batch"],
     "_shots": ["few_shot_selection"],
 })

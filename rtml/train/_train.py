@@ -409,18 +409,57 @@ def _train_epoch(model: RTMLModel, optimizer, train: list[TrainingTrajectory], c
     for kind, batch in _epoch_plan(train, cfg, horizon, generator):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, total_steps, cfg)
-        loss = _batch_loss(model, kind, [train[i] for i in batch], cfg, horizon, generator, sums)
-        if loss is None:
-            continue
-        _check_finite(loss, "training loss", epoch, step)
+        items = [train[i] for i in batch]
         optimizer.zero_grad()
-        loss.backward()
+        if not accumulate_batch(model, kind, items, cfg, horizon, generator, sums, epoch, step):
+            continue
         _check_finite(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0), "gradient",
                       epoch, step)
         optimizer.step()
         step += 1
         bar(step)
     return step, sums
+
+
+def _micro_batches(kind: str, items: list[TrainingTrajectory]) -> list[tuple[list, float]]:
+    """A planned batch as (items, weight) parts whose weighted losses sum to the batch's.
+
+    Whole trajectories (``fock``, ``rollout``) go one at a time, so memory holds one
+    trajectory's graph instead of a batch's (a C2H4 batch of 4 x 1001 frames took 21 GB);
+    the batch loss is a mean over trajectories (the ΔG term over those with Fock matrices),
+    so the summed gradients are the batch's to rounding. Random frames stay one batch.
+    """
+    if kind == "frames":
+        return [(items, 1.0)]
+    if kind == "fock":
+        have = [it for it in items if it.delta_fock is not None]
+        if have:
+            return [([it], 1.0 / len(have)) for it in have]
+    return [([it], 1.0 / len(items)) for it in items]
+
+
+def accumulate_batch(model: RTMLModel, kind: str, items: list[TrainingTrajectory],
+                      cfg: TrainConfig, horizon: int, generator: torch.Generator, sums: dict,
+                      epoch: int, step: int) -> bool:
+    """Backpropagate one planned batch (:func:`_micro_batches`); its loss terms, as batch
+    means, go to ``sums``. False when the batch has nothing to fit."""
+    parts = {"fock": [], "one_step": [], "rollout": []}
+    fitted = False
+    for part, weight in _micro_batches(kind, items):
+        part_sums = {"fock": [], "one_step": [], "rollout": []}
+        loss = _batch_loss(model, kind, part, cfg, horizon, generator, part_sums)
+        if loss is None:
+            continue
+        _check_finite(loss, "training loss", epoch, step)
+        (weight * loss).backward()
+        fitted = True
+        for key, values in part_sums.items():
+            parts[key] += [(weight, v) for v in values]
+    for key, values in parts.items():
+        if values:   # weights of a term sum to 1 over the parts that have it, or equal
+            total = sum(w for w, _ in values)
+            sums[key].append(sum(w * v for w, v in values) / total)
+    return fitted
 
 
 def _epoch_plan(train: list[TrainingTrajectory], cfg: TrainConfig, horizon: int,
