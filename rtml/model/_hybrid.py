@@ -3,9 +3,11 @@ says how sure it is, and the RT-TDDFT engine takes over when it is not.
 
 One trajectory at a time, from the SCF ground state with the engine's kicks:
 
-1. **Anchor** (also the start): the RT engine (:func:`rtml.tddft.propagate_segment`) runs
-   ``anchor_steps`` exact steps from the current density, warm-started with the ensemble's
-   Fock matrix one step earlier. On every one of them the ensemble's Fock matrix
+1. **Anchor**: the RT engine (:func:`rtml.tddft.propagate_segment`) runs ``anchor_steps``
+   exact steps from the current density, warm-started with the ensemble's Fock matrix one
+   step earlier; the first anchor runs ``calibration_steps`` with a free model run beside
+   it, whose divergence from the engine over the per-step errors below is the share of
+   them that adds up (the coherence, which scales every later estimate). On every one of them the ensemble's Fock matrix
    :math:`\tilde F' = F_0' + \overline{\Delta G'}[P']` is compared with the engine's exact
    :math:`F'[P']`: the density error one model step would make,
 

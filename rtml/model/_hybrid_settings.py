@@ -18,8 +18,8 @@ class HybridSettings:
     ----------
     error_tol : float
         Estimated trajectory error, relative to s, that the model's steps may add in all:
-        each model step adds ε/s, measured at the last anchor; once it is spent the engine
-        finishes the trajectory. 0.1 is the valid horizon's threshold.
+        each model step adds the coherence times ε/s, measured at the anchors; once it is
+        spent the engine finishes the trajectory. 0.1 is the valid horizon's threshold.
     spread_tol : float
         Ensemble spread accumulated over a model segment, Σσ_k / s, that ends it.
     max_model_steps : int
