@@ -21,15 +21,10 @@ import numpy as np
 import torch
 
 from rtml.evaluate._metrics import dynamics_scale, is_static
-from rtml.model import EnsembleStepper, frame_spacing, midpoint_fields
+from rtml.model import EnsembleStepper, density_norm, frame_spacing, midpoint_fields
 
 #: Equal-count spread bins of a calibration table.
 CALIBRATION_BINS = 5
-
-
-def _frobenius(x: torch.Tensor) -> torch.Tensor:
-    """‖x‖_F over spins and matrix elements of (B, S, n, n) -> (B,)."""
-    return torch.linalg.matrix_norm(x).pow(2).sum(-1).sqrt()
 
 
 @torch.no_grad()
@@ -53,12 +48,12 @@ def spread_and_error(propagator, traj) -> dict[str, np.ndarray] | None:
         e = field[:, k]
         pred = forced.step(rho[:, k], e, dt)
         out["one_step_spread"][k] = float(forced.spread(rho[:, k], dt)[0]) / scale
-        out["one_step_error"][k] = float(_frobenius(pred - rho[:, k + 1])[0]) / scale
+        out["one_step_error"][k] = float(density_norm(pred - rho[:, k + 1])[0]) / scale
         nxt = free.step(p_free, e, dt)
         accumulated += float(free.spread(p_free, dt)[0]) / scale
         p_free = nxt
         out["rollout_spread"][k] = accumulated
-        out["rollout_error"][k] = float(_frobenius(p_free - rho[:, k + 1])[0]) / scale
+        out["rollout_error"][k] = float(density_norm(p_free - rho[:, k + 1])[0]) / scale
     return out
 
 

@@ -56,6 +56,7 @@ import torch
 from rtml._errors import InputError
 from rtml.model._engine import engine_system, model_energy
 from rtml.model._hybrid_settings import HybridSettings
+from rtml.model._physics import density_norm
 from rtml.model._rtml import EnsembleStepper, RTMLPropagator, stack_systems
 from rtml.tddft import (apply_kicks, electronic_dipole, fock_response, propagate_segment,
                         to_orthonormal)
@@ -72,13 +73,8 @@ FROM_ENGINE, FROM_MODEL = 0, 1
 _SCALE_FLOOR = 1e-8
 
 
-def _frobenius(x: torch.Tensor) -> torch.Tensor:
-    """(B,) ‖x‖_F over spins and matrix elements of (B, S, n, n)."""
-    return torch.linalg.matrix_norm(x).pow(2).sum(-1).sqrt()
-
-
 def _commutator_norm(a: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    return _frobenius(a @ p - p @ a)
+    return density_norm(a @ p - p @ a)
 
 
 def propagate_hybrid(ground_state, fields, settings, propagator: RTMLPropagator,
@@ -175,7 +171,7 @@ class _HybridRun:
         self.rho, self.source, self.energy = [self.p], [FROM_ENGINE], [np.nan]
         self.anchors: list[dict] = []
         self.counts = {"model_steps": 0, "engine_steps": 0, "n_builds": 0}
-        self.scale = float(_frobenius(self.p - self.p_gs)[0])
+        self.scale = float(density_norm(self.p - self.p_gs)[0])
         self.step = 0
         self.fock_previous = None      # the ensemble's F' one step before an anchor (warm start)
         self.spent = 0.0               # estimated error the model steps have added (relative)
@@ -229,10 +225,10 @@ class _HybridRun:
             eps.append(dt * float(_commutator_norm(self.f0 + g - torch.as_tensor(fock_exact), p_j)[0]))
             if shadow is not None:
                 p_shadow = shadow.step(p_shadow, self.field_mid[:, start + j], dt)
-                diverged = max(diverged, float(_frobenius(p_shadow - torch.as_tensor(seen[j][1]))[0]))
+                diverged = max(diverged, float(density_norm(p_shadow - torch.as_tensor(seen[j][1]))[0]))
         for k, p_orth, e, _ in seen:
             p_k = torch.as_tensor(p_orth)
-            self.scale = max(self.scale, float(_frobenius(p_k - self.p_gs)[0]))
+            self.scale = max(self.scale, float(density_norm(p_k - self.p_gs)[0]))
             self._save(k, p_k, FROM_ENGINE, float(e[0]))
         if start == 0:
             self.energy[0] = float(out["energy_start"][0])
@@ -271,19 +267,24 @@ class _HybridRun:
         return None
 
     def model_segment(self) -> str:
-        """Model steps until one of the hand-back conditions; returns it."""
+        """Model steps until one of the hand-back conditions; returns it. The ensemble's F'
+        at the last step's start warm-starts the next anchor."""
+        reason = self._model_steps()
+        self.fock_previous = (self.f0 + self.stepper.mean(self.stepper.last_responses)).numpy()
+        return reason
+
+    def _model_steps(self) -> str:
         hybrid, dt = self.hybrid, self.dt
         spread = 0.0
         while self.step < self.n:
             p = self.p
             p_next = self.stepper.step(p, self.field_mid[:, self.step], dt)
             spread += float(self.stepper.spread(p, dt)[0])
-            self.fock_previous = (self.f0 + self.stepper.mean(self.stepper.last_responses)).numpy()
             self.p, self.step = p_next, self.step + 1
             self.segment_steps += 1
             self.spent += self.rate
             self.counts["model_steps"] += 1
-            self.scale = max(self.scale, float(_frobenius(p_next - self.p_gs)[0]))
+            self.scale = max(self.scale, float(density_norm(p_next - self.p_gs)[0]))
             self._save(self.step, p_next, FROM_MODEL)
             if self.progress is not None:
                 self.progress(self.step)

@@ -168,3 +168,8 @@ def exponential_step(rho: torch.Tensor, hamiltonian: torch.Tensor, dt: float) ->
         evals, evecs = torch.linalg.eigh(h)
         u = (evecs * torch.exp(-1j * dt * evals)[..., None, :]) @ evecs.conj().transpose(-1, -2)
     return u @ rho @ u.conj().transpose(-1, -2)
+
+
+def density_norm(x: torch.Tensor) -> torch.Tensor:
+    r""":math:`\|x\|_F` over spin channels and matrix elements: (B, S, n, n) -> (B,)."""
+    return torch.linalg.matrix_norm(x).pow(2).sum(-1).sqrt()

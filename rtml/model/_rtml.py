@@ -67,7 +67,8 @@ from rtml.model._config import ModelConfig
 from rtml.model._summary import module_summary
 from rtml.model._hermitian import from_hermitian_coordinates, hermitian_basis, hermitian_coordinates
 from rtml.model._physics import (apply_coulomb_exchange, coulomb_exchange_operators,
-                                 exponential_step, lowdin_transforms, stationary_fock)
+                                 density_norm, exponential_step, lowdin_transforms,
+                                 stationary_fock)
 from rtml.units import ANGSTROM_BOHR
 
 N_MESSAGE_KINDS = 5
@@ -758,8 +759,7 @@ class EnsembleStepper:
         if len(gs) < 2:
             return torch.zeros(p.shape[0], dtype=torch.float64)
         g = self.mean(gs)
-        worst = torch.stack([torch.linalg.matrix_norm((x - g) @ p - p @ (x - g)).pow(2)
-                             .sum(-1).sqrt() for x in gs])
+        worst = torch.stack([density_norm((x - g) @ p - p @ (x - g)) for x in gs])
         return dt * worst.max(0).values
 
 

@@ -20,3 +20,17 @@ def h2_store(tmp_path_factory):
     files = sorted(str(f) for f in (root / "trajectories").glob("*/*.h5"))
     assert main(["dataset", "assemble", *files, "-o", str(root / "h2.zarr")]) == 0
     return root / "h2.zarr"
+
+
+@pytest.fixture
+def error_line():
+    """The one ``rtml: error:`` line of a refused run (exit 2, no traceback)."""
+
+    def one_line(proc) -> str:
+        assert proc.returncode == 2, proc.stderr
+        assert "Traceback" not in proc.stderr, proc.stderr
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("rtml: error: ")]
+        assert len(errors) == 1, proc.stderr
+        return errors[0]
+
+    return one_line

@@ -29,14 +29,6 @@ def rtml(*args, cwd=None):
                           capture_output=True, text=True, timeout=900)
 
 
-def one_error_line(proc) -> str:
-    assert proc.returncode == 2, proc.stderr
-    assert "Traceback" not in proc.stderr, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.startswith("rtml: error: ")]
-    assert len(lines) == 1, proc.stderr
-    return lines[0]
-
-
 def state(path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=False)
 
@@ -141,9 +133,10 @@ def test_adapt_fine_tunes_from_the_pretrained_weights_and_never_validates_worse(
     (["--shots", "0"], "--shots must be >= 1"),
     (["--shots", "99"], "--shots 99: .* has only 4 training trajectories"),
 ])
-def test_adapt_refuses_bad_shots_in_one_line(ensemble, h2_store, tmp_path, args, message):
+def test_adapt_refuses_bad_shots_in_one_line(ensemble, h2_store, tmp_path, args, message,
+                                             error_line):
     out = tmp_path / "adapted"
-    line = one_error_line(rtml("adapt", ensemble / "member-0", h2_store, *args, "-q", "-o", out))
+    line = error_line(rtml("adapt", ensemble / "member-0", h2_store, *args, "-q", "-o", out))
     assert re.search(message, line), line
     assert not out.exists()
 

@@ -36,15 +36,6 @@ def rtml_train(*args, cwd, preexec_fn=None):
                           preexec_fn=preexec_fn)
 
 
-def error_line(proc) -> str:
-    """The one ``rtml: error:`` line of a refused run (exit 2, no traceback)."""
-    assert proc.returncode == 2, proc.stderr
-    assert "Traceback" not in proc.stderr, proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("rtml: error: ")]
-    assert len(errors) == 1, proc.stderr
-    return errors[0]
-
-
 def metrics(model_dir) -> list[dict]:
     """``train_metrics.csv`` rows without the wall time (the only column that may differ)."""
     with open(model_dir / "train_metrics.csv", newline="") as fh:
@@ -153,7 +144,8 @@ def test_a_damaged_checkpoint_starts_over(h2_store, straight, killed, tmp_path):
 
 
 @pytest.mark.parametrize("split", ["train", "val"])
-def test_nan_in_the_store_is_refused_and_the_model_kept(h2_store, straight, tmp_path, split):
+def test_nan_in_the_store_is_refused_and_the_model_kept(h2_store, straight, tmp_path, split,
+                                                         error_line):
     """A store damaged after assembly (NaN in one density element of one trajectory) is
     refused before training, naming the trajectory; the previous model directory stays."""
     store = tmp_path / "damaged.zarr"
@@ -171,7 +163,7 @@ def test_nan_in_the_store_is_refused_and_the_model_kept(h2_store, straight, tmp_
     assert file_bytes(out) == before
 
 
-def test_a_full_disk_leaves_the_previous_files(h2_store, straight, tmp_path):
+def test_a_full_disk_leaves_the_previous_files(h2_store, straight, tmp_path, error_line):
     """Writes fail past a file-size limit that lets model.pt through but not a checkpoint
     (the same write errors as a full disk): one line, and the finished run's files intact."""
     out = copy_of(straight, tmp_path)
@@ -197,7 +189,7 @@ def test_a_full_disk_leaves_the_previous_files(h2_store, straight, tmp_path):
     (["STORE", *FAST, "--frame-batches", "0", "--sequence-epochs", "0"], "no training step"),
     (["STORE", *FAST, "--lr", "1e12"], "training diverged: non-finite"),
 ], ids=["missing-store", "epochs-0", "epochs-0-baseline", "no-steps", "diverges"])
-def test_a_refused_run_leaves_no_directory(h2_store, tmp_path, args, message):
+def test_a_refused_run_leaves_no_directory(h2_store, tmp_path, args, message, error_line):
     args = [str(h2_store) if a == "STORE" else a for a in args]
     line = error_line(rtml_train(*args, "-o", tmp_path / "new" / "model", cwd=tmp_path))
     assert message in line
