@@ -38,8 +38,9 @@ from pathlib import Path
 from rtml._errors import InputError, RtmlError
 from rtml._progress import Progress
 from rtml.data import GroundStateRecord, Trajectory, frames_in_memory
-from rtml.model import (HYBRID_PROPAGATOR_NAME, MODEL_PROPAGATOR_NAME, HybridSettings, load_model,
-                        model_provenance, propagate_hybrid, propagate_model)
+from rtml.model import (GUESS_FILE, HYBRID_PROPAGATOR_NAME, MODEL_PROPAGATOR_NAME, HybridSettings,
+                        guess_density, load_guess, load_model, model_provenance,
+                        propagate_hybrid, propagate_model)
 from rtml.tddft import (SimulationInputs, batch_trajectory_records, physics_warnings,
                         prepare_ground_state, simulate)
 from rtml.tddft.nwchem import (UNAVAILABLE_MESSAGE, NWChemUnavailable, nwchem_available,
@@ -81,6 +82,10 @@ class EngineOptions:
         refused by ``pyscf``.
     hybrid : HybridSettings
         ``hybrid``: when it hands back to the RT engine.
+    guess_dir : str, Path or None
+        ``pyscf``, ``model``, ``hybrid``: start the SCF from the learned ground-state guess
+        in this directory (``rtml train-guess``) instead of PySCF's minao guess (a saved
+        ground state, when given, is used instead); refused by ``nwchem`` (its own SCF).
     show_progress : bool
         Report progress on stderr.
     """
@@ -92,7 +97,15 @@ class EngineOptions:
     ranks: int = 1
     model_dir: str | Path | None = None
     hybrid: HybridSettings = field(default_factory=HybridSettings)
+    guess_dir: str | Path | None = None
     show_progress: bool = True
+
+    def initial_guess(self):
+        """callable(mol) -> ``dm0`` of the learned guess, or None (PySCF's default)."""
+        if self.guess_dir is None:
+            return None
+        guess = load_guess(self.guess_dir)
+        return lambda mol: guess_density(guess, mol)
 
 
 def check_engine(engine: str, options: EngineOptions) -> None:
@@ -105,6 +118,9 @@ def check_engine(engine: str, options: EngineOptions) -> None:
     """
     if engine not in ENGINES:
         raise InputError(f"unknown engine '{engine}'; choose one of {', '.join(ENGINES)}")
+    if engine == "nwchem" and options.guess_dir is not None:
+        raise InputError("--guess: engine nwchem runs its own SCF (use --engine pyscf, model "
+                         "or hybrid)")
     if engine == "nwchem" and not nwchem_available():
         raise NWChemUnavailable(f"engine 'nwchem' is unavailable: {UNAVAILABLE_MESSAGE} "
                                 "(apt-get install nwchem openmpi-bin, or use --engine pyscf)")
@@ -113,6 +129,9 @@ def check_engine(engine: str, options: EngineOptions) -> None:
                          "train)")
     if engine == "pyscf" and options.model_dir is not None:
         raise InputError("--model is only used with --engine model or hybrid")
+    if options.guess_dir is not None and not (Path(options.guess_dir) / GUESS_FILE).is_file():
+        raise InputError(f"--guess {options.guess_dir}: no {GUESS_FILE} there (a directory "
+                         "from rtml train-guess)")
     checkpoint = options.checkpoint_dir
     if engine == "pyscf" and checkpoint is not None and (
             Path(checkpoint).is_symlink() or (Path(checkpoint).exists()
@@ -270,7 +289,7 @@ def _run_pyscf(inputs: SimulationInputs, options: EngineOptions, write):
         log.info("--restart: removing checkpoint %s, starting from step 0", checkpoint_dir)
         _remove_checkpoint(checkpoint_dir)
     gs, fields = prepare_ground_state(inputs, scf_max_cycle=options.scf_max_cycle,
-                                      saved=options.saved)
+                                      saved=options.saved, initial_guess=options.initial_guess())
     inputs = inputs.with_fields(fields)
     progress = Progress(inputs.settings.n_steps, f"propagate {inputs.system.molecule.name}",
                         enabled=options.show_progress)
@@ -313,7 +332,7 @@ def _run_model(inputs: SimulationInputs, options: EngineOptions, write):
     """The trained model's rollout from the SCF ground state."""
     propagator, state = load_model(options.model_dir)
     gs, fields = prepare_ground_state(inputs, scf_max_cycle=options.scf_max_cycle,
-                                      saved=options.saved)
+                                      saved=options.saved, initial_guess=options.initial_guess())
     settings = inputs.settings
     progress = Progress(settings.n_steps, f"model {inputs.system.molecule.name}",
                         enabled=options.show_progress)
@@ -332,7 +351,7 @@ def _run_hybrid(inputs: SimulationInputs, options: EngineOptions, write):
     """The model re-anchored by the pyscf engine (:func:`rtml.model.propagate_hybrid`)."""
     propagator, state = load_model(options.model_dir)
     gs, fields = prepare_ground_state(inputs, scf_max_cycle=options.scf_max_cycle,
-                                      saved=options.saved)
+                                      saved=options.saved, initial_guess=options.initial_guess())
     settings = inputs.settings
     progress = Progress(settings.n_steps * len(fields), f"hybrid {inputs.system.molecule.name}",
                         enabled=options.show_progress)

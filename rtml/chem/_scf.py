@@ -66,17 +66,19 @@ def make_scf(mol, xc: str, grid_level: int = 3, verbose: int = 0):
 
 
 def converged_scf(mol, xc: str, grid_level: int = 3, verbose: int = 0, max_cycle: int = 200,
-                  dm0=None):
+                  dm0=None, callback=None):
     """Run :func:`make_scf` to convergence (DIIS, then Newton from where DIIS stopped).
 
     ``dm0`` is an optional initial density ((nao, nao) closed shell, (2, nao, nao) open
     shell), e.g. a saved ground state, which makes a rerun converge in a few cycles.
+    ``callback`` is PySCF's per-cycle ``callback(envs)`` (e.g. to record ``norm_gorb``).
 
     Raises:
         ConvergenceError: if neither solver converges in ``max_cycle`` iterations.
     """
     mf = make_scf(mol, xc, grid_level, verbose)
     mf.max_cycle = max_cycle
+    mf.callback = callback
     mf.kernel(dm0=dm0)
     if not mf.converged:
         mf = mf.newton()

@@ -11,6 +11,7 @@ from rtml import check_output_path
 from rtml.chem import SystemSpec, load_molecule, read_matching_geometry
 from rtml.cli._threads import set_threads
 from rtml.data import write_ground_state
+from rtml.engines import EngineOptions, check_engine
 from rtml.tddft import converged_ground_state, excitation_energies, ground_state_record
 from rtml.units import HARTREE_EV
 
@@ -26,7 +27,10 @@ def cmd_ground_state(args) -> int:
     check_output_path(out, args.force)
     system = SystemSpec(molecule=spec, positions_angstrom=positions, basis=args.basis, xc=args.xc,
                         grid_level=args.grid_level, geometry_id=geometry_id)
-    gs = converged_ground_state(system, scf_max_cycle=args.scf_max_cycle)
+    guess = EngineOptions(guess_dir=args.guess)
+    check_engine("pyscf", guess)
+    gs = converged_ground_state(system, scf_max_cycle=args.scf_max_cycle,
+                                initial_guess=guess.initial_guess())
     exc = excitation_energies(gs, nstates=args.nstates)
     write_ground_state(out, ground_state_record(system, gs, exc, args.nstates))
     log.info("%s (%s): E = %.10f Ha; %d LR-TDDFT states, lowest %.4f eV, brightest %.4f eV "

@@ -117,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ground-state", default=None, metavar="GS.h5",
                    help="saved ground state (rtml ground-state) of the same geometry: SCF "
                         "restart and LR-TDDFT states for S<n>/B<n> fields")
+    p.add_argument("--guess", default=None, metavar="GUESS_DIR",
+                   help="start the SCF from the learned ground-state guess in GUESS_DIR (rtml "
+                        "train-guess) instead of PySCF's minao guess")
     p.add_argument("--threads", type=int, default=None,
                    help="OpenMP/BLAS threads (engine nwchem: MPI ranks)")
     p.add_argument("--engine", choices=["pyscf", "nwchem", "model", "hybrid"], default="pyscf",
@@ -188,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nstates", type=int, default=10, help="LR-TDDFT states (default 10)")
     p.add_argument("--scf-max-cycle", type=int, default=200, metavar="N",
                    help="SCF iterations before giving up (default 200)")
+    p.add_argument("--guess", default=None, metavar="GUESS_DIR",
+                   help="start the SCF from the learned ground-state guess in GUESS_DIR (rtml "
+                        "train-guess) instead of PySCF's minao guess")
     p.add_argument("--threads", type=int, default=None, help="OpenMP/BLAS threads")
     p.add_argument("-o", "--output", required=True, metavar="GS.h5",
                    help="ground-state file to write (rtml propagate --ground-state)")
@@ -241,6 +247,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model on a dataset store (reads only the store)")
     add_train_arguments(p)
     p.set_defaults(func=Command("_train", "cmd_train"))
+
+    p = sub.add_parser("train-guess", help="fit the learned SCF ground-state guess on the "
+                       "ground states of dataset stores")
+    p.add_argument("stores", nargs="+", metavar="STORE", help="dataset store(s) (rtml dataset)")
+    p.add_argument("-o", "--output", required=True, metavar="GUESS_DIR",
+                   help="directory to write ground_state_guess.pt and guess_metrics.json to")
+    p.add_argument("--epochs", type=int, default=400, help="full-batch epochs (default 400)")
+    p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (default 1e-3)")
+    p.add_argument("--weight-decay", type=float, default=1e-2,
+                   help="AdamW weight decay (default 1e-2)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="split and initial-weight seed (default 0: the split of rtml train)")
+    p.add_argument("--fractions", type=float, nargs=3, default=(0.8, 0.1, 0.1),
+                   metavar=("TRAIN", "VAL", "TEST"),
+                   help="geometry split fractions (default 0.8 0.1 0.1, as rtml train)")
+    p.add_argument("--held-out-molecules", nargs="*", default=[], metavar="MOL",
+                   help="molecules kept whole for the test split")
+    p.add_argument("--threads", type=int, default=None, help="torch/BLAS threads")
+    p.set_defaults(func=Command("_train_guess", "cmd_train_guess"))
 
     p = sub.add_parser("adapt", help="fine-tune a trained rtml model on a few trajectories of a "
                        "new molecule (few-shot)")

@@ -72,7 +72,7 @@ def cmd_propagate(args) -> int:
     options = EngineOptions(saved=saved, scf_max_cycle=args.scf_max_cycle,
                             checkpoint_dir=checkpoint_dir, restart=args.restart,
                             ranks=args.threads or 1, model_dir=model_dir, hybrid=hybrid,
-                            show_progress=not args.quiet)
+                            guess_dir=args.guess, show_progress=not args.quiet)
     return run_engine(args.engine, inputs, options,
                       write=lambda trajectories: _write_trajectories(trajectories, fields, out,
                                                                      as_directory))

@@ -12,6 +12,9 @@
   basis); :func:`load_model` loads any trained model directory, or an ensemble of rtml
   models (:mod:`rtml.model._ensemble`: their mean ΔG' drives one exact step);
   :func:`pretrained_models` lists the models shipped with the package.
+- :class:`GroundStateGuess`: the SCF's starting density of a new geometry, learned as the
+  correction to PySCF's minao guess with the same equivariant tokens and decoder
+  (:func:`guess_density` gives PySCF's ``dm0``; ``rtml train-guess`` fits it).
 
 All models map P(t_k) and the field to P(t_{k+1}) (complex AO densities, atomic units,
 PySCF AO order; geometry in Å) and expose ``one_step(traj)`` / ``rollout_trajectory(traj)``
@@ -41,6 +44,8 @@ __all__ = [
     "pretrained_root", "PRETRAINED_ROOT", "DEFAULT_PRETRAINED", "PretrainedModel", "pretrained_models",
     "pretrained_model", "resolve_model_dir", "EnsembleStepper", "HybridSettings",
     "propagate_hybrid", "HYBRID_PROPAGATOR_NAME", "engine_system", "model_energy",
+    "message_geometry", "GroundStateGuess", "GUESS_FILE", "guess_density",
+    "load_guess", "lowdin_pair", "minao_density", "purify_density", "relative_density_error",
 ]
 
 __getattr__, __dir__ = lazy_exports(__name__, {
@@ -69,11 +74,14 @@ __getattr__, __dir__ = lazy_exports(__name__, {
                 "model_sha256", "propagate_model"],
     "_hybrid": ["HYBRID_PROPAGATOR_NAME", "propagate_hybrid"],
     "_hybrid_settings": ["HybridSettings"],
+    "_ground_state_guess": ["GroundStateGuess", "GUESS_FILE", "guess_density",
+                            "load_guess", "lowdin_pair", "minao_density", "purify_density",
+                            "relative_density_error"],
     "_config": ["LEARNED", "ModelConfig", "add_model_options", "model_options"],
     "_rtml": [
         "MoleculeSystem", "RTMLModel", "RTMLPropagator", "TokenInteraction", "build_system",
         "frame_spacing", "load_rtml", "midpoint_fields", "required_channels", "stack_systems",
         "system_from_trajectories", "rollout_members", "teacher_forced_members",
-        "EnsembleStepper",
+        "EnsembleStepper", "message_geometry",
     ],
 })

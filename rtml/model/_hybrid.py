@@ -199,6 +199,8 @@ class _HybridRun:
         why the engine goes on, or None when the model may take over."""
         hybrid, dt = self.hybrid, self.dt
         first = reason == "start"
+        if reason == "error budget spent":
+            return self._finish(reason)
         length = hybrid.calibration_steps if first else self.anchor_len
         k_steps = min(length, self.n - self.step)
         seen = []
@@ -264,6 +266,27 @@ class _HybridRun:
         self.anchor_len = hybrid.anchor_steps
         self.rate_at_start = self.rate
         self.segment_cap = min(2 * self.segment_cap, hybrid.max_model_steps)
+        return None
+
+    def _finish(self, reason: str) -> None:
+        """The engine alone to the end (the model is not asked again: no gate memories to
+        keep, no errors to measure)."""
+        start, k_steps = self.step, self.n - self.step
+
+        def record(k, p_orth, e, _):
+            self._save(k, torch.as_tensor(p_orth), FROM_ENGINE, float(e[0]))
+            if self.progress is not None:
+                self.progress(k)
+
+        out = propagate_segment(self.gs, [self.field], self.settings, self.p.numpy(), start,
+                                k_steps, fock_previous=self.fock_previous, record=record)
+        self.counts["n_builds"] += out["n_builds"]
+        self.counts["engine_steps"] += k_steps
+        self.p, self.step = torch.as_tensor(out["p_orth"]), self.n
+        self.anchors.append({"step": start, "reason": reason, "engine_steps": k_steps,
+                             "model_error_per_step": None, "model_steps_allowed": 0})
+        log.info("anchor at step %d (t = %.1f au, %s): the engine finishes (%d steps)", start,
+                 start * self.dt, reason, k_steps)
         return None
 
     def model_segment(self) -> str:

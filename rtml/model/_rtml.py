@@ -295,6 +295,26 @@ def _messages(layout: BasisLayout) -> _Messages:
     return layout._cache[key]
 
 
+def message_geometry(layout: BasisLayout, positions_angstrom: torch.Tensor, irreps_sh,
+                     radial_basis: RadialBasis, n_elements: int):
+    """The messages of a layout's tokens (:func:`_messages`) and, per geometry, their
+    spherical harmonics Y(r̂_pq) (B, M, irreps_sh.dim) and invariant descriptors (B, M,
+    n_radial + 2 n_elements + N_MESSAGE_KINDS): Bessel basis of |r_pq|, one-hot Z_p, Z_q
+    and message kind. positions_angstrom (B, A, 3) sets the dtype."""
+    dt = positions_angstrom.dtype
+    msg = _messages(layout)
+    pos = positions_angstrom * ANGSTROM_BOHR                                 # (B, A, 3)
+    vec = pos[:, msg.atom_q] - pos[:, msg.atom_p]                            # (B, M, 3)
+    sh = o3.spherical_harmonics(irreps_sh, vec, normalize=True, normalization="component")
+    z = torch.as_tensor(layout.atomic_numbers, dtype=torch.long)
+    oh = torch.nn.functional.one_hot(z - 1, n_elements).to(dt)               # (A, n_el)
+    kind = torch.nn.functional.one_hot(msg.kind, N_MESSAGE_KINDS).to(dt)
+    desc = torch.cat([radial_basis(vec.norm(dim=-1)),
+                      torch.cat([oh[msg.atom_p], oh[msg.atom_q], kind], -1).expand(len(pos), -1, -1)],
+                     -1)
+    return msg, sh, desc
+
+
 class TokenInteraction(nn.Module):
     r"""One linear, equivariant message-passing layer between atom and atom-pair tokens.
 
@@ -414,16 +434,12 @@ class RTMLModel(nn.Module):
         c, layout = self.config, system.layout
         self.check_layout(layout)
         dt = self.dtype
-        msg = _messages(layout)
+        msg, sh, desc = message_geometry(layout, system.positions_angstrom.to(dt), self.irreps_sh,
+                                         self.radial_basis, c.n_elements)
         pos = system.positions_angstrom.to(dt) * ANGSTROM_BOHR               # (B, A, 3)
-        vec = pos[:, msg.atom_q] - pos[:, msg.atom_p]                        # (B, M, 3)
-        sh = o3.spherical_harmonics(self.irreps_sh, vec, normalize=True, normalization="component")
         z = torch.as_tensor(layout.atomic_numbers, dtype=torch.long)
         oh = torch.nn.functional.one_hot(z - 1, c.n_elements).to(dt)         # (A, n_el)
-        kind = torch.nn.functional.one_hot(msg.kind, N_MESSAGE_KINDS).to(dt)
         b = pos.shape[0]
-        desc = torch.cat([self.radial_basis(vec.norm(dim=-1)),
-                          torch.cat([oh[msg.atom_p], oh[msg.atom_q], kind], -1).expand(b, -1, -1)], -1)
         weights = {name: getattr(self, name).group_weights(layout, system.positions_angstrom.to(dt))
                    for name in ("encoder", "encoder_other_spin", "decoder")}
         geo = self.geometry(system.positions_angstrom.to(dt), z)

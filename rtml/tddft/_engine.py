@@ -74,7 +74,7 @@ from rtml.tddft._checkpoint import Checkpoint, CheckpointFrames, PropagationStat
 from rtml.tddft._fock import FockContext, _blas_controller, fock_and_energy
 from rtml.tddft._ground_state import GroundState, electronic_dipole
 from rtml.tddft._propagators import PROPAGATORS, exp_hermitian
-from rtml.tddft._response import build_fock_response
+from rtml.tddft._response import KERNEL_GRID_COARSENING, build_fock_response, kernel_context
 
 log = logging.getLogger("rtml.tddft")
 
@@ -226,13 +226,24 @@ def apply_kicks(ctx: FockContext, p_orth: np.ndarray, fields: list[Field],
     return out
 
 
-def fock_response(ground_state: GroundState):
+def fock_response(ground_state: GroundState, coarsening: int | None = None):
     """The ground state's :class:`~rtml.tddft._response.FockResponse`, built once and kept
-    on the ground state (None when it does not fit the memory budget)."""
-    if not hasattr(ground_state, "_fock_response"):
+    on the ground state (None when it does not fit the memory budget); its XC kernel on the
+    grid of :func:`~rtml.tddft.kernel_context`.
+
+    Args:
+        coarsening: build it again with this kernel-grid coarsening (0: the SCF's grid) and
+            keep that one (the propagation uses the one kept); default: build once with
+            ``KERNEL_GRID_COARSENING``.
+    """
+    if coarsening is not None or not hasattr(ground_state, "_fock_response"):
         dm = ground_state.density
         dm = dm if dm.ndim == 3 else dm[None]
-        ground_state._fock_response = build_fock_response(ground_state.context, dm)
+        grids = getattr(ground_state.mf, "grids", None)
+        ctx = ground_state.context
+        coarse = (kernel_context(ctx, grids.level, KERNEL_GRID_COARSENING if coarsening is None
+                                 else coarsening) if grids is not None else ctx)
+        ground_state._fock_response = build_fock_response(ctx, dm, coarse)
     return ground_state._fock_response
 
 

@@ -177,7 +177,7 @@ def build_fock_context(mol: gto.Mole, xc: str, nspin: int, grids=None,
     if xctype is not None:
         if grids is None:
             raise ValueError("a DFT Fock context needs the SCF's integration grid")
-        _attach_grid(ctx, grids, max_memory_mb, block_size)
+        attach_grid(ctx, grids, max_memory_mb, block_size)
     return ctx
 
 
@@ -206,7 +206,7 @@ class GridBlock:
     ao_value: np.ndarray | None = None
 
 
-def _attach_grid(ctx: FockContext, grids, max_memory_mb: float, block_size: int | None) -> None:
+def attach_grid(ctx: FockContext, grids, max_memory_mb: float, block_size: int | None) -> None:
     """Split the grid into blocks, screen negligible AOs and points, cache AO values if they fit.
 
     The AO cache takes ngrid * nvar_ao * nao * 8 bytes; what is left of ``max_memory_mb``

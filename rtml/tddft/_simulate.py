@@ -78,22 +78,29 @@ class SimulationInputs:
 
 
 def converged_ground_state(system: SystemSpec, verbose: int = 0, scf_max_cycle: int = 200,
-                           saved: GroundStateRecord | None = None) -> GroundState:
+                           saved: GroundStateRecord | None = None,
+                           initial_guess=None) -> GroundState:
     """The converged, engine-checked ground state of ``system`` (:func:`run_ground_state`).
 
     Args:
         saved: optional ground state of the same geometry and level of theory (``rtml
             ground-state``): its density starts the SCF.
+        initial_guess: optional callable(mol) -> PySCF ``dm0`` (e.g. the learned guess,
+            :func:`rtml.model.guess_density`), used when ``saved`` is not given; PySCF's
+            default (minao) otherwise.
     """
     mol = system.mole(verbose)
-    dm0 = None
+    dm0, source = None, "minao guess"
     if saved is not None:
         _check_saved_ground_state(saved, system, mol)
         dm0 = saved.density[0] if saved.density.shape[0] == 1 else saved.density
+        source = "saved ground state"
+    elif initial_guess is not None:
+        dm0, source = initial_guess(mol), "learned guess"
     gs = run_ground_state(mol, system.xc_name, grid_level=system.grid_level, verbose=verbose,
                           max_cycle=scf_max_cycle, dm0=dm0)
-    log.info("ground state: E = %.10f Ha, ||FPS-SPF|| = %.1e, nao = %d", gs.energy,
-             gs.commutator_norm, mol.nao)
+    log.info("ground state: E = %.10f Ha, ||FPS-SPF|| = %.1e, nao = %d, %s SCF cycles from the %s",
+             gs.energy, gs.commutator_norm, mol.nao, getattr(gs.mf, "cycles", "?"), source)
     return gs
 
 
@@ -123,7 +130,7 @@ def resolve_fields(fields: list[Field], ground_state: GroundState, excitations=N
 
 def prepare_ground_state(inputs: SimulationInputs, verbose: int = 0, scf_max_cycle: int = 200,
                          saved=None, nstates: int = DEFAULT_EXCITED_STATES,
-                         ) -> tuple[GroundState, list[Field]]:
+                         initial_guess=None) -> tuple[GroundState, list[Field]]:
     """Converged ground state and the fields with LR-TDDFT frequencies/polarisations resolved.
 
     Args:
@@ -131,8 +138,9 @@ def prepare_ground_state(inputs: SimulationInputs, verbose: int = 0, scf_max_cyc
             of theory: its density starts the SCF and its excitations resolve the fields.
         nstates: LR-TDDFT states to compute when ``saved`` is not given (at least the
             largest S<n>/B<n> asked for).
+        initial_guess: as :func:`converged_ground_state`.
     """
-    gs = converged_ground_state(inputs.system, verbose, scf_max_cycle, saved)
+    gs = converged_ground_state(inputs.system, verbose, scf_max_cycle, saved, initial_guess)
     return gs, resolve_fields(inputs.fields, gs, saved, nstates)
 
 
