@@ -71,10 +71,10 @@ class EngineOptions:
     scf_max_cycle : int
         SCF iterations before giving up.
     checkpoint_dir : Path or None
-        ``pyscf``: checkpoint directory, resumed when it exists, removed when the run ends
-        and its trajectories are written (kept when interrupted).
+        ``pyscf``, ``hybrid``: checkpoint directory, resumed when it exists, removed when
+        the run ends and its trajectories are written (kept when interrupted).
     restart : bool
-        ``pyscf``: remove an existing checkpoint and start from step 0.
+        ``pyscf``, ``hybrid``: remove an existing checkpoint and start from step 0.
     ranks : int
         ``nwchem``: MPI ranks per NWChem job.
     model_dir : str, Path or None
@@ -133,7 +133,7 @@ def check_engine(engine: str, options: EngineOptions) -> None:
         raise InputError(f"--guess {options.guess_dir}: no {GUESS_FILE} there (a directory "
                          "from rtml train-guess)")
     checkpoint = options.checkpoint_dir
-    if engine == "pyscf" and checkpoint is not None and (
+    if engine in ("pyscf", "hybrid") and checkpoint is not None and (
             Path(checkpoint).is_symlink() or (Path(checkpoint).exists()
                                               and not Path(checkpoint).is_dir())):
         raise InputError(f"checkpoint path '{checkpoint}' exists and is not a checkpoint "
@@ -174,7 +174,8 @@ def storage_estimate(engine: str, inputs: SimulationInputs, n_basis: int, n_spin
     what an existing checkpoint already holds) and keeps them on disk: in memory are the
     :math:`n_b` times ``checkpoint_every`` frames between checkpoints, and the HDF5 writer
     streams each trajectory from the checkpoint one chunk (of the same length) at a time.
-    ``nwchem`` and ``model`` hold every frame of the batch.
+    ``nwchem`` and ``model`` hold every frame of the batch; so does ``hybrid``, whose
+    checkpoint holds each field's frames so far and the finished fields (one written anew at a time).
     """
     settings = inputs.settings
     n_frames, n_fields = settings.n_frames, len(inputs.fields)
@@ -182,6 +183,9 @@ def storage_estimate(engine: str, inputs: SimulationInputs, n_basis: int, n_spin
     matrices = 2 if engine == "pyscf" else 1  # the pyscf engine saves F(t) with P(t)
     trajectory = n_frames * (matrices * matrix + _FRAME_VECTOR_BYTES)
     writer_copy = n_frames * matrix // 2
+    if engine == "hybrid":
+        return StorageEstimate(n_fields * trajectory, (n_fields + 1) * trajectory,
+                               n_fields * trajectory + writer_copy)
     if engine != "pyscf":
         return StorageEstimate(n_fields * trajectory, 0, n_fields * trajectory + writer_copy)
     existing = 0
@@ -348,7 +352,12 @@ def _run_model(inputs: SimulationInputs, options: EngineOptions, write):
 
 
 def _run_hybrid(inputs: SimulationInputs, options: EngineOptions, write):
-    """The model re-anchored by the pyscf engine (:func:`rtml.model.propagate_hybrid`)."""
+    """The model re-anchored by the pyscf engine (:func:`rtml.model.propagate_hybrid`),
+    checkpointed per field in ``options.checkpoint_dir`` (removed once written)."""
+    checkpoint_dir = options.checkpoint_dir
+    if options.restart and checkpoint_dir is not None and Path(checkpoint_dir).exists():
+        log.info("--restart: removing checkpoint %s, starting from step 0", checkpoint_dir)
+        _remove_checkpoint(checkpoint_dir)
     propagator, state = load_model(options.model_dir)
     gs, fields = prepare_ground_state(inputs, scf_max_cycle=options.scf_max_cycle,
                                       saved=options.saved, initial_guess=options.initial_guess())
@@ -357,12 +366,17 @@ def _run_hybrid(inputs: SimulationInputs, options: EngineOptions, write):
                         enabled=options.show_progress)
     try:
         frames, stats, extras = propagate_hybrid(gs, fields, settings, propagator, options.hybrid,
-                                                 progress=progress)
+                                                 progress=progress, checkpoint_dir=checkpoint_dir)
+    except RtmlError:
+        _remove_checkpoint(checkpoint_dir)   # a deterministic failure would recur on resume
+        raise
     finally:
         progress.close()
     log.info("hybrid: %d model steps, %d engine steps, %d anchors, %.2f Fock builds per step, "
              "%.4f s/step", stats["model_steps"], stats["engine_steps"], stats["anchors"],
              stats["builds_per_step"], stats["wall_time_per_step_s"])
-    return write(batch_trajectory_records(
+    written = write(batch_trajectory_records(
         inputs, gs, fields, frames, stats, engine="hybrid", propagator=HYBRID_PROPAGATOR_NAME,
         engine_provenance=model_provenance(options.model_dir, state), member_extras=extras))
+    _remove_checkpoint(checkpoint_dir)
+    return written

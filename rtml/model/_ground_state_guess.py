@@ -32,6 +32,7 @@ import torch
 from e3nn import o3
 from torch import nn
 
+from rtml._errors import InputError
 from rtml.model._basis_layout import BasisLayout
 from rtml.model._config import ModelConfig
 from rtml.model._density_codec import DensityDecoder, DensityLatent
@@ -151,7 +152,11 @@ def guess_density(model: GroundStateGuess, mol) -> np.ndarray:
     layout = BasisLayout.from_mole(mol)
     s_half, s_inv_half = lowdin_pair(mol.intor("int1e_ovlp"))
     pos = torch.as_tensor(mol.atom_coords(unit="Angstrom"))[None]
-    dp = model(layout, pos)[0].numpy()
+    try:
+        dp = model(layout, pos)[0].numpy()
+    except ValueError as err:   # a basis or element the guess was not built for
+        raise InputError(f"the learned ground-state guess cannot start {mol.basis} for this "
+                         f"molecule: {err}") from None
     p_orth = s_half @ minao_density(mol) @ s_half + dp
     n_alpha, n_beta = mol.nelec
     spins = np.stack([s_inv_half @ p @ s_inv_half for p in purify_density(p_orth, n_alpha, n_beta)])

@@ -46,9 +46,12 @@ model), every anchor with its reason, step, measured ε/s and the model steps it
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import time
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -78,7 +81,8 @@ def _commutator_norm(a: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
 
 
 def propagate_hybrid(ground_state, fields, settings, propagator: RTMLPropagator,
-                     hybrid: HybridSettings, progress=None) -> tuple[dict, dict, list]:
+                     hybrid: HybridSettings, progress=None,
+                     checkpoint_dir=None) -> tuple[dict, dict, list]:
     """Hybrid propagation of each field from ``ground_state`` (see the module docstring).
 
     Args:
@@ -89,6 +93,11 @@ def propagate_hybrid(ground_state, fields, settings, propagator: RTMLPropagator,
         propagator: a loaded rtml model or ensemble (:func:`rtml.model.load_model`).
         hybrid: :class:`HybridSettings`.
         progress: optional callable(n_steps_done), summed over the fields.
+        checkpoint_dir: optional directory: each field's run state is saved there at the
+            first anchor or segment boundary after every ``settings.checkpoint_every`` steps,
+            and a finished field's result once it is done; a rerun with the same inputs
+            resumes from them and gives the same frames bit for bit. A checkpoint of other
+            inputs, or one that cannot be read, is reported in one line and started over.
 
     Returns:
         frames and stats as :func:`rtml.tddft.propagate` returns them (``fock`` absent), and
@@ -105,11 +114,15 @@ def propagate_hybrid(ground_state, fields, settings, propagator: RTMLPropagator,
     t_setup = time.perf_counter() - t_setup
     t0 = time.perf_counter()
     runs = []
+    identity = _run_identity(ground_state, settings, propagator.members, hybrid)
     for b, field in enumerate(fields):
         offset = b * settings.n_steps
+        store = (None if checkpoint_dir is None else
+                 _HybridCheckpoint(Path(checkpoint_dir) / f"hybrid-{b:03d}.pt",
+                                   f"{identity}|{field.to_spec()}"))
         runs.append(_hybrid_trajectory(
             ground_state, field, settings, propagator.members, system, maps, hybrid,
-            None if progress is None else (lambda k, o=offset: progress(o + k))))
+            None if progress is None else (lambda k, o=offset: progress(o + k)), store))
     wall = time.perf_counter() - t0
     ctx = ground_state.context
     rho_ao = np.stack([system.to_ao_density(torch.as_tensor(r["rho"])[None])[0].numpy()
@@ -143,14 +156,77 @@ def propagate_hybrid(ground_state, fields, settings, propagator: RTMLPropagator,
 
 @torch.no_grad()
 def _hybrid_trajectory(ground_state, field, settings, members, system, maps,
-                       hybrid: HybridSettings, progress) -> dict:
+                       hybrid: HybridSettings, progress, store=None) -> dict:
     """One field's hybrid run: Löwdin densities, energies and sources of the saved frames,
-    the anchors, step and build counts."""
+    the anchors, step and build counts (resumed from ``store`` when it holds this run)."""
+    saved = None if store is None else store.load()
+    if saved is not None and saved.get("done"):
+        if progress is not None:
+            progress(settings.n_steps)
+        return saved["result"]
     run = _HybridRun(ground_state, field, settings, members, system, maps, hybrid, progress)
     reason = "start"
+    if saved is not None:
+        reason = run.restore(saved)
+        log.info("hybrid: resumed at step %d from %s", run.step, store.path)
+        if progress is not None:
+            progress(run.step)
+    last_saved = run.step
     while run.step < settings.n_steps:
         reason = run.anchor(reason) if reason is not None else run.model_segment()
-    return run.result()
+        if (store is not None and run.step < settings.n_steps
+                and run.step - last_saved >= settings.checkpoint_every):
+            store.save(run.state(reason))
+            last_saved = run.step
+    result = run.result()
+    if store is not None:
+        store.save({"done": True, "result": result})
+    return result
+
+
+def _run_identity(ground_state, settings, members, hybrid: HybridSettings) -> str:
+    """What a checkpoint must match to be resumed: the ground state, the step settings, the
+    hybrid settings and the members' weights (SHA-256)."""
+    digest = hashlib.sha256()
+    digest.update(np.ascontiguousarray(ground_state.density).tobytes())
+    digest.update(repr((settings.dt, settings.n_steps, settings.save_every, settings.propagator,
+                        settings.pc_tol, settings.linear_corrector, settings.carry_model,
+                        sorted(asdict(hybrid).items()))).encode())
+    for member in members:
+        for name, tensor in member.state_dict().items():
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+class _HybridCheckpoint:
+    """One field's checkpoint file (written atomically: temporary name, then rename)."""
+
+    def __init__(self, path: Path, identity: str):
+        self.path, self.identity = path, identity
+
+    def load(self) -> dict | None:
+        if not self.path.exists():
+            return None
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=False)
+            if not isinstance(state, dict) or "identity" not in state:
+                raise ValueError("not a hybrid checkpoint")
+        except Exception as err:  # noqa: BLE001 - any damage means: start over
+            log.warning("hybrid checkpoint %s cannot be read (%s): starting this field over",
+                        self.path, str(err).splitlines()[0] if str(err) else type(err).__name__)
+            return None
+        if state["identity"] != self.identity:
+            log.warning("hybrid checkpoint %s is of other inputs: starting this field over",
+                        self.path)
+            return None
+        return state
+
+    def save(self, state: dict) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
+        torch.save({**state, "identity": self.identity}, tmp)
+        os.replace(tmp, self.path)
 
 
 class _HybridRun:
@@ -184,6 +260,25 @@ class _HybridRun:
         # a segment is at most twice the last one: the error per step is measured again early,
         # while the dynamics develops, and rarely once it is known
         self.segment_cap = min(4 * hybrid.anchor_steps, hybrid.max_model_steps)
+
+    #: Attributes that, with the gate memories, are a run's whole state between an anchor
+    #: and a model segment.
+    _STATE = ("step", "p", "rho", "source", "energy", "anchors", "counts", "scale", "spent",
+              "rate", "rate_at_start", "segment_steps", "coherence", "allowed", "anchor_len",
+              "segment_cap", "fock_previous")
+
+    def state(self, reason) -> dict:
+        """Everything :meth:`restore` needs to go on exactly where this run is; ``reason`` is
+        the loop's next action (None: a model segment)."""
+        return {**{name: getattr(self, name) for name in self._STATE},
+                "caches": self.stepper.caches, "reason": reason}
+
+    def restore(self, state: dict):
+        """Take over a :meth:`state`; returns the loop's next action."""
+        for name in self._STATE:
+            setattr(self, name, state[name])
+        self.stepper.caches = state["caches"]
+        return state["reason"]
 
     def _save(self, k, p_now, src, e=None):
         if k % self.settings.save_every == 0:

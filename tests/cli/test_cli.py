@@ -259,6 +259,7 @@ def test_hybrid_engine_records_what_made_each_frame(tmp_path):
         assert got.provenance["model_sha256"] == sha
     assert rtml("validate", *[str(tmp_path / "hybrid" / n) for n in names], cwd=tmp_path).returncode == 0
     assert "hybrid: " in proc.stderr and "anchors" in proc.stderr
+    assert not (tmp_path / "hybrid.ckpt").exists()    # each field's checkpoint, gone once written
 
 
 @pytest.mark.parametrize("args,message", [

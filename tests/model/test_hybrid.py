@@ -145,3 +145,53 @@ def test_ensemble_spread_is_zero_for_agreeing_members(lih):
 def test_bad_hybrid_settings_are_refused(kwargs, message):
     with pytest.raises(InputError, match=message):
         HybridSettings(**kwargs)
+
+
+class _Killed(Exception):
+    """Stands for a kill: raised from the progress callback."""
+
+
+def test_a_killed_hybrid_run_resumes_bit_for_bit(lih, tmp_path, caplog):
+    """Two fields, checkpoints every 5 steps: killed in the second field, the rerun takes the
+    first from its finished checkpoint and the second from its last state, and gives the
+    uninterrupted run's frames, sources and anchors exactly. A checkpoint of other settings
+    is reported and started over."""
+    gs, fields, settings, _ = lih
+    two = fields + [parse_field("kick:5e-3:z")]
+    from rtml.tddft import resolve_fields
+    two = resolve_fields(two, gs)
+    ckpt = PropagationSettings(dt=settings.dt, n_steps=N_STEPS, checkpoint_every=5)
+    pair = RTMLPropagator([_model(1, 1e-3), _model(2, 1e-3)])
+    hybrid = HybridSettings(error_tol=0.2, spread_tol=100.0, max_model_steps=6, anchor_steps=2,
+                            calibration_steps=4)
+    want, want_stats, want_extras = propagate_hybrid(gs, two, ckpt, pair, hybrid)
+    assert want_stats["model_steps"] > 0 and want_stats["engine_steps"] > 0
+
+    def kill_at(n):
+        def progress(done):
+            if done >= n:
+                raise _Killed
+        return progress
+
+    with pytest.raises(_Killed):
+        propagate_hybrid(gs, two, ckpt, pair, hybrid, progress=kill_at(N_STEPS + 27),
+                         checkpoint_dir=tmp_path)
+    assert sorted(p.name for p in tmp_path.glob("hybrid-*.pt")) == ["hybrid-000.pt",
+                                                                   "hybrid-001.pt"]
+    with caplog.at_level(logging.INFO, logger="rtml.model"):
+        got, stats, extras = propagate_hybrid(gs, two, ckpt, pair, hybrid, checkpoint_dir=tmp_path)
+    assert "resumed at step" in caplog.text
+    for name in ("density", "energy", "dipole"):
+        assert np.array_equal(got[name], want[name]), name
+    for (d_got, a_got), (d_want, a_want) in zip(extras, want_extras):
+        assert np.array_equal(d_got["frame_source"], d_want["frame_source"])
+        assert a_got["hybrid_anchors"] == a_want["hybrid_anchors"]
+        assert a_got["hybrid_error_estimate"] == a_want["hybrid_error_estimate"]
+    assert (stats["model_steps"], stats["engine_steps"]) == (want_stats["model_steps"],
+                                                             want_stats["engine_steps"])
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="rtml.model"):
+        other = HybridSettings(error_tol=0.1, spread_tol=100.0, max_model_steps=6,
+                               anchor_steps=2, calibration_steps=4)
+        propagate_hybrid(gs, two[:1], ckpt, pair, other, checkpoint_dir=tmp_path)
+    assert "of other inputs" in caplog.text

@@ -58,8 +58,13 @@ def test_ground_state_from_the_guess_is_the_default_ground_state(h2_guess, tmp_p
     np.testing.assert_allclose(learned.density, default.density, atol=1e-6)
 
 
-@pytest.mark.parametrize("case", ["no-store", "no-guess", "nwchem"])
+@pytest.mark.parametrize("case", ["no-store", "no-guess", "nwchem", "d-shells"])
 def test_bad_guess_inputs_are_one_line(case, h2_guess, tmp_path, error_line):
+    if case == "d-shells":   # the guess decodes s and p shells only
+        line = error_line(rtml("ground-state", "h2o", "--basis", "6-31g*", "--guess", h2_guess,
+                               "-o", tmp_path / "gs.h5"))
+        assert "guess" in line and "l=2" in line and not (tmp_path / "gs.h5").exists()
+        return
     if case == "no-store":
         line = error_line(rtml("train-guess", tmp_path / "missing.zarr", "-o", tmp_path / "g"))
         assert "missing.zarr" in line and not (tmp_path / "g").exists()
