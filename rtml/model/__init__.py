@@ -45,7 +45,7 @@ __all__ = [
     "pretrained_model", "resolve_model_dir", "EnsembleStepper", "HybridSettings",
     "propagate_hybrid", "HYBRID_PROPAGATOR_NAME", "engine_system", "model_energy",
     "message_geometry", "GroundStateGuess", "GUESS_FILE", "guess_density",
-    "load_guess", "lowdin_pair", "minao_density", "purify_density", "relative_density_error",
+    "load_guess", "minao_density", "purify_density", "relative_density_error",
 ]
 
 __getattr__, __dir__ = lazy_exports(__name__, {
@@ -75,7 +75,7 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     "_hybrid": ["HYBRID_PROPAGATOR_NAME", "propagate_hybrid"],
     "_hybrid_settings": ["HybridSettings"],
     "_ground_state_guess": ["GroundStateGuess", "GUESS_FILE", "guess_density",
-                            "load_guess", "lowdin_pair", "minao_density", "purify_density",
+                            "load_guess", "minao_density", "purify_density",
                             "relative_density_error"],
     "_config": ["LEARNED", "ModelConfig", "add_model_options", "model_options"],
     "_rtml": [

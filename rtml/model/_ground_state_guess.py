@@ -38,16 +38,11 @@ from rtml.model._config import ModelConfig
 from rtml.model._density_codec import DensityDecoder, DensityLatent
 from rtml.model._geometry import RadialBasis
 from rtml.model._rtml import TokenInteraction, message_geometry
+from rtml.tddft import lowdin_orthogonalizer
 from rtml.units import ANGSTROM_BOHR
 
 #: Name of the weights file in a guess directory.
 GUESS_FILE = "ground_state_guess.pt"
-
-
-def lowdin_pair(overlap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    r""":math:`S^{1/2}` and :math:`S^{-1/2}` of an AO overlap matrix (n, n)."""
-    w, v = np.linalg.eigh(overlap)
-    return (v * np.sqrt(w)) @ v.T, (v / np.sqrt(w)) @ v.T
 
 
 def purify_density(p_total_orth: np.ndarray, n_alpha: int, n_beta: int) -> np.ndarray:
@@ -150,7 +145,7 @@ def guess_density(model: GroundStateGuess, mol) -> np.ndarray:
     """The learned guess for a PySCF molecule: AO density, (n, n) total for a closed shell,
     (2, n, n) α, β otherwise (the ``dm0`` PySCF's RKS/UKS take)."""
     layout = BasisLayout.from_mole(mol)
-    s_half, s_inv_half = lowdin_pair(mol.intor("int1e_ovlp"))
+    s_inv_half, s_half = lowdin_orthogonalizer(mol.intor("int1e_ovlp"))
     pos = torch.as_tensor(mol.atom_coords(unit="Angstrom"))[None]
     try:
         dp = model(layout, pos)[0].numpy()
@@ -184,7 +179,7 @@ def load_guess(path) -> GroundStateGuess:
 
 def relative_density_error(guess_ao: np.ndarray, p0_ao: np.ndarray, overlap: np.ndarray) -> float:
     r""":math:`\|P'_\text{guess} - P_0'\|_F / \|P_0'\|_F` of total densities in the Löwdin basis."""
-    s_half, _ = lowdin_pair(overlap)
+    _, s_half = lowdin_orthogonalizer(overlap)
     g = guess_ao.sum(0) if guess_ao.ndim == 3 else guess_ao
     p = p0_ao.sum(0) if p0_ao.ndim == 3 else p0_ao
     return float(np.linalg.norm(s_half @ (g - p) @ s_half) / max(np.linalg.norm(s_half @ p @ s_half),

@@ -21,7 +21,8 @@ does not import PySCF.
 from rtml._lazy import lazy_exports
 
 __all__ = [
-    "FockContext", "build_fock_context", "fock_and_energy", "GroundState", "Excitations",
+    "FockContext", "build_fock_context", "fock_and_energy", "lowdin_orthogonalizer",
+    "GroundState", "Excitations",
     "DAVIDSON_TOLERANCES",
     "run_ground_state", "excitation_energies", "electronic_dipole", "ground_state_fock",
     "PROPAGATORS", "exp_hermitian", "step_magnus2", "step_etrs", "PropagationSettings",
@@ -46,7 +47,7 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     ],
     "_fock": [
         "FockContext", "block_ao_values", "block_point_slices", "build_fock_context",
-        "density_on_grid", "fock_and_energy", "libxc_rows",
+        "density_on_grid", "fock_and_energy", "libxc_rows", "lowdin_orthogonalizer",
     ],
     "_ground_state": [
         "DAVIDSON_TOLERANCES", "Excitations", "GroundState", "electronic_dipole",

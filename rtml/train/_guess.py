@@ -22,7 +22,8 @@ from rtml._errors import InputError
 from rtml.chem import build_mole_from_atoms
 from rtml.data import open_store_groups, trajectory_data, trajectory_splits
 from rtml.model import (GUESS_FILE, BasisLayout, GroundStateGuess, ModelConfig, float64_default,
-                        lowdin_pair, minao_density)
+                        minao_density)
+from rtml.tddft import lowdin_orthogonalizer
 
 log = logging.getLogger("rtml.train")
 
@@ -67,7 +68,7 @@ def guess_samples(stores, fractions=(0.8, 0.1, 0.1), seed: int = 0,
                     seen.add(gid)
                     mol = build_mole_from_atoms(molecule, t.atomic_numbers, t.positions_angstrom,
                                                 t.basis, t.charge, t.multiplicity)
-                    s_half, _ = lowdin_pair(t.overlap)
+                    _, s_half = lowdin_orthogonalizer(t.overlap)
                     p0 = s_half @ t.rho_ground.sum(0) @ s_half
                     minao = s_half @ minao_density(mol) @ s_half
                     samples.append(GuessSample(
@@ -105,7 +106,7 @@ def _errors(model, batches) -> dict:
     for layout, pos, target, items in batches:
         pred = model(layout, pos).numpy()
         for s, p, t in zip(items, pred, target.numpy()):
-            s_half, _ = lowdin_pair(s.overlap)
+            _, s_half = lowdin_orthogonalizer(s.overlap)
             p0 = s_half @ s.rho_ground.sum(0) @ s_half
             out[f"{s.molecule}/{s.geometry_id}"] = {
                 "split": s.split, "guess": float(np.linalg.norm(p - t) / np.linalg.norm(p0)),

@@ -9,7 +9,8 @@ import torch
 
 from rtml.chem import build_mole, converged_scf, load_molecule
 from rtml.model import (BasisLayout, GroundStateGuess, float64_default, guess_density,
-                        lowdin_pair, minao_density, purify_density)
+                        minao_density, purify_density)
+from rtml.tddft import lowdin_orthogonalizer
 
 
 def _guess(seed: int = 0) -> GroundStateGuess:
@@ -66,7 +67,7 @@ def test_untrained_head_starts_from_purified_minao_and_reaches_the_same_ground_s
     mol = build_mole(load_molecule("h2o"))
     model = _guess()
     model.output_scale.fill_(0.0)
-    s_half, s_inv_half = lowdin_pair(mol.intor("int1e_ovlp"))
+    s_inv_half, s_half = lowdin_orthogonalizer(mol.intor("int1e_ovlp"))
     minao = purify_density(s_half @ minao_density(mol) @ s_half, *mol.nelec).sum(0)
     np.testing.assert_allclose(guess_density(model, mol), s_inv_half @ minao @ s_inv_half,
                                atol=1e-12)
