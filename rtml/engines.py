@@ -175,7 +175,8 @@ def storage_estimate(engine: str, inputs: SimulationInputs, n_basis: int, n_spin
     :math:`n_b` times ``checkpoint_every`` frames between checkpoints, and the HDF5 writer
     streams each trajectory from the checkpoint one chunk (of the same length) at a time.
     ``nwchem`` and ``model`` hold every frame of the batch; so does ``hybrid``, whose
-    checkpoint holds each field's frames so far and the finished fields (one written anew at a time).
+    checkpoint holds each field's frames so far and the finished fields (one written anew
+    at a time).
     """
     settings = inputs.settings
     n_frames, n_fields = settings.n_frames, len(inputs.fields)
@@ -288,10 +289,7 @@ def _in_memory(trajectories: Sequence[Trajectory]) -> list[Trajectory]:
 
 
 def _run_pyscf(inputs: SimulationInputs, options: EngineOptions, write):
-    checkpoint_dir = options.checkpoint_dir
-    if options.restart and checkpoint_dir is not None and Path(checkpoint_dir).exists():
-        log.info("--restart: removing checkpoint %s, starting from step 0", checkpoint_dir)
-        _remove_checkpoint(checkpoint_dir)
+    checkpoint_dir = _checkpoint_to_resume(options)
     gs, fields = prepare_ground_state(inputs, scf_max_cycle=options.scf_max_cycle,
                                       saved=options.saved, initial_guess=options.initial_guess())
     inputs = inputs.with_fields(fields)
@@ -309,6 +307,15 @@ def _run_pyscf(inputs: SimulationInputs, options: EngineOptions, write):
     written = write(trajectories)  # they are read from the checkpoint: remove it only now
     _remove_checkpoint(checkpoint_dir)
     return written
+
+
+def _checkpoint_to_resume(options: EngineOptions) -> Path | None:
+    """``options.checkpoint_dir``, emptied first with ``--restart``."""
+    checkpoint_dir = options.checkpoint_dir
+    if options.restart and checkpoint_dir is not None and Path(checkpoint_dir).exists():
+        log.info("--restart: removing checkpoint %s, starting from step 0", checkpoint_dir)
+        _remove_checkpoint(checkpoint_dir)
+    return checkpoint_dir
 
 
 def _remove_checkpoint(checkpoint_dir: Path | None) -> None:
@@ -354,10 +361,7 @@ def _run_model(inputs: SimulationInputs, options: EngineOptions, write):
 def _run_hybrid(inputs: SimulationInputs, options: EngineOptions, write):
     """The model re-anchored by the pyscf engine (:func:`rtml.model.propagate_hybrid`),
     checkpointed per field in ``options.checkpoint_dir`` (removed once written)."""
-    checkpoint_dir = options.checkpoint_dir
-    if options.restart and checkpoint_dir is not None and Path(checkpoint_dir).exists():
-        log.info("--restart: removing checkpoint %s, starting from step 0", checkpoint_dir)
-        _remove_checkpoint(checkpoint_dir)
+    checkpoint_dir = _checkpoint_to_resume(options)
     propagator, state = load_model(options.model_dir)
     gs, fields = prepare_ground_state(inputs, scf_max_cycle=options.scf_max_cycle,
                                       saved=options.saved, initial_guess=options.initial_guess())

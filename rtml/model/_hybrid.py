@@ -308,10 +308,7 @@ class _HybridRun:
         start = self.step
         p_start = self.p
         shadow = EnsembleStepper(self.members, self.system, self.maps) if first else None
-        out = propagate_segment(self.gs, [self.field], self.settings, self.p.numpy(), start,
-                                k_steps, fock_previous=self.fock_previous, record=record)
-        self.counts["n_builds"] += out["n_builds"]
-        self.counts["engine_steps"] += k_steps
+        out = self._engine_segment(k_steps, record)
         # the model's Fock error on each density the engine stepped from (the gate memories
         # are advanced over them); on the first anchor also a free model run beside it
         eps = []
@@ -353,8 +350,7 @@ class _HybridRun:
         if self.allowed == 0:
             self.fock_previous = None
             if self.spent > 0 and left < self.rate:
-                self.anchor_len = self.n        # the budget is spent: the engine finishes
-                return "error budget spent"
+                return "error budget spent"     # the engine finishes (:meth:`_finish`)
             # refused: checked again after twice as many engine steps
             self.anchor_len = min(2 * self.anchor_len, hybrid.max_model_steps)
             return "model error above budget"
@@ -362,6 +358,15 @@ class _HybridRun:
         self.rate_at_start = self.rate
         self.segment_cap = min(2 * self.segment_cap, hybrid.max_model_steps)
         return None
+
+    def _engine_segment(self, k_steps: int, record) -> dict:
+        """The RT engine for ``k_steps`` from the current density, warm-started with
+        ``fock_previous`` (:func:`rtml.tddft.propagate_segment`), counted."""
+        out = propagate_segment(self.gs, [self.field], self.settings, self.p.numpy(), self.step,
+                                k_steps, fock_previous=self.fock_previous, record=record)
+        self.counts["n_builds"] += out["n_builds"]
+        self.counts["engine_steps"] += k_steps
+        return out
 
     def _finish(self, reason: str) -> None:
         """The engine alone to the end (the model is not asked again: no gate memories to
@@ -373,10 +378,7 @@ class _HybridRun:
             if self.progress is not None:
                 self.progress(k)
 
-        out = propagate_segment(self.gs, [self.field], self.settings, self.p.numpy(), start,
-                                k_steps, fock_previous=self.fock_previous, record=record)
-        self.counts["n_builds"] += out["n_builds"]
-        self.counts["engine_steps"] += k_steps
+        out = self._engine_segment(k_steps, record)
         self.p, self.step = torch.as_tensor(out["p_orth"]), self.n
         self.anchors.append({"step": start, "reason": reason, "engine_steps": k_steps,
                              "model_error_per_step": None, "model_steps_allowed": 0})

@@ -241,8 +241,9 @@ def fock_response(ground_state: GroundState, coarsening: int | None = None):
         dm = dm if dm.ndim == 3 else dm[None]
         grids = getattr(ground_state.mf, "grids", None)
         ctx = ground_state.context
-        coarse = (kernel_context(ctx, grids.level, KERNEL_GRID_COARSENING if coarsening is None
-                                 else coarsening) if grids is not None else ctx)
+        if coarsening is None:
+            coarsening = KERNEL_GRID_COARSENING
+        coarse = kernel_context(ctx, grids.level, coarsening) if grids is not None else ctx
         ground_state._fock_response = build_fock_response(ctx, dm, coarse)
     return ground_state._fock_response
 

@@ -44,6 +44,7 @@ class GuessSample(NamedTuple):
     rho_ground: np.ndarray      # (n_spin, n, n) AO
     xc: str
     target: np.ndarray          # P0' - P'_minao, (n, n)
+    p0_norm: float              # ||P0'||_F
     minao_error: float          # ||P'_minao - P0'||_F / ||P0'||_F
 
 
@@ -74,7 +75,7 @@ def guess_samples(stores, fractions=(0.8, 0.1, 0.1), seed: int = 0,
                     samples.append(GuessSample(
                         molecule, gid, split, mol, BasisLayout.from_mole(mol),
                         np.asarray(t.positions_angstrom, dtype=float), t.overlap, t.rho_ground,
-                        str(t.xc), p0 - minao,
+                        str(t.xc), p0 - minao, float(np.linalg.norm(p0)),
                         float(np.linalg.norm(minao - p0) / np.linalg.norm(p0))))
     if not any(s.split == "train" for s in samples):
         raise InputError("no training geometry with a recorded ground state in "
@@ -106,10 +107,8 @@ def _errors(model, batches) -> dict:
     for layout, pos, target, items in batches:
         pred = model(layout, pos).numpy()
         for s, p, t in zip(items, pred, target.numpy()):
-            _, s_half = lowdin_orthogonalizer(s.overlap)
-            p0 = s_half @ s.rho_ground.sum(0) @ s_half
             out[f"{s.molecule}/{s.geometry_id}"] = {
-                "split": s.split, "guess": float(np.linalg.norm(p - t) / np.linalg.norm(p0)),
+                "split": s.split, "guess": float(np.linalg.norm(p - t) / s.p0_norm),
                 "minao": s.minao_error}
     return out
 
