@@ -100,12 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pc-tol", type=float, default=1e-9,
                    help="predictor-corrector tolerance: estimated density error per step, "
                         "dt*max|[dF, P]| (default 1e-9)")
-    p.add_argument("--corrector", choices=("linear", "carry", "full"), default="linear",
-                   help="linear (default): corrector iterations on the linear response of the "
-                        "Fock matrix, one full build per step while its measured error allows; "
-                        "carry: as linear, but a step is first tried on the model around the "
-                        "last build, without a build (fewer builds than steps for weak "
-                        "fields); full: a full Fock build every corrector iteration")
+    p.add_argument("--corrector", choices=("linear", "carry", "full"), default="carry",
+                   help="carry (default): each step is first tried on the linear response of "
+                        "the Fock matrix around the last full build, without a build (weak "
+                        "fields need a build only every many steps; the Fock matrix stored "
+                        "with such a frame is that model's); linear: one full build per step, "
+                        "corrector iterations on its linear response (stored Fock matrices "
+                        "within --pc-tol of a fresh build: use it for training data); full: a "
+                        "full Fock build every corrector iteration")
     p.add_argument("--scf-max-cycle", type=int, default=200, metavar="N",
                    help="SCF iterations before giving up (default 200)")
     p.add_argument("--checkpoint-every", type=int, default=500, metavar="N",

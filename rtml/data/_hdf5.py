@@ -14,8 +14,11 @@ Datasets marked * are optional (``required=False`` in the schema): written when 
 NWChem do not) and read back as ``None`` when absent. ``fock_real``/``fock_imag`` are the
 AO Fock matrix F[P(t)] of each frame without the field term (complex Hermitian: exact
 exchange of Im P gives an imaginary antisymmetric part), as accepted by the engine's step
-for that time point (a full build or the linear-response corrector's prediction, within
-its tolerance of a fresh build); ``ground_state/density`` is the SCF density P0 of the
+for that time point: a full build or the linear-response corrector's prediction, within
+its tolerance of a fresh build (``carry_model`` false in the root ``settings``, as the
+workflow makes datasets), or, with the engine's default ``carry_model``, possibly that
+model's prediction from a build several steps back (its commutator with P within the
+tolerance, the matrix itself ~1e-3 of its change from F0); ``ground_state/density`` is the SCF density P0 of the
 geometry (from the converged orbitals, idempotent) and ``ground_state/fock`` F0 = F[P0]
 with the same Fock build as the dynamics.
 

@@ -244,7 +244,8 @@ DATASETS: tuple[Dataset, ...] = (
              part_descriptions=(
                  "real part of the AO Fock matrix F[P(t)] without the field term (n_spin=2: "
                  "alpha, beta); the matrix the propagator accepted for the frame (full build "
-                 "or linear-response corrector prediction within its tolerance)",
+                 "or linear-response corrector prediction within its tolerance; with "
+                 "settings carry_model, the linear model's prediction from an earlier build)",
                  "imaginary part of the AO Fock matrix F[P(t)] (antisymmetric: exact "
                  "exchange of Im P)")),
     _dataset("dynamics/frame_source", "frame_source", ("n_steps",), "int", "dimensionless",

@@ -91,7 +91,9 @@ class Trajectory(SystemRecord):
         antisymmetric part. n_spin=2: alpha and beta Fock matrices. The rtml engine
         records the matrix its step accepted for that time point (a full build, or the
         linear-response corrector's accepted prediction, within its tolerance of a fresh
-        build). Optional: None for imported NWChem files.
+        build; with the engine's default ``carry_model`` the linear model's prediction
+        from a build up to many steps back, ~1e-3 of F - F0 off a fresh build). Optional:
+        None for imported NWChem files.
     ground_state_density : (n_spin, nbf, nbf) float array or None, electrons
         SCF ground-state density P0 of this geometry, from the converged orbitals
         (idempotent; n_spin=1: total density). Optional: None for imported NWChem files.

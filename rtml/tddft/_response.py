@@ -37,6 +37,7 @@ at grid point g (the density variables of the pair).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from dataclasses import dataclass
 
@@ -62,6 +63,21 @@ KERNEL_GRID_COARSENING = 2
 #: ... but not below this level: a level-0 kernel (1.7e-2 off) costs H2O's weak kick 1.65
 #: builds per step instead of 1.0.
 KERNEL_GRID_MIN_LEVEL = 1
+#: ... and only where the kernel on the SCF grid would be slow: its cost is about grid points
+#: x (spins x AO pairs)^2 (C6H6: 141k x 2211^2 = 6.9e11 took 18.7 s). Below this the SCF
+#: grid's kernel is kept: a second or two, and a more accurate model carries further
+#: (H2O, Magnus-4 dt 0.5, weak kick: 0.185 builds per step on the coarse kernel).
+KERNEL_COARSEN_ABOVE = 5e10
+
+
+def kernel_coarsening(ctx: FockContext) -> int:
+    """Levels the XC kernel's grid is coarsened for this context: ``KERNEL_GRID_COARSENING``
+    where the kernel on the SCF grid costs more than ``KERNEL_COARSEN_ABOVE`` (see there),
+    else 0."""
+    npair = ctx.nao * (ctx.nao + 1) // 2
+    points = sum(len(block.weights) for block in ctx.grid_blocks)
+    cost = points * float(ctx.nspin * npair) ** 2
+    return KERNEL_GRID_COARSENING if cost > KERNEL_COARSEN_ABOVE else 0
 
 
 def kernel_context(ctx: FockContext, grid_level: int,
@@ -103,19 +119,27 @@ class FockResponse:
     def apply(self, dm: np.ndarray) -> np.ndarray:
         r""":math:`\mathcal L[\Delta P]` for a batch of complex Hermitian AO matrices (nb, nspin, n, n)."""
         nb, nspin, n = dm.shape[0], dm.shape[1], dm.shape[-1]
-        iu, ju = np.triu_indices(n)
-        weight = np.where(iu == ju, 1.0, 2.0)
+        iu, ju, weight, ia, ja = _pair_indices(n)
         x = (dm.real[..., iu, ju] * weight).reshape(nb, nspin * len(iu))
         out_sym = (x @ self.sym.T).reshape(nb, nspin, len(iu))
         out = np.zeros(dm.shape, dtype=complex)
         out.real[..., iu, ju] = out_sym
         out.real[..., ju, iu] = out_sym
         if self.anti is not None:
-            ia, ja = np.triu_indices(n, 1)
             out_anti = dm.imag[..., ia, ja] @ self.anti.T
             out.imag[..., ia, ja] = out_anti
             out.imag[..., ja, ia] = -out_anti
         return out
+
+
+@functools.lru_cache(maxsize=8)
+def _pair_indices(n: int):
+    """Upper-triangle pairs (with the diagonal; weight 2 off it) and strict upper pairs of
+    n x n matrices: the packed index the response matrices act on (built once per n: the
+    corrector applies the response several times per step)."""
+    iu, ju = np.triu_indices(n)
+    ia, ja = np.triu_indices(n, 1)
+    return iu, ju, np.where(iu == ju, 1.0, 2.0), ia, ja
 
 
 def response_size_mb(nao: int, nspin: int) -> float:

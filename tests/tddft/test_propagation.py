@@ -23,7 +23,7 @@ pytestmark = pytest.mark.physics
 
 
 def run(molecule, fields, dt=0.2, n_steps=100, grid_level=1, **kwargs):
-    settings_keys = {"propagator", "save_every", "pc_tol"}
+    settings_keys = {"propagator", "save_every", "pc_tol", "carry_model"}
     settings = PropagationSettings(dt=dt, n_steps=n_steps,
                                    **{k: v for k, v in kwargs.items() if k in settings_keys})
     inputs = SimulationInputs(molecule=load_molecule(molecule),
@@ -127,14 +127,20 @@ def test_propagators_converge_at_second_order(propagator):
     assert 3.5 < errors[1] / errors[2] < 4.6
 
 
-def test_batch_equals_separate_runs():
+@pytest.mark.parametrize("carry, bound", [(False, 1e-10), (None, 2e-7)])
+def test_batch_equals_separate_runs(carry, bound):
+    """One build per step: the same trajectories to rounding. Carrying the linear model (the
+    default): a batch's GEMMs round differently from one member's, which can move a step's
+    build-or-carry decision, so both runs are within pc_tol (1e-9) of the exact step at each
+    step and may differ by up to 2 pc_tol per step, 2e-7 over 100 steps (measured: up to
+    6.2e-8 for the resonant drive, 1.4e-9 for the kick, varying with thread timing)."""
     fields = ["kick:1e-3:z", "gaussian:0.02:0.2:5:2:x", "resonant:0.01:S1:20:z"]
-    batch = run("lih", fields, n_steps=100)
+    batch = run("lih", fields, n_steps=100, carry_model=carry)
     for field, together in zip(fields, batch):
-        alone = run("lih", [field], n_steps=100)[0]
-        assert np.abs(together.density - alone.density).max() < 1e-10
-        assert np.abs(together.dipole - alone.dipole).max() < 1e-10
-        assert np.abs(together.energy - alone.energy).max() < 1e-10
+        alone = run("lih", [field], n_steps=100, carry_model=carry)[0]
+        assert np.abs(together.density - alone.density).max() < bound
+        assert np.abs(together.dipole - alone.dipole).max() < bound
+        assert np.abs(together.energy - alone.energy).max() < bound
     assert batch[2].field_spec["omega_source"] == "S1" and batch[2].field_spec["omega"] > 0
 
 
