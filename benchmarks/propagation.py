@@ -9,21 +9,24 @@ molecule, basis, functional, kick, dt and simulated time:
     line to the last time step, read from its output as it runs);
 (b) a naive PySCF loop: Magnus-2 with one predictor and one corrector, each Fock build a
     ``mf.get_veff`` call (plus ``get_k`` of the imaginary density for exact exchange);
-(c) rtml with one field, (d) rtml with a batch of 8 fields, each with Magnus-2 at the
-    same dt and with Magnus-4 at a larger dt (``--magnus4-dt``), with the engine's default
-    linear-response corrector (``--correctors linear,carry,full`` adds the linear model
-    carried across steps between builds and the full corrector);
+(c) rtml with one field, (d) rtml with a batch of 8 fields, each with Magnus-2 at
+    ``--magnus2-dt`` (default ``--dt``) and with Magnus-4 at ``--magnus4-dt``, with the
+    engine's default corrector (the linear-response model carried between builds) and with
+    ``linear`` (one build per step; ``--correctors`` adds ``full``);
 
-and reports simulated a.u. of time per wall second per trajectory, the Fock builds per
-step (predictor-corrector iterations), the energy drift max|E(t) - E(0)| after the kick,
-the induced-dipole error against a dt-converged reference (rtml Magnus-4 at
-``--reference-dt`` with the full corrector, H2O only unless ``--reference-all``), the
-one-off setup of the linear-response model, the peak RSS of each rtml run,
-and the time of one batched Fock build against its floor (libxc alone, the grid GEMMs at
-BLAS speed, the per-point products of the gradient terms and the in-core J/K
-contractions, each timed alone on the same arrays). Ratios are printed against NWChem and the
-naive loop; everything goes to ``OUT/propagation.csv``, ``OUT/fock_build.csv`` and a plot
-``OUT/propagation.png``.
+and reports simulated a.u. of time per wall second per trajectory, of the time loop alone
+and of the whole run (rtml: SCF, linear-response setup and time loop; the naive loop: SCF
+and its time loop; NWChem: the whole job, start-up and SCF included), the Fock builds per
+step, the energy drift max|E(t) - E(0)| after the kick, the induced-dipole error against a
+dt-converged reference (rtml Magnus-4 at ``--reference-dt`` with the full corrector at
+pc_tol 1e-12, H2O only unless ``--reference-all``), the one-off SCF and linear-response
+setup, the peak RSS of each rtml run, and the time of one batched Fock build against its
+floor (libxc alone, the grid GEMMs at BLAS speed, the per-point products of the gradient
+terms and the in-core J/K contractions, each timed alone on the same arrays). Ratios are
+printed against NWChem and the naive loop, both ways; ``--strong`` adds H2O under a kick of
+1e-2 and a Gaussian pulse of E0 0.05 (8 fields, each propagator with the default and the
+``linear`` corrector against the field's own dt-converged reference). Everything goes to
+``OUT/propagation.csv``, ``OUT/fock_build.csv`` and a plot ``OUT/propagation.png``.
 
     python benchmarks/propagation.py --out bench_prop                 # full run (~30 min)
     python benchmarks/propagation.py --out /tmp/quick --molecules h2o --time 20 --no-nwchem
@@ -64,6 +67,10 @@ from rtml.tddft.nwchem import (nwchem_command, parse_rt_output,  # noqa: E402
                                tmax_for_last_print, write_rt_tddft_input)
 
 KICK = 1e-4
+WEAK_KICK = f"kick:{KICK}:z"
+#: The issue's strong fields (``--strong``), z-polarised: a kick of 1e-2 and a Gaussian pulse
+#: of E0 0.05 at 0.3 Ha (centre 10 au, width 3 au), over once 25 au have passed.
+STRONG_FIELDS = ("kick:0.01:z", "gaussian:0.05:0.3:10:3:z")
 #: Simulated time (a.u.) per molecule: H2O's is the issue's 1000 steps of dt 0.2.
 DEFAULT_TIME = {"h2o": 200.0, "c2h4": 40.0, "c6h6": 10.0}
 #: The naive loop is slow: it runs this fraction of the simulated time (rate is per second).
@@ -123,9 +130,8 @@ def run_nwchem_rt_tddft(deck_text: str, workdir: Path, nproc: int = 2) -> dict:
 # (b) naive PySCF loop, (c)/(d) rtml: each in a fresh process (own peak RSS, threads)
 # ---------------------------------------------------------------------------------------
 
-def _ground_state(molecule: str, grid_level: int):
-    inputs = SimulationInputs(molecule=load_molecule(molecule),
-                              fields=[parse_field(f"kick:{KICK}:z")],
+def _ground_state(molecule: str, grid_level: int, field: str = WEAK_KICK):
+    inputs = SimulationInputs(molecule=load_molecule(molecule), fields=[parse_field(field)],
                               settings=PropagationSettings(dt=0.1, n_steps=1), grid_level=grid_level)
     gs, _ = prepare_ground_state(inputs)
     return gs
@@ -137,21 +143,26 @@ def _peak_rss_mb() -> float:
 
 def rtml_worker(molecule: str, grid_level: int, n_fields: int, propagator: str, dt: float,
                 sim_time: float, pc_tol: float, threads: int, max_memory_mb: float,
-                corrector: str = "linear") -> dict:
-    """rtml batched propagation of ``n_fields`` z kicks (identical members, timed per step;
-    the linear-response model, built once per geometry, is timed apart as ``setup_s``)."""
+                corrector: str = "default", field: str = WEAK_KICK) -> dict:
+    """rtml batched propagation of ``n_fields`` copies of ``field`` (identical members, timed
+    per step; the SCF and the linear-response model, once per geometry, are timed apart as
+    ``scf_s`` and ``setup_s``). ``corrector``: "default" (the engine's own setting), "carry",
+    "linear" (no carrying) or "full"."""
     set_threads(threads)
-    gs = _ground_state(molecule, grid_level)
+    start = time.perf_counter()
+    gs = _ground_state(molecule, grid_level, field)
     if max_memory_mb != gs.context.max_memory_mb:
         gs.context = build_fock_context(gs.context.mol, gs.context.xc, gs.context.nspin,
                                         gs.mf.grids, max_memory_mb=max_memory_mb)
-    fields = [parse_field(f"kick:{KICK}:z")] * n_fields
+    scf_s = time.perf_counter() - start
+    fields = [parse_field(field)] * n_fields
+    chosen = {"default": {}, "carry": {"carry_model": True},
+              "linear": {"carry_model": False}, "full": {"linear_corrector": False}}[corrector]
     settings = PropagationSettings(dt=dt, n_steps=int(round(sim_time / dt)), propagator=propagator,
-                                   pc_tol=pc_tol, linear_corrector=corrector != "full",
-                                   carry_model=corrector == "carry")
+                                   pc_tol=pc_tol, **chosen)
     frames, stats = propagate(gs, fields, settings)
     return {"wall_s": stats["wall_time_s"], "builds_per_step": stats["builds_per_step"],
-            "setup_s": stats["response_setup_s"],
+            "setup_s": stats["response_setup_s"], "scf_s": scf_s,
             "time": frames["time"], "energy": frames["energy"][:, 0],
             "dipole": frames["dipole"][:, 0], "peak_rss_mb": _peak_rss_mb(),
             "npoints": sum(len(b.weights) for b in gs.context.grid_blocks), "nao": gs.context.nao}
@@ -165,7 +176,9 @@ def naive_worker(molecule: str, grid_level: int, dt: float, sim_time: float, thr
     the corrected density (it is the next step's start).
     """
     set_threads(threads)
+    start = time.perf_counter()
     gs = _ground_state(molecule, grid_level)
+    scf_s = time.perf_counter() - start
     ctx, mf = gs.context, gs.mf
     mol = ctx.mol
     c_x = mf._numint.rsh_and_hybrid_coeff(mf.xc, spin=mol.spin)[2]
@@ -200,7 +213,7 @@ def naive_worker(molecule: str, grid_level: int, dt: float, sim_time: float, thr
         energies.append(energy)
         dipoles.append(_dipole(ctx, x @ p @ x))
     wall = time.perf_counter() - start
-    return {"wall_s": wall, "builds_per_step": 2.0, "time": np.array(times),
+    return {"wall_s": wall, "scf_s": scf_s, "builds_per_step": 2.0, "time": np.array(times),
             "energy": np.array(energies), "dipole": np.array(dipoles), "peak_rss_mb": _peak_rss_mb()}
 
 
@@ -302,8 +315,17 @@ def in_process(fn, *args) -> dict:
 # accuracy and reporting
 # ---------------------------------------------------------------------------------------
 
-def energy_drift(result: dict) -> float:
-    return float(np.abs(result["energy"] - result["energy"][0]).max())
+def energy_drift(result: dict, field: str = WEAK_KICK) -> float:
+    """max |E(t) - E(t_off)| over the frames after the field is off (a kick: all of them),
+    t_off the first of them (a.u.)."""
+    times, energy = np.asarray(result["time"]), np.asarray(result["energy"])
+    f = parse_field(field)
+    scale = abs(f.amplitude) or 1.0
+    on = np.array([not f.is_kick and abs(f.envelope(t)) > 1e-10 * scale for t in times])
+    after = np.flatnonzero(~on & (np.cumsum(on[::-1])[::-1] == 0))  # off, and never on again
+    if len(after) == 0:
+        return float("nan")
+    return float(np.abs(energy[after] - energy[after[0]]).max())
 
 
 def dipole_error(result: dict, reference: dict | None) -> float:
@@ -320,11 +342,122 @@ def dipole_error(result: dict, reference: dict | None) -> float:
     return float(np.abs(mu[list(mine)] - ref_mu[list(theirs)]).max())
 
 
+#: Simulated time (a.u.) of the ``--strong`` runs unless ``--time`` is given.
+STRONG_TIME = 40.0
+
+
+def _suffix(corrector: str) -> str:
+    """Method-name suffix: nothing for the engine's default corrector."""
+    return "" if corrector == "default" else f" {corrector}"
+
+
+def dt_converged_reference(args, molecule: str, sim_time: float, field: str,
+                           propagator: str = "magnus4", dt: float | None = None) -> dict:
+    """rtml ``propagator`` at ``dt`` (default ``--reference-dt``) with the full corrector at
+    pc_tol 1e-12 (cached in ``--reference-cache``)."""
+    dt = dt or args.reference_dt
+    tag = field.replace(":", "_")
+    cache = (Path(args.reference_cache) / f"{molecule}-{tag}-{propagator}-dt{dt}"
+             f"-T{sim_time}-grid{args.grid_level}.npz") if args.reference_cache else None
+    if cache is not None and cache.exists():
+        reference = dict(np.load(cache))
+    else:
+        reference = in_process(rtml_worker, molecule, args.grid_level, 1, propagator, dt,
+                               sim_time, 1e-12, args.threads, args.max_memory_mb, "full", field)
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(cache, time=reference["time"], dipole=reference["dipole"],
+                     energy=reference["energy"], wall_s=reference["wall_s"])
+    print(f"{molecule} {field}: reference {propagator} dt {dt}: "
+          f"{float(reference['wall_s']):.1f} s", flush=True)
+    return reference
+
+
+def result_row(molecule, field, method, res, n_fields, dt, reference, args) -> dict:
+    """One CSV row: rates per trajectory without and with the one-off setup.
+
+    ``au_per_s_per_traj`` divides by the time loop alone (NWChem: "Propagation started" to
+    its last step); ``au_per_s_per_traj_setup`` by the whole run: rtml's SCF, linear-response
+    setup and time loop, the naive loop's SCF plus its time loop scaled to the full time,
+    NWChem's whole job (start-up, SCF, propagation)."""
+    simulated = res["time"][-1] - res["time"][0]
+    if "nwchem" in method:
+        whole = res["total_s"]
+    elif method == "naive pyscf":
+        whole = res["scf_s"] + res["wall_s"] / NAIVE_FRACTION
+    else:
+        whole = res["scf_s"] + res["setup_s"] + res["wall_s"]
+    full_time = simulated / NAIVE_FRACTION if method == "naive pyscf" else simulated
+    row = {"molecule": molecule, "field": field, "method": method, "n_traj": n_fields, "dt": dt,
+           "simulated_au": simulated, "wall_s": round(res["wall_s"], 3),
+           "au_per_s_per_traj": n_fields * simulated / res["wall_s"],
+           "au_per_s_per_traj_setup": n_fields * full_time / whole,
+           "builds_per_step": res.get("builds_per_step", float("nan")),
+           "scf_s": round(res.get("scf_s", float("nan")), 3),
+           "setup_s": round(res.get("setup_s", 0.0), 3),
+           "energy_drift_ha": energy_drift(res, field),
+           "dipole_error_au": dipole_error(res, reference) if "nwchem" not in method else float("nan"),
+           "peak_rss_mb": res.get("peak_rss_mb", float("nan")), "threads": args.threads}
+    print(f"{molecule:5s} {field:24s} {method:23s} {row['au_per_s_per_traj']:9.3f} au/s/traj "
+          f"({row['au_per_s_per_traj_setup']:8.3f} with setup)  "
+          f"builds/step {row['builds_per_step']:.3f}  scf {row['scf_s']:.1f} s  "
+          f"setup {row['setup_s']:.1f} s  drift {row['energy_drift_ha']:.1e} Ha  "
+          f"dipole err {row['dipole_error_au']:.1e}  peak RSS {row['peak_rss_mb']:.0f} MB",
+          flush=True)
+    return row
+
+
+def print_ratios(rows: list[dict], molecule: str, field: str, nwchem_ranks: int) -> None:
+    """rtml's rates over NWChem's and the naive loop's, time loop alone and whole run."""
+    mine = [r for r in rows if r["molecule"] == molecule and r["field"] == field]
+    for base in (f"nwchem np{nwchem_ranks}", "naive pyscf"):
+        ref = next((r for r in mine if r["method"] == base), None)
+        if ref is None:
+            continue
+        for r in mine:
+            if r["method"].startswith("rtml"):
+                print(f"{molecule}: {r['method']} / {base} = "
+                      f"{r['au_per_s_per_traj'] / ref['au_per_s_per_traj']:.1f}x "
+                      f"(setup included: "
+                      f"{r['au_per_s_per_traj_setup'] / ref['au_per_s_per_traj_setup']:.1f}x)")
+
+
+def strong_rows(args, molecule: str, sim_time: float, rows: list[dict]) -> None:
+    """The issue's strong fields: each propagator at its dt, default corrector against
+    ``linear`` (one build per step), dipole error against each field's own dt-converged
+    reference: is the accuracy unchanged, and what is the speed.
+
+    The reference is Magnus-2 at ``--strong-reference-dt``, time reversible: Magnus-4's
+    Gauss-point Fock matrices come from a cubic through past steps, which is not, and after
+    a 1e-2 kick its energy drifts by 1e-5 Eh within 140 au even at dt 0.05 (the engine stops
+    there)."""
+    steps = {"magnus2": args.magnus2_dt or args.dt, "etrs": args.magnus2_dt or args.dt,
+             "magnus4": args.magnus4_dt}
+    for field in STRONG_FIELDS:
+        reference = dt_converged_reference(args, molecule, sim_time, field, "magnus2",
+                                           args.strong_reference_dt)
+        for propagator in args.propagators.split(","):
+            for corrector in ("default", "linear"):
+                method = f"rtml {propagator} x{BATCH}{_suffix(corrector)}"
+                try:
+                    res = in_process(rtml_worker, molecule, args.grid_level, BATCH, propagator,
+                                     steps[propagator], sim_time, args.pc_tol, args.threads,
+                                     args.max_memory_mb, corrector, field)
+                except Exception as err:  # noqa: BLE001 - a failed run is a result here
+                    print(f"{molecule:5s} {field:24s} {method:23s} FAILED: {err}", flush=True)
+                    continue
+                rows.append(result_row(molecule, field, method, res, BATCH, steps[propagator],
+                                       reference, args))
+
+
+
 def load_average() -> str:
     return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
 def plot(rows: list[dict], path: Path) -> None:
+    """Bars of simulated a.u. per wall second per trajectory, per molecule and method: the
+    time loop alone (full bar) and the whole run, SCF and setup included (black inner bar)."""
     import matplotlib  # heavy, and only for the plot
 
     matplotlib.use("Agg")
@@ -332,20 +465,29 @@ def plot(rows: list[dict], path: Path) -> None:
 
     molecules = list(dict.fromkeys(r["molecule"] for r in rows))
     methods = list(dict.fromkeys(r["method"] for r in rows))
-    fig, ax = plt.subplots(figsize=(2.2 + 1.6 * len(molecules) * len(methods) / 3, 4.2))
+    fig, ax = plt.subplots(figsize=(5.0 + 1.6 * len(molecules) * len(methods) / 3, 4.2))
     width = 0.8 / len(methods)
     for j, method in enumerate(methods):
-        xs, ys = [], []
+        xs, loop, whole, dts = [], [], [], []
         for i, mol in enumerate(molecules):
             for r in rows:
                 if r["molecule"] == mol and r["method"] == method:
                     xs.append(i + j * width)
-                    ys.append(r["au_per_s_per_traj"])
-        ax.bar(xs, ys, width, label=method)
+                    loop.append(float(r["au_per_s_per_traj"]))
+                    whole.append(float(r["au_per_s_per_traj_setup"]))
+                    dts.append(float(r["dt"]))
+        ax.bar(xs, loop, width, label=f"{method} (dt {dts[0]:g})")
+        ax.bar(xs, whole, 0.35 * width, color="black", alpha=0.6)
+    from matplotlib.patches import Patch
+
+    handles, _ = ax.get_legend_handles_labels()
+    handles.append(Patch(color="black", alpha=0.6, label="inner bar: SCF and setup included"))
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(molecules))], molecules)
     ax.set_yscale("log")
     ax.set_ylabel("simulated a.u. per wall second per trajectory")
-    ax.legend(fontsize=7)
+    ax.set_title("after a 1e-4 kick; rtml without a suffix: the engine's default corrector",
+                 fontsize=8)
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     tmp = path.with_name(path.stem + ".tmp.png")
     fig.savefig(tmp, dpi=120)
@@ -367,7 +509,9 @@ def main(argv=None) -> int:
     parser.add_argument("--molecules", default="h2o,c2h4,c6h6")
     parser.add_argument("--time", type=float, default=None,
                         help="simulated time (a.u.) for every molecule (default: per molecule)")
-    parser.add_argument("--dt", type=float, default=0.2, help="NWChem, naive and Magnus-2 dt")
+    parser.add_argument("--dt", type=float, default=0.2, help="NWChem and naive dt")
+    parser.add_argument("--magnus2-dt", type=float, default=None,
+                        help="rtml Magnus-2 (and ETRS) dt (default: --dt)")
     parser.add_argument("--magnus4-dt", type=float, default=0.5)
     parser.add_argument("--reference-dt", type=float, default=0.05)
     parser.add_argument("--reference-all", action="store_true",
@@ -381,9 +525,18 @@ def main(argv=None) -> int:
     parser.add_argument("--max-memory-mb", type=float, default=2000.0)
     parser.add_argument("--propagators", default="magnus2,magnus4",
                         help="rtml propagators to time (magnus2 at --dt, magnus4 at --magnus4-dt)")
-    parser.add_argument("--correctors", default="linear",
-                        help="rtml correctors to time, comma-separated: linear (default), carry "
-                             "(the linear model carried between builds), full")
+    parser.add_argument("--correctors", default="default,linear",
+                        help="rtml correctors to time, comma-separated: default (the engine's "
+                             "own, carry), carry (the linear model carried between builds), "
+                             "linear (one build per step), full")
+    parser.add_argument("--strong", action="store_true",
+                        help="also H2O under the strong fields (kick 1e-2, Gaussian E0 0.05), "
+                             "8 fields, default corrector against linear, each against its "
+                             "own dt-converged reference")
+    parser.add_argument("--strong-only", action="store_true",
+                        help="only the --strong rows (H2O)")
+    parser.add_argument("--strong-reference-dt", type=float, default=0.025,
+                        help="dt of the strong fields' Magnus-2 reference")
     parser.add_argument("--no-nwchem", action="store_true")
     parser.add_argument("--no-naive", action="store_true")
     args = parser.parse_args(argv)
@@ -398,20 +551,12 @@ def main(argv=None) -> int:
         sim_time = args.time or DEFAULT_TIME.get(molecule, 20.0)
         common = (molecule, args.grid_level)
         reference = None
+        if args.strong_only:
+            strong_rows(args, molecule, args.time or STRONG_TIME, rows)
+            write_csv(rows, out / "propagation.csv")
+            continue
         if molecule == "h2o" or args.reference_all:
-            cache = (Path(args.reference_cache) / f"{molecule}-magnus4-dt{args.reference_dt}-T{sim_time}"
-                     f"-grid{args.grid_level}.npz") if args.reference_cache else None
-            if cache is not None and cache.exists():
-                reference = dict(np.load(cache))
-            else:
-                reference = in_process(rtml_worker, *common, 1, "magnus4", args.reference_dt,
-                                       sim_time, 1e-12, args.threads, args.max_memory_mb, False)
-                if cache is not None:
-                    cache.parent.mkdir(parents=True, exist_ok=True)
-                    np.savez(cache, time=reference["time"], dipole=reference["dipole"],
-                             energy=reference["energy"], wall_s=reference["wall_s"])
-            print(f"{molecule}: reference magnus4 dt {args.reference_dt}: {float(reference['wall_s']):.1f} s",
-                  flush=True)
+            reference = dt_converged_reference(args, molecule, sim_time, WEAK_KICK)
         results = {}
         if have_nwchem:
             with tempfile.TemporaryDirectory(prefix="rtml-nwchem-") as tmp:
@@ -421,38 +566,21 @@ def main(argv=None) -> int:
         if not args.no_naive:
             results["naive pyscf"] = (in_process(naive_worker, *common, args.dt,
                                                  NAIVE_FRACTION * sim_time, args.threads), 1, args.dt)
-        steps = {"magnus2": args.dt, "etrs": args.dt, "magnus4": args.magnus4_dt}
+        steps = {"magnus2": args.magnus2_dt or args.dt, "etrs": args.magnus2_dt or args.dt,
+                 "magnus4": args.magnus4_dt}
         for propagator in args.propagators.split(","):
             dt = steps[propagator]
             for corrector in args.correctors.split(","):
-                suffix = "" if corrector == "linear" else f" {corrector}"
                 for n_fields in (1, BATCH):
-                    results[f"rtml {propagator} x{n_fields}{suffix}"] = (
+                    results[f"rtml {propagator} x{n_fields}{_suffix(corrector)}"] = (
                         in_process(rtml_worker, *common, n_fields, propagator, dt, sim_time,
                                    args.pc_tol, args.threads, args.max_memory_mb,
                                    corrector), n_fields, dt)
         for method, (res, n_fields, dt) in results.items():
-            simulated = res["time"][-1] - res["time"][0]
-            row = {"molecule": molecule, "method": method, "n_traj": n_fields, "dt": dt,
-                   "simulated_au": simulated, "wall_s": round(res["wall_s"], 3),
-                   "au_per_s_per_traj": n_fields * simulated / res["wall_s"],
-                   "builds_per_step": res.get("builds_per_step", float("nan")),
-                   "setup_s": round(res.get("setup_s", 0.0), 3),
-                   "energy_drift_ha": energy_drift(res),
-                   "dipole_error_au": dipole_error(res, reference) if "nwchem" not in method else float("nan"),
-                   "peak_rss_mb": res.get("peak_rss_mb", float("nan")), "threads": args.threads}
-            rows.append(row)
-            print(f"{molecule:5s} {method:23s} {row['au_per_s_per_traj']:9.3f} au/s/traj  "
-                  f"builds/step {row['builds_per_step']:.2f}  setup {row['setup_s']:.1f} s  "
-                  f"drift {row['energy_drift_ha']:.1e} Ha  "
-                  f"dipole err {row['dipole_error_au']:.1e}  peak RSS {row['peak_rss_mb']:.0f} MB",
-                  flush=True)
-        rate = {r["method"]: r["au_per_s_per_traj"] for r in rows if r["molecule"] == molecule}
-        for base in (f"nwchem np{args.nwchem_ranks}", "naive pyscf"):
-            if base in rate:
-                for method in rate:
-                    if method.startswith("rtml"):
-                        print(f"{molecule}: {method} / {base} = {rate[method] / rate[base]:.1f}x")
+            rows.append(result_row(molecule, WEAK_KICK, method, res, n_fields, dt, reference, args))
+        print_ratios(rows, molecule, WEAK_KICK, args.nwchem_ranks)
+        if args.strong and molecule == "h2o":
+            strong_rows(args, molecule, STRONG_TIME, rows)
         floor = in_process(fock_floor_worker, *common, BATCH, args.threads)
         floor_s = floor["libxc_s"] + floor["gemm_s"] + floor["point_products_s"] + floor["jk_s"]
         fock_rows.append({"molecule": molecule, **floor, "floor_s": floor_s,
@@ -465,7 +593,7 @@ def main(argv=None) -> int:
               flush=True)
         write_csv(rows, out / "propagation.csv")
         write_csv(fock_rows, out / "fock_build.csv")
-        plot(rows, out / "propagation.png")
+        plot([r for r in rows if r["field"] == WEAK_KICK], out / "propagation.png")
     print(f"load average at end: {load_average()}")
     print(f"wrote {out / 'propagation.csv'}, {out / 'fock_build.csv'}, {out / 'propagation.png'}")
     return 0
