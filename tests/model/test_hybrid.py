@@ -67,6 +67,10 @@ def test_a_broken_model_gives_the_engines_answer_and_says_so(lih, caplog):
     # checked again after twice as many engine steps each time: 4, 8, 16, then the rest
     assert [a["engine_steps"] for a in anchors] == [4, 8, 16, 12]
     assert "the engine goes on" in caplog.text
+    # the first anchor timed both steps, said which is faster and kept the times
+    times = extras[0][1]["hybrid_step_seconds"]
+    assert times["engine"] > 0 and times["model"] > 0
+    assert "a model step takes" in caplog.text
 
 
 def test_segments_follow_the_settings_and_keep_the_physics(lih):

@@ -159,15 +159,22 @@ def propagate_nwchem(mol, xc: str, field: Field, dt: float, n_steps: int, save_e
     frames: dict[int, np.ndarray] = {}
     last_record: dict[str, str] = {}
 
-    def collect(output: str) -> None:
+    def collect(output: str, keep_earlier: bool = False) -> None:
+        """Add a job's printed series; with ``keep_earlier`` the steps an earlier job printed
+        stay as it printed them (a restart job's first step is the last job's last, and at
+        the end of a resonant drive only the last job printed it with the field still on,
+        E(T) = E0 sin(wT), as rtml's field is defined)."""
         nonlocal nwchem_origin_shift
         parsed = parse_rt_output(output)
         if nwchem_origin_shift is None:
             # dipole about O_nuc = dipole about NWChem's centre of mass + Q (O_com - O_nuc)
             nwchem_origin_shift = mol.charge * (parsed.dipole_origin - ints.dipole_origin)
         for t, mu, e, f in zip(parsed.time, parsed.dipole, parsed.energy, parsed.field):
+            step = int(round(t / dt))
+            if keep_earlier and step in series:
+                continue
             # NWChem prints no field lines while no field is defined: the field is zero
-            series[int(round(t / dt))] = (mu + nwchem_origin_shift, e, np.nan_to_num(f))
+            series[step] = (mu + nwchem_origin_shift, e, np.nan_to_num(f))
 
     def harvest(snap: RestartSnapshot) -> int:
         step = int(round(snap.time / dt))
@@ -212,7 +219,7 @@ def propagate_nwchem(mol, xc: str, field: Field, dt: float, n_steps: int, save_e
             output = run_nwchem_streaming(deck, workdir, name, ranks, initial, on_record)
             wall += _time.perf_counter() - t0
             n_jobs += 1
-            collect(output)
+            collect(output, keep_earlier=start > 0)
             if last_record.get("step") != end:
                 raise InputError(f"NWChem's last restart record is of step "
                                  f"{last_record.get('step')}, expected {end}")
