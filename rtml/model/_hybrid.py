@@ -273,9 +273,8 @@ class _HybridRun:
     #: Attributes that, with the gate memories, are a run's whole state between an anchor
     #: and a model segment.
     _STATE = ("step", "p", "rho", "source", "energy", "anchors", "counts", "step_seconds",
-              "scale", "spent",
-              "rate", "rate_at_start", "segment_steps", "coherence", "allowed", "anchor_len",
-              "segment_cap", "fock_previous")
+              "scale", "spent", "rate", "rate_at_start", "segment_steps", "coherence", "allowed",
+              "anchor_len", "segment_cap", "fock_previous")
 
     def state(self, reason) -> dict:
         """Everything :meth:`restore` needs to go on exactly where this run is; ``reason`` is

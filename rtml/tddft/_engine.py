@@ -692,7 +692,10 @@ def _carried_step(model: _LinearCorrector, step_fn, state: PropagationState, foc
         settings, beyond_measured=True, fock_guess=fock_used[members])
     kept = members[ok]
     p_next[kept], fock_next[kept], energy_next[kept] = p_lin[ok], fock_lin[ok], energy_lin[ok]
-    fock_used[members[~ok]] = fock_lin[~ok]
+    # the model's prediction is the full path's guess; a NaN one is not (the full path then
+    # meets the NaN itself and reports it in one line)
+    handed = ~ok & np.isfinite(fock_lin).reshape(len(members), -1).all(axis=1)
+    fock_used[members[handed]] = fock_lin[handed]
     accepted[kept] = True
     return accepted
 
