@@ -66,7 +66,8 @@ KERNEL_GRID_MIN_LEVEL = 1
 #: ... and only where the kernel on the SCF grid would be slow: its cost is about grid points
 #: x (spins x AO pairs)^2 (C6H6: 141k x 2211^2 = 6.9e11 took 18.7 s). Below this the SCF
 #: grid's kernel is kept: a second or two, and a more accurate model carries further
-#: (H2O, Magnus-4 dt 0.5, weak kick: 0.185 builds per step on the coarse kernel).
+#: (H2O, Magnus-4 dt 0.5, weak kick, 8 fields: 0.185 builds per step on the coarse kernel,
+#: 0.010 on the SCF grid's).
 KERNEL_COARSEN_ABOVE = 5e10
 
 

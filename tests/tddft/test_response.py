@@ -204,7 +204,10 @@ def test_xc_kernel_matches_its_definition_and_the_coarser_grid_stays_close():
     """The single-precision, eigen-split, screened kernel is the double-precision sum to
     1e-5; the engine's kernel grid (two levels coarser, not below 1) is within 2e-3 of the
     SCF grid's, and SCF grids of level 1 keep their own grid."""
-    from rtml.tddft import KERNEL_GRID_MIN_LEVEL, kernel_context, xc_kernel
+    from types import SimpleNamespace
+
+    from rtml.tddft import (KERNEL_GRID_COARSENING, KERNEL_GRID_MIN_LEVEL, kernel_coarsening,
+                            kernel_context, xc_kernel)
 
     mol = gto.M(atom=WATER, basis="6-31g", verbose=0)
     mf = dft.RKS(mol, xc="pbe0")
@@ -220,3 +223,8 @@ def test_xc_kernel_matches_its_definition_and_the_coarser_grid_stays_close():
         len(b.weights) for b in ctx.grid_blocks)
     assert np.linalg.norm(xc_kernel(coarse, dm) - exact) / np.linalg.norm(exact) < 2e-3
     assert kernel_context(ctx, KERNEL_GRID_MIN_LEVEL) is ctx
+    # the engine coarsens only where the SCF grid's kernel would be slow: H2O keeps its grid,
+    # a C6H6-sized context (66 AOs, 141k points) is coarsened
+    assert kernel_coarsening(ctx) == 0
+    big = SimpleNamespace(nao=66, nspin=1, grid_blocks=[SimpleNamespace(weights=np.empty(141262))])
+    assert kernel_coarsening(big) == KERNEL_GRID_COARSENING
