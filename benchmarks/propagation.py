@@ -346,6 +346,12 @@ def dipole_error(result: dict, reference: dict | None) -> float:
 STRONG_TIME = 40.0
 
 
+def propagator_dt(args, propagator: str) -> float:
+    """rtml's dt for ``propagator``: ``--magnus4-dt`` for Magnus-4, else ``--magnus2-dt``
+    (default ``--dt``)."""
+    return args.magnus4_dt if propagator == "magnus4" else (args.magnus2_dt or args.dt)
+
+
 def _suffix(corrector: str) -> str:
     """Method-name suffix: nothing for the engine's default corrector."""
     return "" if corrector == "default" else f" {corrector}"
@@ -431,24 +437,22 @@ def strong_rows(args, molecule: str, sim_time: float, rows: list[dict]) -> None:
     Gauss-point Fock matrices come from a cubic through past steps, which is not, and after
     a 1e-2 kick its energy drifts by 1e-5 Eh within 140 au even at dt 0.05 (the engine stops
     there)."""
-    steps = {"magnus2": args.magnus2_dt or args.dt, "etrs": args.magnus2_dt or args.dt,
-             "magnus4": args.magnus4_dt}
     for field in STRONG_FIELDS:
         reference = dt_converged_reference(args, molecule, sim_time, field, "magnus2",
                                            args.strong_reference_dt)
         for propagator in args.propagators.split(","):
+            dt = propagator_dt(args, propagator)
             for corrector in ("default", "linear"):
                 method = f"rtml {propagator} x{BATCH}{_suffix(corrector)}"
                 try:
                     res = in_process(rtml_worker, molecule, args.grid_level, BATCH, propagator,
-                                     steps[propagator], sim_time, args.pc_tol, args.threads,
+                                     dt, sim_time, args.pc_tol, args.threads,
                                      args.max_memory_mb, corrector, field)
                 except Exception as err:  # noqa: BLE001 - a failed run is a result here
                     print(f"{molecule:5s} {field:24s} {method:23s} FAILED: {err}", flush=True)
                     continue
-                rows.append(result_row(molecule, field, method, res, BATCH, steps[propagator],
-                                       reference, args))
-
+                rows.append(result_row(molecule, field, method, res, BATCH, dt, reference,
+                                       args))
 
 
 def load_average() -> str:
@@ -566,10 +570,8 @@ def main(argv=None) -> int:
         if not args.no_naive:
             results["naive pyscf"] = (in_process(naive_worker, *common, args.dt,
                                                  NAIVE_FRACTION * sim_time, args.threads), 1, args.dt)
-        steps = {"magnus2": args.magnus2_dt or args.dt, "etrs": args.magnus2_dt or args.dt,
-                 "magnus4": args.magnus4_dt}
         for propagator in args.propagators.split(","):
-            dt = steps[propagator]
+            dt = propagator_dt(args, propagator)
             for corrector in args.correctors.split(","):
                 for n_fields in (1, BATCH):
                     results[f"rtml {propagator} x{n_fields}{_suffix(corrector)}"] = (

@@ -627,21 +627,19 @@ class _LinearCorrector:
                             field_term(members[active]), t, dt, fock_past=past)
             fock_lin = fock_built[active] + self.apply(p_try - p_built[active])
             change = _density_error_estimate(fock_lin - fock_used[active], p_try, dt)
-            done = ~(change >= 0.1 * settings.pc_tol)  # NaN ends the iteration too
-            for j in np.flatnonzero(done):
-                r = active[j]
-                p_out[r], fock_out[r], residual_est[r] = p_try[j], fock_lin[j], change[j]
+            converged = ~(change >= 0.1 * settings.pc_tol)  # NaN ends the iteration too
+            done = converged.copy()
             if beyond_measured:
                 # a carried step whose model error alone is already well over pc_tol cannot
                 # be accepted: stop iterating it (a strong field would otherwise pay a whole
                 # solve per step before its build); its prediction is the build's guess
-                hopeless = ~done & (self._model_estimate(members[active], fock_lin, p_try,
-                                                         fock_built[active], dt)
-                                    > 2.0 * settings.pc_tol)
-                for j in np.flatnonzero(hopeless):
-                    r = active[j]
-                    p_out[r], fock_out[r] = p_try[j], fock_lin[j]
-                done |= hopeless
+                done |= self._model_estimate(members[active], fock_lin, p_try,
+                                             fock_built[active], dt) > 2.0 * settings.pc_tol
+            for j in np.flatnonzero(done):
+                r = active[j]
+                p_out[r], fock_out[r] = p_try[j], fock_lin[j]
+                if converged[j]:
+                    residual_est[r] = change[j]
             residual = np.zeros_like(fock_used)
             residual[active] = fock_lin - fock_used[active]
             used_history = (used_history + [fock_used.copy()])[-settings.pc_mixing:]
