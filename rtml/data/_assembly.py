@@ -645,7 +645,7 @@ def _assemble_into(path: Path, sources: list[_Source], dtype: str | None, chunk_
     if created:
         path.mkdir()
         root = zarr.open_group(str(path), mode="w", zarr_format=3)
-        root.attrs.update(_new_root_attrs())
+        root.update_attributes(_new_root_attrs())
     else:
         # the commit record and the arrays as they are, never the consolidated copy
         root = zarr.open_group(str(path), mode="r+", zarr_format=3, use_consolidated=False)
@@ -834,7 +834,10 @@ def _commit(root, rattrs: dict[str, Any], counts: dict[str, int], index: dict[st
                     vals = set(source_versions.get(key, []))
                     vals.add(str(src.provenance[key]))
                     source_versions[key] = sorted(vals)
-    root.attrs.update({
+    # one write of the root's zarr.json (which zarr replaces atomically): ``attrs.update``
+    # would write it once per key, and a kill between the keys left ``n_committed`` new
+    # beside an old ``dataset_sha256``
+    root.update_attributes({
         "history": (history + f"\n{now} rtml {__version__} dataset assemble: {entry}").strip(),
         "date_modified": now,
         "molecules": list(counts),

@@ -42,6 +42,32 @@ assemble_store(sys.argv[3:], sys.argv[1], progress=progress)
 """
 
 
+#: Runs assemble_store(FILES, STORE) in a child process that SIGKILLs itself at the start of
+#: its KILL_AT-th write to the store (zarr LocalStore set/delete, 1-based; 0: never), then
+#: prints every write as "op key": argv = STORE KILL_AT FILES...
+_KILLED_AT_WRITE = """
+import os, signal, sys
+import zarr.storage
+from rtml.data import assemble_store
+
+kill_at, writes = int(sys.argv[2]), []
+
+def counted(op):
+    original = getattr(zarr.storage.LocalStore, op)
+    async def write(self, key, *args, **kwargs):
+        writes.append(f"{op} {key}")
+        if len(writes) == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return await original(self, key, *args, **kwargs)
+    setattr(zarr.storage.LocalStore, op, write)
+
+for op in ("set", "set_if_not_exists", "delete", "delete_dir"):
+    counted(op)
+assemble_store(sys.argv[3:], sys.argv[1], progress=False)
+print("\\n".join(writes))
+"""
+
+
 def killed_assembly(store: Path, files, kill_at: int) -> None:
     """Assemble ``files`` into ``store`` in a child process killed (SIGKILL) after
     ``kill_at`` trajectories are written."""
@@ -274,3 +300,46 @@ def test_kills_at_any_time_keep_the_store_consistent(dataset_h5_files, tmp_path)
         assemble_store(base + new, store, progress=False)
         assert_consistent(store, 2 + len(new))
         assert not [p for p in store.rglob("*") if ".tmp-" in p.name or p.suffix == ".partial"]
+
+
+def test_a_kill_at_any_write_keeps_the_store_consistent(dataset_h5_files, tmp_path):
+    """SIGKILL an append just before chosen writes to the store, found from the writes of an
+    uninterrupted run: inside the rows, at the commit and every later write of the root's
+    metadata, at the groups' copies of the counts, inside the index rewrite. After each kill
+    the store holds the old or the new trajectories, consistently, and the next assembly
+    completes it."""
+    base, new = dataset_h5_files["lih"][:2], dataset_h5_files["lih"][2:] + dataset_h5_files["h2"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    store, pristine = tmp_path / "s.zarr", tmp_path / "pristine.zarr"
+    assemble_store(base, pristine, progress=False)
+
+    def append(kill_at: int) -> subprocess.CompletedProcess:
+        shutil.rmtree(store, ignore_errors=True)
+        shutil.copytree(pristine, store)
+        return subprocess.run([sys.executable, "-c", _KILLED_AT_WRITE, str(store), str(kill_at),
+                               *map(str, new)], capture_output=True, text=True, env=env,
+                              timeout=300)
+
+    done = append(0)
+    assert done.returncode == 0, done.stderr
+    writes = done.stdout.split("\n")
+    root_writes = [i for i, w in enumerate(writes, 1) if w == "set zarr.json"]
+    index = [i for i, w in enumerate(writes, 1) if " index" in w]
+    copies = [i for i, w in enumerate(writes, 1) if w in ("set lih/zarr.json", "set h2/zarr.json")]
+    rows = [i for i, w in enumerate(writes, 1) if "/c/" in w]
+    assert root_writes and index and copies and rows
+    points = sorted({rows[0], rows[len(rows) // 2], *root_writes, root_writes[0] + 1, *copies,
+                     index[0], index[len(index) // 2], index[-1]})
+    assert len(points) >= 8
+    for kill_at in points:
+        proc = append(kill_at)
+        assert proc.returncode == -signal.SIGKILL, (kill_at, writes[kill_at - 1], proc.stderr)
+        where = f"killed before write {kill_at} ({writes[kill_at - 1]})"
+        try:
+            n = len(open_index(store))
+            assert n in (2, 2 + len(new))
+            assert_consistent(store, n)
+            assemble_store(base + new, store, progress=False)
+            assert_consistent(store, 2 + len(new))
+        except AssertionError as error:
+            raise AssertionError(where) from error
