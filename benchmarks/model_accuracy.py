@@ -11,10 +11,13 @@ dt 0.2 a.u., every step saved):
    every trajectory by the PySCF engine (``rtml propagate``), one HDF5 each, in
    ``WORK/train/<mol>_<geometry>/`` and ``WORK/test/<mol>_<geometry>/``;
 2. **training**: one store of all training trajectories (``rtml dataset assemble``);
-   ``rtml train`` with its defaults for the ``rtml`` model, the ``rtml-mlp`` ablation (no
-   memory in the gates), the ``two-electron`` variant (all of ΔG learned instead of only
-   the exchange-correlation part) and the ridge baseline (``linear``). Validation is carved
-   from the training geometries; nothing is selected on the test data;
+   ``rtml train`` with its defaults for the ``rtml`` model, the ``rtml-nl`` variant (the
+   ground-state XC kernel's linear response exact too, only the XC change beyond it
+   learned), the ``rtml-mlp`` ablation (no memory in the gates), the ``two-electron``
+   variant (all of ΔG learned instead of only the exchange-correlation part) and the ridge
+   baseline (``linear``); ``lr-tddft`` (the exact step with ΔG linear in ΔP, no network)
+   and persistence need no training. Validation is carved from the training geometries;
+   nothing is selected on the test data;
 3. **evaluation**: every model rolls out every test trajectory from its first frame under
    the true field for 1000 steps (``rtml propagate --engine model`` semantics); the rollouts
    are written as trajectory files to ``WORK/pred_<model>/`` and scored by
@@ -45,7 +48,8 @@ TRAIN_FIELDS = ["kick:0.001:z", "kick:0.003:x", "kick:0.002:0.6,0.8,0",
                 "gaussian:0.01:0.15:20:4:z", "gaussian:0.008:0.35:20:4:x"]
 TEST_FIELDS = ["kick:0.002:0.57735,0.57735,0.57735", "kick:0.0001:0.70711,0,0.70711",
                "gaussian:0.012:0.25:25:5:0,0.70711,0.70711"]
-MODELS = {"rtml": ["--model", "rtml"], "rtml-mlp": ["--model", "rtml-mlp"],
+MODELS = {"rtml": ["--model", "rtml"], "rtml-nl": ["--model", "rtml", "--learned", "xc-nonlinear"],
+          "rtml-mlp": ["--model", "rtml-mlp"],
           "rtml-2e": ["--model", "rtml", "--learned", "two-electron"], "linear": ["--model", "linear"]}
 
 
@@ -89,6 +93,9 @@ def make_data(work: Path, molecules, n_train: int, n_test: int, displacement: fl
                 write_geometry(xyz, spec.symbols, pos, info={"comment": f"{name} {gid}"})
                 cmd = ["rtml", "propagate", name, "--geometry", str(xyz), "--dt", "0.2",
                        "--steps", str(steps), "--grid-level", "1", "--threads", str(threads),
+                       # one Fock build per step: the stored Fock matrices supervise ΔG
+                       # (carried frames would store the corrector's linear prediction)
+                       "--corrector", "linear",
                        "--output-dir", str(out), "--force", "-q"]
                 for f in fields:
                     cmd += ["--field", f]
@@ -156,10 +163,11 @@ def evaluate_models(work: Path, dirs: dict) -> dict:
     """Every model on every test trajectory, with the evaluation's own metric code."""
     from rtml.data import open_store_groups
     from rtml.evaluate import evaluate_trajectory, reference
-    from rtml.model import PersistenceModel, load_model
+    from rtml.model import LinearResponsePropagator, PersistenceModel, load_model
 
     groups = open_store_groups(work / "test.zarr")
     models = {name: load_model(d)[0] for name, d in dirs.items()}
+    models["lr-tddft"] = LinearResponsePropagator()
     models["persistence"] = PersistenceModel()
     rows = []
     for mol, ds in groups.items():

@@ -298,8 +298,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("store", help="Zarr dataset store the model was trained on")
     p.add_argument("--model", required=True, metavar="MODEL_DIR",
                    help="trained model directory (rtml train)")
-    p.add_argument("--baselines", default="persistence,linear",
-                   help="comma-separated baselines evaluated by the same code (default both)")
+    p.add_argument("--baselines", default="persistence,linear,lr-tddft",
+                   help="comma-separated baselines evaluated by the same code: persistence, "
+                        "linear (ridge map), lr-tddft (the exact step with ΔG linear in ΔP, "
+                        "no network); default all three")
     p.add_argument("--compare", nargs="*", default=None, metavar="MODEL_DIR",
                    help="further trained models evaluated alongside (e.g. the MLP ablation)")
     p.add_argument("--molecules", nargs="+", default=None,

@@ -39,7 +39,7 @@ from rtml.evaluate._metrics import (SCALED_L2_WINDOWS, VALID_HORIZON_THRESHOLD,
                                     spectrum_nrmse, spectrum_overlap, valid_horizon)
 from rtml.evaluate._calibration import plot_calibration, spread_calibration
 from rtml.evaluate._plots import plot_results
-from rtml.model import PersistenceModel, fit_linear, load_model
+from rtml.model import LinearResponsePropagator, PersistenceModel, fit_linear, load_model
 from rtml.observables import electrons_per_spin
 from rtml.tddft import absorption_spectrum, find_peaks
 from rtml.units import HARTREE_EV
@@ -240,13 +240,19 @@ def write_metrics(summary: dict, output_dir: Path, settings: dict) -> None:
                                  sort_keys=True, default=float))
 
 
+#: ``ModelConfig.learned`` -> suffix of the model's name in the tables.
+_LEARNED_SUFFIX = {"xc": "", "xc-nonlinear": "-nl", "two-electron": "-2e"}
+
+
 def _model_name(state: dict) -> str:
     if state.get("model") == "rtml":
-        return "rtml" if state["config"].get("dynamics", "mamba") == "mamba" else "rtml-mlp"
+        cfg = state["config"]
+        base = "rtml" if cfg.get("dynamics", "mamba") == "mamba" else "rtml-mlp"
+        return base + _LEARNED_SUFFIX.get(cfg.get("learned", "xc"), "")
     return f"trained_{state['model']}"
 
 
-def evaluate(store, model_dir, output_dir, baselines=("persistence", "linear"),
+def evaluate(store, model_dir, output_dir, baselines=("persistence", "linear", "lr-tddft"),
              molecules=None, compare=()) -> dict:
     """Evaluate the model in ``model_dir``, further trained models (``compare``) and the
     baselines on the test split of ``store`` (the split the first model was trained with)."""
@@ -264,8 +270,10 @@ def evaluate(store, model_dir, output_dir, baselines=("persistence", "linear"),
             models["persistence"] = PersistenceModel()
         elif name == "linear":
             models["linear"] = fit_linear(groups, splits)
+        elif name == "lr-tddft":
+            models["lr-tddft"] = LinearResponsePropagator()
         else:
-            raise InputError(f"unknown baseline '{name}' (known: persistence, linear)")
+            raise InputError(f"unknown baseline '{name}' (known: persistence, linear, lr-tddft)")
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     summary, details = evaluate_models(models, groups, splits,

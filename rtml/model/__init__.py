@@ -9,7 +9,8 @@
   :class:`MLPDynamics` as the memoryless ablation). :func:`propagate_model` runs it as an
   engine, :func:`propagate_hybrid` beside the RT engine, which re-anchors it.
 - Baselines: :class:`PersistenceModel`, :class:`LinearPropagator` (ridge map in the Löwdin
-  basis); :func:`load_model` loads any trained model directory, or an ensemble of rtml
+  basis), :class:`LinearResponsePropagator` (the exact step with ΔG linear in ΔP: J, K and
+  the ground-state XC kernel, no network); :func:`load_model` loads any trained model directory, or an ensemble of rtml
   models (:mod:`rtml.model._ensemble`: their mean ΔG' drives one exact step);
   :func:`pretrained_models` lists the models shipped with the package.
 - :class:`GroundStateGuess`: the SCF's starting density of a new geometry, learned as the
@@ -46,6 +47,7 @@ __all__ = [
     "propagate_hybrid", "HYBRID_PROPAGATOR_NAME", "engine_system", "model_energy",
     "message_geometry", "GroundStateGuess", "GUESS_FILE", "guess_density",
     "load_guess", "minao_density", "purify_density", "relative_density_error",
+    "xc_kernel_operator", "XC_KERNEL_GRID_LEVEL", "LinearResponsePropagator",
 ]
 
 __getattr__, __dir__ = lazy_exports(__name__, {
@@ -68,8 +70,10 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     "_hermitian": ["hermitian_to_real", "real_to_hermitian"],
     "_physics": [
         "apply_coulomb_exchange", "coulomb_exchange_operators", "density_norm",
-        "exponential_step", "lowdin_transforms", "stationary_fock",
+        "exponential_step", "lowdin_transforms", "stationary_fock", "xc_kernel_operator",
+        "XC_KERNEL_GRID_LEVEL",
     ],
+    "_linear_response": ["LinearResponsePropagator"],
     "_engine": ["MODEL_PROPAGATOR_NAME", "engine_system", "model_energy", "model_provenance",
                 "model_sha256", "propagate_model"],
     "_hybrid": ["HYBRID_PROPAGATOR_NAME", "propagate_hybrid"],

@@ -13,8 +13,9 @@ from rtml._errors import InputError
 
 __all__ = ["ModelConfig", "LEARNED", "add_model_options", "model_options"]
 
-#: What the network learns: the exchange-correlation change only, or all of ΔG.
-LEARNED = ("xc", "two-electron")
+#: What the network learns: the exchange-correlation change, the exchange-correlation change
+#: beyond its linear response at the ground state, or all of ΔG.
+LEARNED = ("xc", "xc-nonlinear", "two-electron")
 
 
 @dataclass
@@ -35,7 +36,9 @@ class ModelConfig:
     learned: str = dc_field(default="xc", metadata={
         "choices": LEARNED,
         "help": "xc (default): Coulomb and exact exchange of ΔP exact, the network learns the "
-                "XC change; two-electron: the network learns all of ΔG"})
+                "XC change; xc-nonlinear: the XC kernel's linear response at the ground state "
+                "exact too, the network learns the rest of the XC change; two-electron: the "
+                "network learns all of ΔG"})
     #: gate dynamics: "mamba" (memory along time) or "mlp" (current frame only, the ablation)
     dynamics: str = "mamba"
     d_model: int = dc_field(default=32, metadata={"help": "width of the gate dynamics (Mamba/MLP)"})
@@ -54,6 +57,17 @@ class ModelConfig:
     #: hidden width of the radial networks that weight the tensor products
     radial_hidden: int = 32
 
+    @property
+    def real_response(self) -> bool:
+        """The network maps Re ΔP' to a real symmetric XC change (``learned`` "xc" or
+        "xc-nonlinear"); else complex ΔP' to all of ΔG'."""
+        return self.learned != "two-electron"
+
+    @property
+    def exact_xc_kernel(self) -> bool:
+        """The XC kernel's linear response at the ground state is part of the exact step."""
+        return self.learned == "xc-nonlinear"
+
     def __post_init__(self):
         if self.dynamics not in ("mamba", "mlp"):
             raise InputError(f"dynamics must be 'mamba' or 'mlp', got '{self.dynamics}'")
@@ -63,7 +77,7 @@ class ModelConfig:
             # enough channels per irrep for every atom and atom pair of the 6-31G ladder
             # (C-C pairs: 13 real 0e, 12 real 1o; twice that for complex ΔP), so the codec is
             # injective on what the network reads (checked per molecule in forward)
-            self.irreps_hidden = ("16x0e+12x1o+4x1e+4x2e" if self.learned == "xc"
+            self.irreps_hidden = ("16x0e+12x1o+4x1e+4x2e" if self.real_response
                                   else "32x0e+24x1o+8x1e+8x2e")
         if self.n_interactions < 0:
             raise InputError(f"n_interactions must be >= 0, got {self.n_interactions}")

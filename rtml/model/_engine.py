@@ -65,7 +65,8 @@ def engine_system(ground_state, propagator: RTMLPropagator):
         layout = BasisLayout.from_mole(mol)
         system = build_system([mol], ctx.xc, nspin, layout, mol.atom_coords(unit="Angstrom")[None],
                               ctx.overlap[None], ground_state.density[None],
-                              ground_state_fock(ground_state)[None], ctx.dipole_origin[None])
+                              ground_state_fock(ground_state)[None], ctx.dipole_origin[None],
+                              xc_kernel=propagator.model.config.exact_xc_kernel)
         with torch.no_grad():
             maps = [m.linear_maps(system) for m in propagator.members]
         propagator.engine_setup = {key: (system, maps)}    # keep one geometry's setup

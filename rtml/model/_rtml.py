@@ -18,6 +18,11 @@ change of the Fock matrix with the density (:math:`\Delta P' = P' - P_0'`):
   (dense in-core maps, :func:`~rtml.model._physics.coulomb_exchange_operators`) and the
   network predicts only the exchange-correlation change, a real symmetric matrix that
   depends on Re ΔP' only (semi-local XC sees only the real density);
+- ``learned="xc-nonlinear"``: as ``"xc"``, with the XC kernel at the ground state added to
+  the exact maps (:func:`~rtml.model._physics.xc_kernel_operator`): the exact part is then
+  linear-response TDDFT, and the network predicts only the XC change beyond first order in
+  ΔP'. The kernel is integrated on a DFT grid that does not turn with the molecule, so this
+  variant is equivariant only to the grid's accuracy;
 - ``learned="two-electron"``: the network predicts all of ΔG' (complex Hermitian), from
   Re and Im ΔP'.
 
@@ -68,7 +73,7 @@ from rtml.model._summary import module_summary
 from rtml.model._hermitian import from_hermitian_coordinates, hermitian_basis, hermitian_coordinates
 from rtml.model._physics import (apply_coulomb_exchange, coulomb_exchange_operators,
                                  density_norm, exponential_step, lowdin_transforms,
-                                 stationary_fock)
+                                 stationary_fock, xc_kernel_operator)
 from rtml.units import ANGSTROM_BOHR
 
 N_MESSAGE_KINDS = 5
@@ -91,7 +96,9 @@ class MoleculeSystem(NamedTuple):
     dipole : (B, 3, n, n) D' about the stored origin
     w_same, w_total : exact Coulomb/exchange maps, (real (B, m, m), imaginary (B, m', m'))
         on Hermitian coordinates (:func:`~rtml.model._physics.coulomb_exchange_operators`;
-        w_total None: closed shell)
+        w_total None: closed shell); with the XC kernel a closed shell's is added to w_same
+    w_spin : (B, S, S, m, m) an open shell's XC kernel between spin channels
+        (:func:`~rtml.model._physics.xc_kernel_operator`), or None
     """
 
     layout: BasisLayout
@@ -105,6 +112,7 @@ class MoleculeSystem(NamedTuple):
     dipole: torch.Tensor
     w_same: tuple
     w_total: tuple | None
+    w_spin: torch.Tensor | None = None
 
     @property
     def batch(self) -> int:
@@ -167,13 +175,16 @@ def occupation(n_spin: int) -> float:
 
 
 def build_system(mols, xc: str, n_spin: int, layout: BasisLayout, positions_angstrom,
-                 overlap, rho0_ao, fock0_ao, dipole_origin_bohr) -> MoleculeSystem:
+                 overlap, rho0_ao, fock0_ao, dipole_origin_bohr,
+                 xc_kernel: bool = False) -> MoleculeSystem:
     """A :class:`MoleculeSystem` from PySCF molecules and the ground states of B geometries.
 
     Args:
         mols: B built ``pyscf.gto.Mole`` (same basis, the geometries' positions).
         overlap: (B, n, n) AO overlaps; rho0_ao, fock0_ao: (B, S, n, n) real AO ground-state
             density and Fock matrix (no field term); dipole_origin_bohr: (B, 3).
+        xc_kernel: add the XC kernel at the ground state to the exact maps (a model with
+            ``learned="xc-nonlinear"``).
     """
     f64 = torch.float64
     s = torch.as_tensor(np.asarray(overlap), dtype=f64)
@@ -181,18 +192,25 @@ def build_system(mols, xc: str, n_spin: int, layout: BasisLayout, positions_angs
     rho0 = orth_inv[:, None] @ torch.as_tensor(np.asarray(rho0_ao), dtype=f64) @ orth_inv[:, None]
     fock_raw = orth[:, None] @ torch.as_tensor(np.asarray(fock0_ao), dtype=f64) @ orth[:, None]
     fock0 = stationary_fock(fock_raw, 0.5 * (rho0 + rho0.transpose(-1, -2)), occupation(n_spin))
-    dips, w_same, w_total = [], [], []
+    dips, w_same, w_total, w_spin = [], [], [], []
     for b, mol in enumerate(mols):
         d = torch.as_tensor(dipole_integrals(mol, dipole_origin_bohr[b]), dtype=f64)
         dips.append(orth[b] @ d @ orth[b])
         same, total = coulomb_exchange_operators(mol, xc, n_spin, orth[b].numpy())
+        kernel = (xc_kernel_operator(mol, xc, n_spin, orth[b].numpy(), np.asarray(rho0_ao[b]))
+                  if xc_kernel else None)
+        if kernel is not None and n_spin == 1:
+            same = (same[0] + kernel[0, 0], same[1])
+        elif kernel is not None:
+            w_spin.append(torch.from_numpy(kernel))
         w_same.append(same)
         if total is not None:
             w_total.append(total)
     stack = (lambda ws: tuple(torch.stack([torch.from_numpy(w[k]) for w in ws]) for k in range(2)))
     return MoleculeSystem(layout, torch.as_tensor(np.asarray(positions_angstrom), dtype=f64), n_spin,
                           orth, orth_inv, rho0, fock0, fock_raw, torch.stack(dips),
-                          stack(w_same), stack(w_total) if w_total else None)
+                          stack(w_same), stack(w_total) if w_total else None,
+                          torch.stack(w_spin) if w_spin else None)
 
 
 def required_channels(layout: BasisLayout, complex_input: bool) -> dict:
@@ -419,7 +437,7 @@ class RTMLModel(nn.Module):
         if key in layout._cache:
             return
         have = {(ir.l, ir.p): mul for mul, ir in self.irreps_hidden}
-        need = required_channels(layout, self.config.learned != "xc")
+        need = required_channels(layout, not self.config.real_response)
         short = [f"{n}x{L}{'e' if p == 1 else 'o'}" for (L, p), n in sorted(need.items())
                  if have.get((L, p), 0) < n]
         if short:
@@ -460,7 +478,7 @@ class RTMLModel(nn.Module):
         msg, sh, desc, weights, _ = geo
         b, r, s, n = dp.shape[0], dp.shape[1], dp.shape[2], dp.shape[-1]
         x = dp / self.input_scale
-        x = x.real.to(self.dtype) if self.config.learned == "xc" else x.to(
+        x = x.real.to(self.dtype) if self.config.real_response else x.to(
             torch.complex128 if self.dtype == torch.float64 else torch.complex64)
         flat = x.reshape(b * r, s, n, n)
         pos = system.positions_angstrom.to(self.dtype).repeat_interleave(r, 0)
@@ -494,7 +512,7 @@ class RTMLModel(nn.Module):
         w = [x.repeat_interleave(r, 0) for x in geo[3]["decoder"]]
         g = self.decoder(DensityLatent(flat[:, :, :n_atoms], flat[:, :, n_atoms:]), system.layout, pos, w)
         g = g.to(torch.complex128).reshape(b, r, s, *g.shape[-2:])
-        if self.config.learned == "xc":
+        if self.config.real_response:
             g = torch.complex(g.real, torch.zeros_like(g.real))
         return self.output_scale * g
 
@@ -504,8 +522,9 @@ class RTMLModel(nn.Module):
         if h is None:
             h = self._features(dp, system, geo)
         g = self._decode(h, gates, system, geo)
-        if self.config.learned == "xc":
-            g = g + apply_coulomb_exchange(dp.to(torch.complex128), system.w_same, system.w_total)
+        if self.config.real_response:
+            g = g + apply_coulomb_exchange(dp.to(torch.complex128), system.w_same, system.w_total,
+                                       system.w_spin)
         return g
 
     def delta_fock_ungated(self, rho: torch.Tensor, system: MoleculeSystem) -> torch.Tensor:
@@ -533,7 +552,7 @@ class RTMLModel(nn.Module):
             raise ValueError("linear_maps takes one geometry")
         n, s_spin = system.layout.nbf, system.n_spin
         geo = self._geometry_terms(system)
-        basis = hermitian_basis(n, imaginary=self.config.learned != "xc")        # (m, n, n)
+        basis = hermitian_basis(n, imaginary=not self.config.real_response)        # (m, n, n)
         cols_same, cols_other = [], []
         for k in range(0, len(basis), chunk):
             e = basis[k:k + chunk]
@@ -552,14 +571,14 @@ class RTMLModel(nn.Module):
         unit = torch.eye(d, dtype=self.dtype)[:, None, None, :].expand(d, 1, n_tok, d)
         g = self._decode(unit[None], torch.zeros(1, d, 1, n_tok, self.n_channels, dtype=self.dtype),
                          system, geo)
-        rows = hermitian_coordinates(g[0, :, 0], imaginary=self.config.learned != "xc")  # (d, m_out)
-        token = output_tokens(system.layout, n, self.config.learned != "xc")            # (m_out,)
+        rows = hermitian_coordinates(g[0, :, 0], imaginary=not self.config.real_response)  # (d, m_out)
+        token = output_tokens(system.layout, n, not self.config.real_response)            # (m_out,)
         return LinearMaps(a_same.to(self.dtype), None if a_other is None else a_other.to(self.dtype),
                           rows.T.contiguous().to(torch.float64), token, n_tok, d)
 
     def _map_channels(self, dp: torch.Tensor, maps: "LinearMaps") -> torch.Tensor:
         """Token channels h = A x(ΔP'): (..., S, n, n) -> (..., S, T, d) float64."""
-        x = hermitian_coordinates(dp, self.config.learned != "xc").to(maps.a_same.dtype)
+        x = hermitian_coordinates(dp, not self.config.real_response).to(maps.a_same.dtype)
         h = x @ maps.a_same.T
         if maps.a_other is not None:
             h = h + x.flip(-2) @ maps.a_other.T
@@ -570,9 +589,9 @@ class RTMLModel(nn.Module):
         """ΔG' from (gated) channels h (..., S, T, d): the block-sparse decoder, plus exact J/K."""
         #: y[..., k] = sum_c h[..., token(k), c] B[k, c]
         y = (h[..., maps.token, :] * maps.b).sum(-1)
-        g = from_hermitian_coordinates(y, dp.shape[-1], self.config.learned != "xc")
-        if self.config.learned == "xc":
-            g = g + apply_coulomb_exchange(dp, system.w_same, system.w_total)
+        g = from_hermitian_coordinates(y, dp.shape[-1], not self.config.real_response)
+        if self.config.real_response:
+            g = g + apply_coulomb_exchange(dp, system.w_same, system.w_total, system.w_spin)
         return g
 
     @torch.no_grad()
@@ -832,8 +851,9 @@ def _mole(traj):
                                  traj.basis, traj.charge, traj.multiplicity)
 
 
-def system_from_trajectories(trajs) -> MoleculeSystem:
-    """:class:`MoleculeSystem` of the geometries of trajectories of one molecule."""
+def system_from_trajectories(trajs, xc_kernel: bool = False) -> MoleculeSystem:
+    """:class:`MoleculeSystem` of the geometries of trajectories of one molecule (with the XC
+    kernel in the exact maps for ``xc_kernel``, see :func:`build_system`)."""
     first = trajs[0]
     missing = [t.traj_id or t.molecule for t in trajs if t.rho_ground is None or t.fock_ground is None]
     if missing:
@@ -846,7 +866,7 @@ def system_from_trajectories(trajs) -> MoleculeSystem:
     return build_system(mols, first.xc, n_spin, layout, np.stack([t.positions_angstrom for t in trajs]),
                         np.stack([t.overlap for t in trajs]), np.stack([t.rho_ground for t in trajs]),
                         np.stack([t.fock_ground for t in trajs]),
-                        np.stack([t.dipole_origin_bohr for t in trajs]))
+                        np.stack([t.dipole_origin_bohr for t in trajs]), xc_kernel=xc_kernel)
 
 
 class RTMLPropagator:
@@ -859,6 +879,10 @@ class RTMLPropagator:
         self.members = [m.eval() for m in (models if isinstance(models, (list, tuple)) else [models])]
         if not self.members:
             raise ValueError("RTMLPropagator needs at least one model")
+        if len({m.config.learned for m in self.members}) > 1:
+            raise InputError("ensemble members learn different parts of ΔG "
+                             f"({', '.join(sorted({m.config.learned for m in self.members}))}); "
+                             "they cannot share one exact step")
         self._systems: dict = {}
         #: (system, linear maps per member) of the last geometry :func:`rtml.model.propagate_model` ran
         self.engine_setup: dict = {}
@@ -871,7 +895,8 @@ class RTMLPropagator:
     def system(self, traj) -> MoleculeSystem:
         key = (traj.molecule, np.asarray(traj.positions_angstrom).tobytes(), traj.basis)
         if key not in self._systems:
-            self._systems = {key: system_from_trajectories([traj])}   # keep one geometry
+            self._systems = {key: system_from_trajectories(
+                [traj], xc_kernel=self.model.config.exact_xc_kernel)}     # keep one geometry
         return self._systems[key]
 
     @torch.no_grad()

@@ -15,7 +15,8 @@ of one molecule and one length. Each epoch has ``frame_batches`` batches of
                           {\langle |\Delta G'^{\,\text{learned}}_k|^2\rangle_k}
 
   per trajectory, normalised by the size of what the network must learn (the
-  exchange-correlation part for ``learned="xc"``, all of ΔG' otherwise), so weak and
+  exchange-correlation part for ``learned="xc"``, its part beyond the ground-state
+  kernel's linear response for ``"xc-nonlinear"``, all of ΔG' otherwise), so weak and
   strong fields count alike;
 
 and the last ``sequence_epochs`` epochs add
@@ -120,7 +121,7 @@ def prepare_trajectories(trajs, learned: str) -> list[TrainingTrajectory]:
     for t in trajs:
         gkey = (t.molecule, np.asarray(t.positions_angstrom).tobytes())
         if gkey not in systems:
-            systems[gkey] = system_from_trajectories([t])
+            systems[gkey] = system_from_trajectories([t], xc_kernel=learned == "xc-nonlinear")
         system = systems[gkey]
         rho = system.to_orthonormal_density(torch.as_tensor(t.rho)[None].to(torch.complex128))[0]
         motion = float(((rho - rho[:1]).abs() ** 2).sum(dim=(-1, -2, -3)).max())
@@ -129,9 +130,10 @@ def prepare_trajectories(trajs, learned: str) -> list[TrainingTrajectory]:
             fock = system.to_orthonormal_operator(torch.as_tensor(t.fock)[None].to(torch.complex128))[0]
             delta = fock - system.fock0_raw[0].to(torch.complex128)
             learned_part = delta
-            if learned == "xc":
+            if learned != "two-electron":
                 dp = (rho - system.rho0[0].to(rho.dtype))[None]
-                learned_part = delta - apply_coulomb_exchange(dp, system.w_same, system.w_total)[0]
+                learned_part = delta - apply_coulomb_exchange(dp, system.w_same, system.w_total,
+                                                              system.w_spin)[0]
             scale = float((learned_part.abs() ** 2).mean())
         out.append(TrainingTrajectory((t.molecule, len(t.rho), t.rho.shape[1]), str(t.traj_id or t.molecule),
                                       system, rho, torch.as_tensor(midpoint_fields(t)), frame_spacing(t),

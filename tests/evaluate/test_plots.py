@@ -77,7 +77,7 @@ def test_horizon_markers_are_the_median_valid_horizons_of_metrics_tsv(h2_evaluat
     markers = {k: v for panel in record["panels"] for k, v in panel["markers"].items()}
     legend = [t for panel in record["panels"] for t in panel["legend"]]
     rows = metrics_rows(eval_dir)
-    assert {r["model"] for r in rows} == {"trained_linear", "persistence", "linear"}
+    assert {r["model"] for r in rows} == {"trained_linear", "persistence", "linear", "lr-tddft"}
     for row in rows:
         horizon = float(row["median_valid_horizon"])
         assert np.isfinite(horizon)

@@ -62,16 +62,22 @@ def test_linear_baseline_beats_persistence_on_held_out_geometries(lih_store, tmp
     assert linear["static_reference"] == persistence["static_reference"] == 0
     assert persistence["trace_error"] < 1e-10 and persistence["min_eigenvalue"] > -1e-10
     assert persistence["occupation_violation"] < 1e-8 and persistence["max_eigenvalue"] <= 2 + 1e-8
+    # linear-response TDDFT (the exact step, ΔG linear in ΔP, no network): physical by
+    # construction and, on these weak fields, far ahead of both
+    lr = summary["lr-tddft"]["lih"]
+    assert lr["trace_error"] < 1e-10 and lr["occupation_violation"] < 1e-10
+    assert lr["median_valid_horizon"] >= linear["median_valid_horizon"]
+    assert lr["scaled_l2_100"] < 0.1 * min(linear["scaled_l2_100"], persistence["scaled_l2_100"])
     assert summary["linear"]["lih"]["one_step_mse"] == pytest.approx(linear["one_step_mse"])
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert set(metrics["models"]) == {"trained_linear", "persistence", "linear"}
+    assert set(metrics["models"]) == {"trained_linear", "persistence", "linear", "lr-tddft"}
     assert metrics["settings"]["evaluated_split"] == "test"
     table = [r.split("\t") for r in (tmp_path / "eval" / "metrics.tsv").read_text().splitlines()]
     assert table[0][:8] == ["model", "molecule", "held_out", "n_test", "static_reference",
                             "one_step_mse", "rollout_error_at_100", f"rollout_error_at_{last}"]
     assert "median_valid_horizon" in table[0] and "spectrum_nrmse_20ev" in table[0]
     assert all(row[2] == "geometry" for row in table[1:])
-    assert len(table) == 4
+    assert len(table) == 5                            # header + trained, persistence, ridge, lr-tddft
     for plot in ("dipole.png", "error_vs_horizon.png", "spectrum.png"):
         assert (tmp_path / "eval" / plot).stat().st_size > 10_000
 
