@@ -1,5 +1,6 @@
 """Molecules and their chemistry setup: the ladder, geometry I/O, PySCF ``Mole`` and SCF
-construction, one-electron matrices and the dipole origin, and geometry sampling.
+construction, one-electron matrices and the dipole origin, geometry sampling, and DFT grids
+that turn with the molecule (:func:`molecule_frame_grids`).
 
 Positions are in Ångström (``positions_angstrom``, shape (natm, 3)); everything handed
 to PySCF is built with ``unit='Angstrom'``, spherical basis functions and no symmetry.
@@ -24,6 +25,7 @@ from rtml.chem._integrals import (
     nuclear_dipole,
     one_electron_matrices,
 )
+from rtml.chem._grids import molecule_frame, molecule_frame_grids
 from rtml.chem._ladder import (
     LADDER,
     MoleculeSpec,

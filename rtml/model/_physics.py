@@ -126,14 +126,14 @@ ho_t}
 ho_0]\,\phi_\mu\phi_
 u\phi_\lambda\phi_\sigma
 
-    (with the gradient terms of a GGA), integrated by :func:`rtml.tddft.xc_kernel` on
-    PySCF's grid of ``grid_level`` and transformed by :math:`X = S^{-1/2}` on all four
-    indices. PySCF's grids do not turn with the molecule, and the kernel's low-density tail
-    (large :math:`f_{xc}`, few points) is where that shows: LiH at level 1, the response
-    to a random ΔP' of the turned molecule differs by 10 % from the turned response (0.9 %
-    at level 3). Leaving the tail out (density below 1e-4) makes it 0.9 % but loses a third
-    of the XC change of a weak kick, so the tail is kept: the map is the engine's own
-    linear response on the same grid, equivariant only to that grid's accuracy. Semi-local XC sees only Re ΔP', so the map acts on real coordinates only.
+    (with the gradient terms of a GGA), integrated by :func:`rtml.tddft.xc_kernel` in double
+    precision with every AO pair, on PySCF's grid of ``grid_level`` oriented in the molecule's
+    own frame (:func:`rtml.chem.molecule_frame_grids`), and transformed by :math:`X = S^{-1/2}`
+    on all four indices. PySCF's own grids do not turn with the molecule, and the kernel's
+    low-density tail (large :math:`f_{xc}`, few points) is where that shows: on them the
+    response of a turned LiH differs from the turned response by 14 % at level 1 (H2O: 1e-4);
+    on the molecule's frame it turns to rounding (1e-13). Semi-local XC sees only Re ΔP',
+    so the map acts on real coordinates only.
 
     Args:
         rho0_ao: (S, n, n) real AO ground-state density (the total density for S = 1).
@@ -142,19 +142,15 @@ u\phi_\lambda\phi_\sigma
         (S, S, m, m) real maps on the upper-triangle coordinates of Re ΔP'_t -> Re ΔV'_s
         (m = n(n+1)/2), or None for Hartree-Fock.
     """
-    from pyscf.dft import gen_grid
-
+    from rtml.chem import molecule_frame_grids
     from rtml.tddft import build_fock_context, xc_kernel
 
     if xc.strip().lower() in ("hf", "rhf", "uhf", "hartree-fock"):
         return None
-    grids = gen_grid.Grids(mol)
-    grids.level = int(grid_level)
-    grids.build()
-    ctx = build_fock_context(mol, xc, n_spin, grids)
+    ctx = build_fock_context(mol, xc, n_spin, molecule_frame_grids(mol, grid_level))
     n = orth.shape[0]
     npair = n * (n + 1) // 2
-    packed = xc_kernel(ctx, np.asarray(rho0_ao, dtype=float)).reshape(n_spin, npair, n_spin, npair)
+    packed = xc_kernel(ctx, np.asarray(rho0_ao, dtype=float), exact=True).reshape(n_spin, npair, n_spin, npair)
     # the packed kernel acts on x_q = (2 - delta) D_q; as a full sum over both orders of each
     # AO pair it has the same entry for (mu, nu) and (nu, mu)
     pair = np.zeros((n, n), dtype=int)

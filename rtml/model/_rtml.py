@@ -21,8 +21,8 @@ change of the Fock matrix with the density (:math:`\Delta P' = P' - P_0'`):
 - ``learned="xc-nonlinear"``: as ``"xc"``, with the XC kernel at the ground state added to
   the exact maps (:func:`~rtml.model._physics.xc_kernel_operator`): the exact part is then
   linear-response TDDFT, and the network predicts only the XC change beyond first order in
-  ΔP'. The kernel is integrated on a DFT grid that does not turn with the molecule, so this
-  variant is equivariant only to the grid's accuracy;
+  ΔP'. The kernel's grid is oriented in the molecule's own frame
+  (:func:`rtml.chem.molecule_frame_grids`), so this variant is equivariant too;
 - ``learned="two-electron"``: the network predicts all of ΔG' (complex Hermitian), from
   Re and Im ΔP'.
 

@@ -236,7 +236,7 @@ def _pair_variables(ao_t: np.ndarray, xctype: str, iu: np.ndarray, ju: np.ndarra
     return out
 
 
-def xc_kernel(ctx: FockContext, dm_ref: np.ndarray) -> np.ndarray:
+def xc_kernel(ctx: FockContext, dm_ref: np.ndarray, exact: bool = False) -> np.ndarray:
     r"""XC part of :math:`L^{sym}`: :math:`\sum_g w_g B_g^T f_{xc}(g) B_g`, spin blocks for UKS.
 
     Per point the weighted kernel (spin and density variables, m = nspin*nvar) is split as
@@ -249,9 +249,12 @@ def xc_kernel(ctx: FockContext, dm_ref: np.ndarray) -> np.ndarray:
 
     a symmetric rank update (SYRK: half a GEMM's work) per sign, in single precision (the
     response is the corrector's model, whose error is measured on every step; its relative
-    error stays ~1e-6, tested).
+    error stays ~1e-6, tested). ``exact=True`` keeps every AO pair and works in double
+    precision (the model's exact step, whose equivariance is tested to 1e-10).
     """
-    from scipy.linalg.blas import ssyrk
+    from scipy.linalg.blas import dsyrk, ssyrk
+
+    real, syrk, cutoff = (np.float64, dsyrk, 0.0) if exact else (np.float32, ssyrk, PAIR_CUTOFF)
 
     nao, nspin = ctx.nao, ctx.nspin
     nvar = _NVAR[ctx.xctype]
@@ -269,12 +272,12 @@ def xc_kernel(ctx: FockContext, dm_ref: np.ndarray) -> np.ndarray:
         # block add nothing measurable (the model's error is measured anyway)
         largest = np.abs(ao_all).max(axis=(0, 1))
         iu, ju = np.triu_indices(len(idx))
-        keep = largest[iu] * largest[ju] > PAIR_CUTOFF
+        keep = largest[iu] * largest[ju] > cutoff if cutoff else np.ones(len(iu), bool)
         iu, ju = iu[keep], ju[keep]
         pairs = pair_index[idx[iu], idx[ju]]
         n_kept = len(pairs)
-        # the block's upper triangle, accumulated over its point slices (single precision)
-        blk = np.zeros((nspin * n_kept, nspin * n_kept), dtype=np.float32, order="F")
+        # the block's upper triangle, accumulated over its point slices
+        blk = np.zeros((nspin * n_kept, nspin * n_kept), dtype=real, order="F")
         for sl in point_slices(len(block.weights), (nvar + 2 * m * nspin) * n_kept / 2 + 1,
                                MEMORY_FRACTION * ctx.max_memory_mb):
             ao, weights = ao_all[sl], block.weights[sl]
@@ -284,24 +287,24 @@ def xc_kernel(ctx: FockContext, dm_ref: np.ndarray) -> np.ndarray:
             f = (fxc.reshape(m, m, len(weights)) * weights).transpose(2, 0, 1)  # (ng, m, m)
             lam, u = np.linalg.eigh(0.5 * (f + f.transpose(0, 2, 1)))         # (ng, m), (ng, m, m)
             scale = np.sqrt(np.abs(lam))                                        # (ng, m)
-            b = _pair_variables(np.ascontiguousarray(ao.transpose(1, 2, 0), dtype=np.float32),
+            b = _pair_variables(np.ascontiguousarray(ao.transpose(1, 2, 0), dtype=real),
                                 ctx.xctype, iu, ju)                               # (nvar, P, ng)
             ng = len(weights)
             # d[(s, p), (k, g)] = sqrt|lam_k| sum_a u[(s, a), k] B[a, p, g]: one column per
             # eigenvector and point, C order, so d.T is the Fortran array BLAS reads
-            d = np.empty((nspin, n_kept, m * ng), dtype=np.float32)
+            d = np.empty((nspin, n_kept, m * ng), dtype=real)
             for s in range(nspin):
                 for k in range(m):
                     cols = d[s, :, k * ng:(k + 1) * ng]
-                    np.multiply(b[0], (u[:, s * nvar, k] * scale[:, k]).astype(np.float32), out=cols)
+                    np.multiply(b[0], (u[:, s * nvar, k] * scale[:, k]).astype(real), out=cols)
                     for a in range(1, nvar):
-                        cols += b[a] * (u[:, s * nvar + a, k] * scale[:, k]).astype(np.float32)
+                        cols += b[a] * (u[:, s * nvar + a, k] * scale[:, k]).astype(real)
             d = d.reshape(nspin * n_kept, m * ng)
             positive = (lam > 0).T.reshape(-1)                                  # (m*ng,) k-major
             for sign, cols in ((1.0, positive), (-1.0, ~positive)):
                 if cols.any():
                     part = d if cols.all() else np.compress(cols, d, axis=1)
-                    blk = ssyrk(sign, part.T, c=blk, beta=1.0, trans=1, overwrite_c=True)
+                    blk = syrk(sign, part.T, c=blk, beta=1.0, trans=1, overwrite_c=True)
         full = blk + blk.T
         full[np.diag_indices_from(full)] *= 0.5
         full = full.reshape(nspin, n_kept, nspin, n_kept)
