@@ -37,6 +37,8 @@ keeps PySCF's grid.
 from __future__ import annotations
 
 import numpy as np
+from pyscf.dft import gen_grid
+from scipy.spatial.transform import Rotation
 
 #: a direction is "off the centre" / two directions are "not collinear" beyond these (bohr, sine)
 _OFF_CENTRE_BOHR = 1e-6
@@ -73,10 +75,22 @@ def molecule_frame(coords_bohr: np.ndarray, charges: np.ndarray) -> tuple[np.nda
     return np.stack([e1, e2, np.cross(e1, e2)], axis=1), True
 
 
-def _turn_about(axis: np.ndarray, angle: float) -> np.ndarray:
-    """Rotation matrix of ``angle`` about the unit vector ``axis`` (Rodrigues)."""
-    k = np.array([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]])
-    return np.eye(3) + np.sin(angle) * k + (1.0 - np.cos(angle)) * (k @ k)
+class _OrientedGrids(gen_grid.Grids):
+    """PySCF's grids with each atom's offsets turned by every frame of ``frames`` (3x3
+    matrices, columns the frame's axes), the copies' weights shared equally."""
+
+    _keys = gen_grid.Grids._keys | {"frames"}        # PySCF's sanity check knows the attribute
+
+    def __init__(self, mol, frames):
+        super().__init__(mol)
+        self.frames = frames
+
+    def gen_atomic_grids(self, mol, *args, **kwargs):
+        table = super().gen_atomic_grids(mol, *args, **kwargs)
+        n = len(self.frames)
+        return {symb: (np.concatenate([offsets @ e.T for e in self.frames]),
+                       np.concatenate([weights / n] * n))
+                for symb, (offsets, weights) in table.items()}
 
 
 def molecule_frame_grids(mol, level: int):
@@ -86,25 +100,15 @@ def molecule_frame_grids(mol, level: int):
     Returns a built ``pyscf.dft.gen_grid.Grids``; same radial and angular sizes as PySCF's
     (``n_turns`` times the points for a linear molecule).
     """
-    from pyscf.dft import gen_grid
-
     frame, linear = molecule_frame(mol.atom_coords(), mol.atom_charges())
     if frame is None:
-        turns = [np.eye(3)]
+        frames = [np.eye(3)]
     elif linear:
-        lmax = int(max(mol.bas_angular(b) for b in range(mol.nbas)))
-        n_turns = lmax + 1
-        turns = [_turn_about(frame[:, 0], 0.5 * np.pi * k / n_turns) @ frame for k in range(n_turns)]
+        n_turns = int(max(mol.bas_angular(b) for b in range(mol.nbas))) + 1
+        angles = 0.5 * np.pi * np.arange(n_turns) / n_turns
+        frames = list(Rotation.from_rotvec(angles[:, None] * frame[:, 0]).as_matrix() @ frame)
     else:
-        turns = [frame]
-
-    class _FrameGrids(gen_grid.Grids):
-        def gen_atomic_grids(self, mol, *args, **kwargs):
-            table = super().gen_atomic_grids(mol, *args, **kwargs)
-            return {symb: (np.concatenate([offsets @ e.T for e in turns]),
-                           np.concatenate([weights / len(turns)] * len(turns)))
-                    for symb, (offsets, weights) in table.items()}
-
-    grids = _FrameGrids(mol)
+        frames = [frame]
+    grids = _OrientedGrids(mol, frames)
     grids.level = int(level)
     return grids.build()

@@ -272,7 +272,7 @@ def xc_kernel(ctx: FockContext, dm_ref: np.ndarray, exact: bool = False) -> np.n
         # block add nothing measurable (the model's error is measured anyway)
         largest = np.abs(ao_all).max(axis=(0, 1))
         iu, ju = np.triu_indices(len(idx))
-        keep = largest[iu] * largest[ju] > cutoff if cutoff else np.ones(len(iu), bool)
+        keep = largest[iu] * largest[ju] > cutoff
         iu, ju = iu[keep], ju[keep]
         pairs = pair_index[idx[iu], idx[ju]]
         n_kept = len(pairs)

@@ -71,7 +71,7 @@ def test_a_linear_molecule_integrates_what_an_axial_average_would():
     four AOs times an axially symmetric weight does not depend on how the molecule is turned."""
     mol = build_mole(load_molecule("lih"))
 
-    def quartic(m, q=None):
+    def quartic(m):
         grids = molecule_frame_grids(m, 1)
         ao = m.eval_gto("GTOval_sph", grids.coords)
         axis = m.atom_coords()[1] - m.atom_coords()[0]
