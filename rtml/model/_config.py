@@ -33,12 +33,12 @@ class ModelConfig:
     #: equivariant message-passing layers between the tokens
     n_interactions: int = 2
     #: what the network learns (the rest of ΔG is exact)
-    learned: str = dc_field(default="xc", metadata={
+    learned: str = dc_field(default="xc-nonlinear", metadata={
         "choices": LEARNED,
-        "help": "xc (default): Coulomb and exact exchange of ΔP exact, the network learns the "
-                "XC change; xc-nonlinear: the XC kernel's linear response at the ground state "
-                "exact too, the network learns the rest of the XC change; two-electron: the "
-                "network learns all of ΔG"})
+        "help": "xc-nonlinear (default): Coulomb and exact exchange of ΔP and the XC kernel's "
+                "linear response at the ground state exact (LR-TDDFT), the network learns the "
+                "XC change beyond it; xc: only Coulomb and exchange exact, the network learns "
+                "the whole XC change; two-electron: the network learns all of ΔG"})
     #: gate dynamics: "mamba" (memory along time) or "mlp" (current frame only, the ablation)
     dynamics: str = "mamba"
     d_model: int = dc_field(default=32, metadata={"help": "width of the gate dynamics (Mamba/MLP)"})
@@ -67,6 +67,14 @@ class ModelConfig:
     def exact_xc_kernel(self) -> bool:
         """The XC kernel's linear response at the ground state is part of the exact step."""
         return self.learned == "xc-nonlinear"
+
+    @property
+    def residual_gates(self) -> bool:
+        r"""The gated channels are the learned part itself, :math:`(\gamma\,a)\odot h` with
+        :math:`a_c` the size of channel c, instead of :math:`(1+\gamma)\odot h`
+        (``learned="xc-nonlinear"``): nothing is added to the exact linear response to
+        first order in ΔP', nor at all with the gates closed (γ = 0, as initialised)."""
+        return self.exact_xc_kernel
 
     def __post_init__(self):
         if self.dynamics not in ("mamba", "mlp"):

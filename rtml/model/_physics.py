@@ -117,14 +117,9 @@ def xc_kernel_operator(mol, xc: str, n_spin: int, orth: np.ndarray, rho0_ao: np.
 
     .. math::
 
-        \Delta V^{xc}_s[\Delta P]_{ij} pprox \sum_{t,kl} f'_{st,ijkl}\,\Delta P'_{t,kl},\qquad
-        f_{st,\mu
-u\lambda\sigma} = \int rac{\delta^2 E_{xc}}{\delta
-ho_s\,\delta
-ho_t}
-            [
-ho_0]\,\phi_\mu\phi_
-u\phi_\lambda\phi_\sigma
+        \Delta V^{xc}_s[\Delta P]_{ij} \approx \sum_{t,kl} f'_{st,ijkl}\,\Delta P'_{t,kl},\qquad
+        f_{st,\mu\nu\lambda\sigma} = \int \frac{\delta^2 E_{xc}}{\delta\rho_s\,\delta\rho_t}
+            [\rho_0]\,\phi_\mu\phi_\nu\phi_\lambda\phi_\sigma
 
     (with the gradient terms of a GGA), integrated by :func:`rtml.tddft.xc_kernel` in double
     precision with every AO pair, on PySCF's grid of ``grid_level`` oriented in the molecule's

@@ -14,15 +14,20 @@ at :math:`P^*`, then the step with :math:`\tfrac12(\Delta G'_k + \Delta G'^*)`. 
 learned is :math:`\Delta G' = \Delta G'[\Delta P'; \text{geometry}, \text{history}]`, the
 change of the Fock matrix with the density (:math:`\Delta P' = P' - P_0'`):
 
-- ``learned="xc"`` (default): the Coulomb and exact-exchange parts are computed exactly
+- ``learned="xc"``: the Coulomb and exact-exchange parts are computed exactly
   (dense in-core maps, :func:`~rtml.model._physics.coulomb_exchange_operators`) and the
   network predicts only the exchange-correlation change, a real symmetric matrix that
   depends on Re ΔP' only (semi-local XC sees only the real density);
-- ``learned="xc-nonlinear"``: as ``"xc"``, with the XC kernel at the ground state added to
+- ``learned="xc-nonlinear"`` (default): as ``"xc"``, with the XC kernel at the ground state added to
   the exact maps (:func:`~rtml.model._physics.xc_kernel_operator`): the exact part is then
   linear-response TDDFT, and the network predicts only the XC change beyond first order in
-  ΔP'. The kernel's grid is oriented in the molecule's own frame
-  (:func:`rtml.chem.molecule_frame_grids`), so this variant is equivariant too;
+  ΔP', as gated channels :math:`(\gamma\,a)\odot h` (below, :math:`a_c` the size of channel
+  c) whose linear stages are fitted to the whole XC change: the nonlinear change is
+  carried by the channels the linear one uses, scaled by their own size and by what the
+  gates read of the density's history, so it is of second order in ΔP' at least. With the
+  gates closed (γ = 0, as initialised) the model is exactly LR-TDDFT. The kernel's grid is
+  oriented in the molecule's own frame (:func:`rtml.chem.molecule_frame_grids`), so this
+  variant is equivariant too;
 - ``learned="two-electron"``: the network predicts all of ΔG' (complex Hermitian), from
   Re and Im ΔP'.
 
@@ -37,7 +42,8 @@ nbf:
    (:class:`TokenInteraction`: atom-pair -> atom, atom -> atom-pair, atom -> atom, tensor
    products with spherical harmonics of the bond, radial weights from distance and
    elements), all linear in the features;
-3. the only nonlinearity: a gate per channel, :math:`h \leftarrow (1 + \gamma)\odot h`,
+3. the only nonlinearity: a gate per channel, :math:`h \leftarrow (1 + \gamma)\odot h`
+   (``xc-nonlinear``: :math:`(\gamma\,a)\odot h`, see :meth:`RTMLModel.gate_factor`),
    with :math:`\gamma` from a Mamba stack (FiLM-conditioned on the e3nn geometry embedding)
    running along time over the channel norms (invariants) of each token; the ``mlp``
    ablation computes :math:`\gamma` from the current frame only (no memory). Invariant
@@ -96,9 +102,10 @@ class MoleculeSystem(NamedTuple):
     dipole : (B, 3, n, n) D' about the stored origin
     w_same, w_total : exact Coulomb/exchange maps, (real (B, m, m), imaginary (B, m', m'))
         on Hermitian coordinates (:func:`~rtml.model._physics.coulomb_exchange_operators`;
-        w_total None: closed shell); with the XC kernel a closed shell's is added to w_same
-    w_spin : (B, S, S, m, m) an open shell's XC kernel between spin channels
-        (:func:`~rtml.model._physics.xc_kernel_operator`), or None
+        w_total None: closed shell)
+    w_spin : (B, S, S, m, m) the XC kernel at the ground state between spin channels
+        (:func:`~rtml.model._physics.xc_kernel_operator`), or None (no kernel; zeros for Hartree-Fock); kept apart
+        from J/K so that the linear fit of ``xc-nonlinear`` can leave it out
     """
 
     layout: BasisLayout
@@ -199,10 +206,11 @@ def build_system(mols, xc: str, n_spin: int, layout: BasisLayout, positions_angs
         same, total = coulomb_exchange_operators(mol, xc, n_spin, orth[b].numpy())
         kernel = (xc_kernel_operator(mol, xc, n_spin, orth[b].numpy(), np.asarray(rho0_ao[b]))
                   if xc_kernel else None)
-        if kernel is not None and n_spin == 1:
-            same = (same[0] + kernel[0, 0], same[1])
-        elif kernel is not None:
-            w_spin.append(torch.from_numpy(kernel))
+        if xc_kernel:
+            # Hartree-Fock has no XC kernel: a zero one keeps "the system has a kernel" true
+            m = orth.shape[-1] * (orth.shape[-1] + 1) // 2
+            w_spin.append(torch.zeros(n_spin, n_spin, m, m, dtype=f64) if kernel is None
+                          else torch.from_numpy(kernel))
         w_same.append(same)
         if total is not None:
             w_total.append(total)
@@ -414,7 +422,8 @@ class RTMLModel(nn.Module):
             kwargs["d_state"] = c.d_state
         self.dynamics = make_dynamics(c.dynamics, c.d_model, self.d_cond, **kwargs)
         head = self.dynamics.head if hasattr(self.dynamics, "head") else self.dynamics.mlp[-1]
-        nn.init.zeros_(head.weight)   # gates start at 1: an untrained network is linear
+        # γ starts at 0: an untrained network is linear (xc-nonlinear: exactly LR-TDDFT)
+        nn.init.zeros_(head.weight)
         nn.init.zeros_(head.bias)
         self.register_buffer("input_scale", torch.ones((), dtype=torch.float64))
         self.register_buffer("output_scale", torch.ones((), dtype=torch.float64))
@@ -451,6 +460,9 @@ class RTMLModel(nn.Module):
         conditioning (B*S*T, d_cond)."""
         c, layout = self.config, system.layout
         self.check_layout(layout)
+        if c.exact_xc_kernel and system.w_spin is None:
+            raise InputError("an xc-nonlinear model needs the XC kernel in its system "
+                             "(build_system(..., xc_kernel=True))")
         dt = self.dtype
         msg, sh, desc = message_geometry(layout, system.positions_angstrom.to(dt), self.irreps_sh,
                                          self.radial_basis, c.n_elements)
@@ -502,10 +514,19 @@ class RTMLModel(nn.Module):
         # beta spin of H2+): d sqrt(x)/dx is infinite at 0
         return torch.asinh((sq + 1e-30).sqrt())
 
-    def _decode(self, h: torch.Tensor, gates: torch.Tensor, system: MoleculeSystem, geo) -> torch.Tensor:
-        """Gated channels (B, R, S, T, d) -> learned ΔG' (B, R, S, n, n) complex128."""
+    def gate_factor(self, gates: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        r"""Per-component factor (..., d) of gates (..., n_channels) on channels h (..., d):
+        :math:`1 + \gamma_c`, or for residual gates (:attr:`ModelConfig.residual_gates`)
+        :math:`\gamma_c\,a_c` with :math:`a_c = \operatorname{asinh}\|h_c\|` the channel's
+        own size: the learned part is then of second order in ΔP' at least, so a weak field
+        sees the exact linear response and the gates act where the response is nonlinear."""
+        if not self.config.residual_gates:
+            return 1.0 + gates[..., self.channel_of_component]
+        return (gates * self._invariants(h).to(gates.dtype))[..., self.channel_of_component]
+
+    def _decode(self, h: torch.Tensor, system: MoleculeSystem, geo) -> torch.Tensor:
+        """(Gated) channels (B, R, S, T, d) -> learned ΔG' (B, R, S, n, n) complex128."""
         b, r, s, t, d = h.shape
-        h = h * (1.0 + gates[..., self.channel_of_component])
         n_atoms = system.layout.n_atoms
         flat = h.reshape(b * r, s, t, d)
         pos = system.positions_angstrom.to(self.dtype).repeat_interleave(r, 0)
@@ -518,23 +539,46 @@ class RTMLModel(nn.Module):
 
     def delta_fock(self, dp: torch.Tensor, gates: torch.Tensor, h: torch.Tensor | None,
                    system: MoleculeSystem, geo) -> torch.Tensor:
-        """ΔG' (B, R, S, n, n): learned part plus, for ``learned="xc"``, exact J/K."""
+        """ΔG' (B, R, S, n, n): learned part plus, for ``learned="xc"``/``"xc-nonlinear"``,
+        the exact J/K (and the XC kernel's linear response)."""
         if h is None:
             h = self._features(dp, system, geo)
-        g = self._decode(h, gates, system, geo)
+        g = self._decode(h * self.gate_factor(gates, h), system, geo)
         if self.config.real_response:
             g = g + apply_coulomb_exchange(dp.to(torch.complex128), system.w_same, system.w_total,
-                                       system.w_spin)
+                                           self._kernel(system))
         return g
 
+    def _kernel(self, system: MoleculeSystem):
+        """The system's XC kernel maps when this model's exact step has the kernel, else None
+        (an ``xc`` model learns the whole XC change and ignores a kernel the system holds)."""
+        return system.w_spin if self.config.exact_xc_kernel else None
+
     def delta_fock_ungated(self, rho: torch.Tensor, system: MoleculeSystem) -> torch.Tensor:
-        """ΔG' (B, R, S, n, n) of independent frames (B, R, S, n, n) with all gates at 1:
-        the linear part of the network alone (fitted first, on random frames)."""
+        r"""The linear part of the network alone: ΔG' (B, R, S, n, n) of independent frames
+        (B, R, S, n, n) with every channel passed whole (:math:`B[h]`), plus the exact J/K
+        without the XC kernel. For ``xc`` and ``two-electron`` this is the model with its
+        gates at 1; for ``xc-nonlinear`` it is the linear fit of the whole XC change whose
+        channels the gates then scale. Fitted first, on random frames."""
+        geo = self._geometry_terms(system)
+        dp = rho - system.rho0[:, None].to(rho.dtype)
+        g = self._decode(self._features(dp, system, geo), system, geo)
+        if self.config.real_response:
+            g = g + apply_coulomb_exchange(dp.to(torch.complex128), system.w_same, system.w_total)
+        return g
+
+    def delta_fock_frames(self, rho: torch.Tensor, system: MoleculeSystem) -> torch.Tensor:
+        """ΔG' (B, R, S, n, n) of independent frames (B, R, S, n, n) with the gates on, each
+        frame its own sequence of one (no history): the instantaneous response. Adiabatic
+        XC depends on the current density alone, so this trains the residual gates of
+        ``xc-nonlinear`` on random frames, long before the whole-trajectory epochs."""
         geo = self._geometry_terms(system)
         dp = rho - system.rho0[:, None].to(rho.dtype)
         h = self._features(dp, system, geo)
-        return self.delta_fock(dp, torch.zeros(*h.shape[:-1], self.n_channels, dtype=h.dtype), h,
-                               system, geo)
+        b, r = h.shape[:2]
+        inv = self._invariants(h).reshape(b * r, 1, *h.shape[2:-1], self.n_channels)
+        gates = self._gate_sequence(inv, geo[4].repeat_interleave(r, 0))
+        return self.delta_fock(dp, gates.reshape(b, r, *gates.shape[2:]), h, system, geo)
 
     # -- the network as two matrices, for rollouts without gradients -----------------------
     @torch.no_grad()
@@ -543,7 +587,8 @@ class RTMLModel(nn.Module):
 
         Everything but the gate is linear in ΔP', so for a fixed geometry
         :math:`h = A\,x(\Delta P')` (encoder and interactions) and
-        :math:`\Delta G'_\text{learned} = B\,[(1+\gamma)\odot h]` (decoder), with x the
+        :math:`\Delta G'_\text{learned} = B\,[(1+\gamma)\odot h]` (decoder; see
+        :meth:`gate_factor` for residual gates), with x the
         real coordinates of ΔP' (upper triangle of Re ΔP', and of Im ΔP' for
         ``learned="two-electron"``). A rollout then costs two matrix products per network
         call instead of the e3nn graph; the result is the same to rounding (tested).
@@ -569,8 +614,7 @@ class RTMLModel(nn.Module):
         # the decoder is block diagonal (a token's channels make only its own shell-pair
         # blocks): channel c of every token at once gives row c of every token's block
         unit = torch.eye(d, dtype=self.dtype)[:, None, None, :].expand(d, 1, n_tok, d)
-        g = self._decode(unit[None], torch.zeros(1, d, 1, n_tok, self.n_channels, dtype=self.dtype),
-                         system, geo)
+        g = self._decode(unit[None], system, geo)
         rows = hermitian_coordinates(g[0, :, 0], imaginary=not self.config.real_response)  # (d, m_out)
         token = output_tokens(system.layout, n, not self.config.real_response)            # (m_out,)
         return LinearMaps(a_same.to(self.dtype), None if a_other is None else a_other.to(self.dtype),
@@ -585,20 +629,22 @@ class RTMLModel(nn.Module):
         return h.to(torch.float64).reshape(*h.shape[:-1], maps.n_tokens, maps.dim)
 
     def _map_output(self, h: torch.Tensor, dp: torch.Tensor, maps: "LinearMaps",
-                    system: MoleculeSystem) -> torch.Tensor:
-        """ΔG' from (gated) channels h (..., S, T, d): the block-sparse decoder, plus exact J/K."""
+                    system: MoleculeSystem, kernel: bool = True) -> torch.Tensor:
+        """ΔG' from (gated) channels h (..., S, T, d): the block-sparse decoder, plus exact J/K
+        (and, with ``kernel``, the XC kernel's response when the system has one)."""
         #: y[..., k] = sum_c h[..., token(k), c] B[k, c]
         y = (h[..., maps.token, :] * maps.b).sum(-1)
         g = from_hermitian_coordinates(y, dp.shape[-1], not self.config.real_response)
         if self.config.real_response:
-            g = g + apply_coulomb_exchange(dp, system.w_same, system.w_total, system.w_spin)
+            g = g + apply_coulomb_exchange(dp, system.w_same, system.w_total,
+                                           self._kernel(system) if kernel else None)
         return g
 
     @torch.no_grad()
     def delta_fock_linear(self, dp: torch.Tensor, maps: "LinearMaps", system: MoleculeSystem) -> torch.Tensor:
         """Ungated ΔG' (B, ..., S, n, n) of ΔP' (B, ..., S, n, n) through :meth:`linear_maps`
         (same value as :meth:`delta_fock_ungated`, without the e3nn graph)."""
-        return self._map_output(self._map_channels(dp, maps), dp, maps, system)
+        return self._map_output(self._map_channels(dp, maps), dp, maps, system, kernel=False)
 
     def _shared_maps(self, system: MoleculeSystem) -> "LinearMaps | None":
         """:meth:`linear_maps` when every member of the batch is the same geometry (a batch of
@@ -612,7 +658,7 @@ class RTMLModel(nn.Module):
         """ΔG' (B, S, n, n) of ΔP' (B, S, n, n) through :meth:`linear_maps` and one gate step."""
         h = self._map_channels(dp, maps)
         gates, cache = self._gate_step(self._invariants(h.to(self.dtype)), cond, cache)
-        h = h * (1.0 + gates[..., self.channel_of_component].to(h.dtype))
+        h = h * self.gate_factor(gates, h.to(self.dtype)).to(h.dtype)
         return self._map_output(h, dp, maps, system), cache
 
     # -- gates along time -------------------------------------------------------------------
@@ -691,7 +737,10 @@ class RTMLModel(nn.Module):
         self.output_scale.fill_(out if out > 0 else 1.0)
 
     def state_dict_for_checkpoint(self) -> dict:
-        return {"model": "rtml", "config": asdict(self.config), "state_dict": self.state_dict()}
+        # "gates" marks the gate form, which an xc-nonlinear model of rtml 0.x before residual
+        # gates did not record (its weights mean something else)
+        return {"model": "rtml", "config": asdict(self.config), "state_dict": self.state_dict(),
+                "gates": "residual" if self.config.residual_gates else "one-plus"}
 
 
 def teacher_forced_members(models, rho: torch.Tensor, field_mid: torch.Tensor,
@@ -923,6 +972,10 @@ def load_rtml(state: dict) -> RTMLPropagator:
     if "learned" not in state.get("config", {}):
         raise InputError("this model.pt was written by an earlier rtml model design "
                          "(latent codec); retrain it with `rtml train`")
-    model = RTMLModel(ModelConfig(**state["config"])).to(torch.float64)
+    config = ModelConfig(**state["config"])
+    if config.residual_gates and state.get("gates") != "residual":
+        raise InputError("this xc-nonlinear model.pt predates residual gates (its gates meant "
+                         "1 + γ); retrain it with `rtml train --learned xc-nonlinear`")
+    model = RTMLModel(config).to(torch.float64)
     model.load_state_dict(state["state_dict"])
     return RTMLPropagator(model)

@@ -15,9 +15,11 @@ of one molecule and one length. Each epoch has ``frame_batches`` batches of
                           {\langle |\Delta G'^{\,\text{learned}}_k|^2\rangle_k}
 
   per trajectory, normalised by the size of what the network must learn (the
-  exchange-correlation part for ``learned="xc"``, its part beyond the ground-state
-  kernel's linear response for ``"xc-nonlinear"``, all of ΔG' otherwise), so weak and
-  strong fields count alike;
+  exchange-correlation part for ``learned="xc"`` and ``"xc-nonlinear"``, all of ΔG'
+  otherwise), so weak and strong fields count alike. For ``"xc-nonlinear"`` this fits the
+  channels :math:`B[h]` to the whole XC change, and a second term of the same form fits the
+  model (exact J/K and kernel plus the gated channels) with each frame's gates computed
+  from that frame alone, so the gates learn the instantaneous nonlinear response early;
 
 and the last ``sequence_epochs`` epochs add
 
@@ -34,7 +36,8 @@ and the last ``sequence_epochs`` epochs add
 
   the square of the evaluation's e(t), averaged over the horizon.
 
-The gate head starts at zero, so the gated model starts as the fitted linear one.
+The gate head starts at zero, so the gated model starts as the fitted linear one (for
+``"xc-nonlinear"``: as LR-TDDFT, the exact kernel with the gated channels closed).
 Validation rolls out the validation trajectories (geometries carved from the training
 geometries by :func:`rtml.data.trajectory_splits`; the test split is never read) for
 ``val_horizon`` steps and scores the mean e(t); ``model.pt`` is the best validation model,
@@ -132,8 +135,8 @@ def prepare_trajectories(trajs, learned: str) -> list[TrainingTrajectory]:
             learned_part = delta
             if learned != "two-electron":
                 dp = (rho - system.rho0[0].to(rho.dtype))[None]
-                learned_part = delta - apply_coulomb_exchange(dp, system.w_same, system.w_total,
-                                                              system.w_spin)[0]
+                # the whole XC change for "xc-nonlinear" too: its linear stages fit all of it
+                learned_part = delta - apply_coulomb_exchange(dp, system.w_same, system.w_total)[0]
             scale = float((learned_part.abs() ** 2).mean())
         out.append(TrainingTrajectory((t.molecule, len(t.rho), t.rho.shape[1]), str(t.traj_id or t.molecule),
                                       system, rho, torch.as_tensor(midpoint_fields(t)), frame_spacing(t),
@@ -181,7 +184,9 @@ def fock_loss(model: RTMLModel, items: list[TrainingTrajectory], max_frames: int
 def frame_loss(model: RTMLModel, items: list[TrainingTrajectory], n_frames: int,
                generator: torch.Generator) -> torch.Tensor:
     """ΔG supervision of the linear network (gates at 1) on ``n_frames`` random frames per
-    trajectory: many cheap steps, where a whole-trajectory pass is one expensive step."""
+    trajectory: many cheap steps, where a whole-trajectory pass is one expensive step. With
+    residual gates (``xc-nonlinear``) the gated model of each frame alone
+    (:meth:`RTMLModel.delta_fock_frames`) adds its own term."""
     items = [it for it in items if it.delta_fock is not None]
     if not items:
         return None
@@ -190,8 +195,12 @@ def frame_loss(model: RTMLModel, items: list[TrainingTrajectory], n_frames: int,
     rho = torch.stack([it.rho[p] for it, p in zip(items, picks)])
     target = torch.stack([it.delta_fock[p] for it, p in zip(items, picks)])
     scale = torch.tensor([it.fock_scale for it in items], dtype=torch.float64).clamp_min(1e-30)
-    g = model.delta_fock_ungated(rho, system)
-    return ((((g - target).abs() ** 2).mean(dim=(1, 2, 3, 4))) / scale).mean()
+    loss = lambda g: ((((g - target).abs() ** 2).mean(dim=(1, 2, 3, 4))) / scale).mean()
+    out = loss(model.delta_fock_ungated(rho, system))
+    if model.config.residual_gates:
+        # the gated model too, frame by frame: the instantaneous nonlinear response
+        out = out + loss(model.delta_fock_frames(rho, system))
+    return out
 
 
 def rollout_loss(model: RTMLModel, items: list[TrainingTrajectory], horizon: int) -> torch.Tensor:

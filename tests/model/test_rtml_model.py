@@ -9,8 +9,8 @@ import torch
 
 from rtml.chem import build_mole, load_molecule
 from rtml.fields import parse_field
-from rtml.model import (BasisLayout, ModelConfig, RTMLModel, build_system, decompose_density,
-                        recompose_density, stack_systems)
+from rtml.model import (BasisLayout, ModelConfig, RTMLModel, apply_coulomb_exchange, build_system,
+                        decompose_density, recompose_density, stack_systems)
 from rtml.model import float64_default
 from rtml.model import required_channels
 from rtml.tddft import (PropagationSettings, SimulationInputs, ground_state_fock, prepare_ground_state,
@@ -47,9 +47,12 @@ def lih_ground_state():
     return inputs, gs
 
 
-def _system(gs, rotation=None, xc_kernel=False):
+def _system(gs, rotation=None, xc_kernel=None):
     """The model's system of a ground state, optionally of the rigidly rotated molecule (AO
-    matrices rotated with the Wigner-D matrices of the shells, integrals recomputed)."""
+    matrices rotated with the Wigner-D matrices of the shells, integrals recomputed); with
+    the XC kernel when the default model needs it (``xc_kernel=None``)."""
+    if xc_kernel is None:
+        xc_kernel = ModelConfig().exact_xc_kernel
     ctx = gs.context
     mol = ctx.mol
     layout = BasisLayout.from_mole(mol)
@@ -133,6 +136,25 @@ def test_too_few_channels_is_one_clear_error():
     model = RTMLModel(ModelConfig(irreps_hidden="8x0e+4x1o+2x1e+2x2e"))
     with pytest.raises(InputError, match="needs at least 13x0e, 12x1o, 4x1e, 4x2e"):
         model.check_layout(layout)
+
+
+def test_xc_nonlinear_without_the_kernel_is_one_clear_error(lih_ground_state):
+    """A system built without the XC kernel would silently drop LR-TDDFT from an xc-nonlinear
+    model's step; it is refused, and an ``xc`` model ignores a kernel the system holds."""
+    from rtml import InputError
+
+    _, gs = lih_ground_state
+    with torch.no_grad():
+        for learned in ("xc-nonlinear", "xc"):
+            model = _model(learned=learned)
+            plain, kernel = _system(gs, xc_kernel=False), _system(gs, xc_kernel=True)
+            rho = plain.rho0.to(torch.complex128)[:, None] * 0.99
+            if learned == "xc-nonlinear":
+                with pytest.raises(InputError, match="needs the XC kernel"):
+                    model.delta_fock_frames(rho, plain)
+            else:
+                assert torch.equal(model.delta_fock_frames(rho, plain),
+                                   model.delta_fock_frames(rho, kernel))
 
 
 # -- exact physics of the step ------------------------------------------------------------------
@@ -256,6 +278,26 @@ def test_parallel_teacher_forcing_equals_recurrent_rollout_on_its_own_frames(lih
     assert float((nxt - roll[:, 1:]).abs().max()) < 1e-5 * motion
 
 
+@pytest.mark.parametrize("learned", ["xc", "xc-nonlinear"])
+def test_frame_by_frame_gates_are_a_sequence_starting_at_that_frame(lih_ground_state, learned):
+    """The instantaneous response the frame epochs fit (each frame its own sequence of one)
+    is the teacher-forced response of a sequence that starts at that frame."""
+    _, gs = lih_ground_state
+    model = _model(learned=learned)
+    s = _system(gs, xc_kernel=ModelConfig(learned=learned).exact_xc_kernel)
+    rng = np.random.default_rng(4)
+    field = torch.as_tensor(rng.normal(size=(1, 6, 3)) * 0.02)
+    with torch.no_grad():
+        roll = model.rollout(s.rho0.to(torch.complex128), field, s, 0.2)
+        frames = model.delta_fock_frames(roll, s)
+        for k in (1, 4):
+            g, _ = model.teacher_forced(roll[:, k:k + 2], field[:, k:k + 1], s, 0.2)
+            assert torch.allclose(frames[:, k], g[:, 0], rtol=0, atol=1e-12 * float(g.abs().max()))
+        # and the history matters: later frames of a longer sequence see their past
+        g, _ = model.teacher_forced(roll, field, s, 0.2)
+        assert float((frames[:, 4] - g[:, 4]).abs().max()) > 1e-9 * float(g.abs().max())
+
+
 def test_untrained_network_is_linear_and_zero_at_the_ground_state(lih_ground_state):
     """ΔG[0] = 0 exactly and, with the gates at 1, ΔG is linear in ΔP (the only nonlinearity
     of the network is the gate)."""
@@ -276,8 +318,8 @@ def test_untrained_network_is_linear_and_zero_at_the_ground_state(lih_ground_sta
 
 @pytest.mark.parametrize("name", ["lih", "h2p"])
 def test_xc_kernel_is_the_linear_response_of_the_engines_xc(name):
-    """The XC kernel in the exact maps (``learned="xc-nonlinear"``, a closed shell folded into
-    the same-spin map, an open shell's spin blocks apart) predicts the engine's XC change of a
+    """The XC kernel in the exact maps (``learned="xc-nonlinear"``, its spin blocks apart
+    from J/K) predicts the engine's XC change of a
     weak kick to second order: little is left of it at kick 1e-4, and what is left grows with
     the kick (the nonlinear part the network learns)."""
     from rtml.model import apply_coulomb_exchange
@@ -296,7 +338,7 @@ def test_xc_kernel_is_the_linear_response_of_the_engines_xc(name):
                 ctx.mol.atom_coords(unit="Angstrom")[None], ctx.overlap[None], gs.density[None],
                 ground_state_fock(gs)[None], np.asarray(ctx.dipole_origin)[None])
         plain, kernel = build_system(*args), build_system(*args, xc_kernel=True)
-        assert (kernel.w_spin is None) == (gs.density.shape[0] == 1)
+        assert plain.w_spin is None and kernel.w_spin.shape[1:3] == (gs.density.shape[0],) * 2
         rho = plain.to_orthonormal_density(torch.as_tensor(traj.density)[None])
         fock = plain.to_orthonormal_operator(torch.as_tensor(traj.fock)[None])
         dp = rho - plain.rho0[:, None]
@@ -312,3 +354,54 @@ def test_xc_kernel_is_the_linear_response_of_the_engines_xc(name):
     # at zero beta density) leaves a floor near 1e-3
     assert left[1e-4] < 2e-3, left
     assert left[1e-2] > 5 * left[1e-4], left
+
+
+def test_xc_nonlinear_is_lr_tddft_until_its_gates_open(lih_ground_state):
+    """With residual gates closed (γ = 0, as initialised) an xc-nonlinear model's rollout is
+    the LR-TDDFT baseline's to rounding whatever its linear stages hold; its linear stages
+    alone (what the frame epochs fit) leave the kernel out; opened gates move it, to second
+    order in ΔP' (a weak field keeps the linear response)."""
+    from rtml.model import LinearResponsePropagator
+
+    inputs, gs = lih_ground_state
+    with float64_default():
+        model = RTMLModel(ModelConfig(learned="xc-nonlinear"))
+    model.input_scale.fill_(1e-3)
+    model.output_scale.fill_(1e-3)
+    s = _system(gs, xc_kernel=True)
+    rng = np.random.default_rng(5)
+    n = s.layout.nbf
+    field = torch.as_tensor(rng.normal(scale=2e-2, size=(1, 60, 3)))
+    rho0 = s.rho0.to(torch.complex128)
+    with torch.no_grad():
+        closed = model.rollout(rho0, field, s, 0.2)
+        lr = [rho0]
+        for k in range(field.shape[1]):
+            lr.append(LinearResponsePropagator().step(lr[-1], field[:, k], s, 0.2))
+        lr = torch.stack(lr, dim=1)
+        motion = float((lr - rho0[:, None]).abs().max())
+        assert motion > 1e-3
+        assert float((closed - lr).abs().max()) < 1e-12 * motion
+        # the linear fit alone (what the frame epochs train) leaves the kernel out
+        a = rng.normal(size=(1, 1, 1, n, n)) * 1e-3
+        dp = torch.as_tensor(a + a.swapaxes(-1, -2)).to(torch.complex128)
+        lin = model.delta_fock_ungated(rho0[:, None] + dp, s)
+        jk = apply_coulomb_exchange(dp, s.w_same, s.w_total)
+        assert float((lin - jk).abs().max()) > 0
+        full = apply_coulomb_exchange(dp, s.w_same, s.w_total, s.w_spin)
+        maps = model.linear_maps(s)
+        assert torch.allclose(model.delta_fock_linear(dp, maps, s), lin, atol=1e-14)
+        assert float((full - jk).abs().max()) > 1e-6
+        # opened gates: the learned part moves the rollout off LR-TDDFT, by an amount of
+        # second order in ΔP' (relative to the motion, it grows with the field)
+        _random_gates(model)
+        off = {}
+        for scale in (1e-2, 1.0):
+            lr = [rho0]
+            for k in range(field.shape[1]):
+                lr.append(LinearResponsePropagator().step(lr[-1], scale * field[:, k], s, 0.2))
+            lr = torch.stack(lr, dim=1)
+            opened = model.rollout(rho0, scale * field, s, 0.2)
+            off[scale] = float((opened - lr).abs().max() / (lr - rho0[:, None]).abs().max())
+        assert off[1.0] > 1e-4, off
+        assert off[1.0] > 20 * off[1e-2], off
