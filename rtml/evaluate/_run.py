@@ -240,8 +240,8 @@ def write_metrics(summary: dict, output_dir: Path, settings: dict) -> None:
                                  sort_keys=True, default=float))
 
 
-#: ``ModelConfig.learned`` -> suffix of the model's name in the tables.
-_LEARNED_SUFFIX = {"xc": "", "xc-nonlinear": "-nl", "two-electron": "-2e"}
+#: ``ModelConfig.learned`` -> suffix of the model's name in the tables (none for the default).
+_LEARNED_SUFFIX = {"xc-nonlinear": "", "xc": "-xc", "two-electron": "-2e"}
 
 
 def _model_name(state: dict) -> str:
