@@ -77,11 +77,13 @@ def test_the_ensemble_steps_with_the_members_mean_response(ensemble, h2_store):
     assert (occ > -1e-10).all() and (occ < 2 + 1e-10).all()
     assert torch.allclose(mixed.diagonal(dim1=-2, dim2=-1).sum(-1).real,
                           torch.full(mixed.shape[:-2], 2.0, dtype=torch.float64), atol=1e-10)
-    # and it is neither member alone
     other, _ = load_model(ensemble / "member-1")
     with torch.no_grad():
         second = rollout_members([other.model], rho0, field, system, 0.2)
-    assert not torch.allclose(mixed, alone, atol=1e-9) and not torch.allclose(mixed, second, atol=1e-9)
+    # and it is neither member alone: (the learned part being small) half-way between them
+    apart = float((alone - second).abs().max())
+    assert apart > 1e-10
+    assert float((mixed - 0.5 * (alone + second)).abs().max()) < 0.1 * apart
 
 
 def test_the_ensemble_propagates_as_an_engine_and_records_its_hash(ensemble, tmp_path):

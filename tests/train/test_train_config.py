@@ -53,7 +53,7 @@ def test_whole_trajectory_batches_accumulate_the_batch_gradient(h2_store):
 
     cfg = TrainConfig()
     train, _ = load_training_data(h2_store, cfg)
-    items = prepare_trajectories(train, "xc")[:3]
+    items = prepare_trajectories(train, ModelConfig().learned)[:3]
     torch.manual_seed(0)
     model = RTMLModel(ModelConfig()).double()
     with torch.no_grad():
