@@ -104,8 +104,9 @@ class MoleculeSystem(NamedTuple):
         on Hermitian coordinates (:func:`~rtml.model._physics.coulomb_exchange_operators`;
         w_total None: closed shell)
     w_spin : (B, S, S, m, m) the XC kernel at the ground state between spin channels
-        (:func:`~rtml.model._physics.xc_kernel_operator`), or None (no kernel; zeros for Hartree-Fock); kept apart
-        from J/K so that the linear fit of ``xc-nonlinear`` can leave it out
+        (:func:`~rtml.model._physics.xc_kernel_operator`), or None (no kernel; zeros for
+        Hartree-Fock); kept apart from J/K so that the linear fit of ``xc-nonlinear`` can
+        leave it out
     """
 
     layout: BasisLayout
@@ -514,15 +515,18 @@ class RTMLModel(nn.Module):
         # beta spin of H2+): d sqrt(x)/dx is infinite at 0
         return torch.asinh((sq + 1e-30).sqrt())
 
-    def gate_factor(self, gates: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    def gate_factor(self, gates: torch.Tensor, h: torch.Tensor | None,
+                    inv: torch.Tensor | None = None) -> torch.Tensor:
         r"""Per-component factor (..., d) of gates (..., n_channels) on channels h (..., d):
         :math:`1 + \gamma_c`, or for residual gates (:attr:`ModelConfig.residual_gates`)
         :math:`\gamma_c\,a_c` with :math:`a_c = \operatorname{asinh}\|h_c\|` the channel's
         own size: the learned part is then of second order in ΔP' at least, so a weak field
-        sees the exact linear response and the gates act where the response is nonlinear."""
+        sees the exact linear response and the gates act where the response is nonlinear.
+        ``inv``: the channels' :meth:`_invariants` when the caller has them (h unused)."""
         if not self.config.residual_gates:
             return 1.0 + gates[..., self.channel_of_component]
-        return (gates * self._invariants(h).to(gates.dtype))[..., self.channel_of_component]
+        inv = self._invariants(h) if inv is None else inv
+        return (gates * inv.to(gates.dtype))[..., self.channel_of_component]
 
     def _decode(self, h: torch.Tensor, system: MoleculeSystem, geo) -> torch.Tensor:
         """(Gated) channels (B, R, S, T, d) -> learned ΔG' (B, R, S, n, n) complex128."""
@@ -657,8 +661,9 @@ class RTMLModel(nn.Module):
     def _fast_response(self, dp: torch.Tensor, maps: "LinearMaps", system: MoleculeSystem, cond, cache):
         """ΔG' (B, S, n, n) of ΔP' (B, S, n, n) through :meth:`linear_maps` and one gate step."""
         h = self._map_channels(dp, maps)
-        gates, cache = self._gate_step(self._invariants(h.to(self.dtype)), cond, cache)
-        h = h * self.gate_factor(gates, h.to(self.dtype)).to(h.dtype)
+        inv = self._invariants(h.to(self.dtype))
+        gates, cache = self._gate_step(inv, cond, cache)
+        h = h * self.gate_factor(gates, None, inv).to(h.dtype)
         return self._map_output(h, dp, maps, system), cache
 
     # -- gates along time -------------------------------------------------------------------
