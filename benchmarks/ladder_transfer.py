@@ -353,7 +353,7 @@ def main(argv=None) -> int:
     parser.add_argument("--members", type=int, default=3)
     parser.add_argument("--sequence-epochs", type=int, default=2)
     parser.add_argument("--jobs", type=int, default=2, help="processes at a time")
-    parser.add_argument("--threads", type=int, default=1, help="threads of each training process")
+    parser.add_argument("--threads", type=int, default=1, help="threads of each training and adapt process")
     parser.add_argument("--shots", default="5,10,20", help="few-shot K values ('' for none)")
     parser.add_argument("--mlp", action="store_true", help="also train the MLP ablation")
     parser.add_argument("--roadmap", action="store_true", help="also train on rungs 1-5 only")
