@@ -10,10 +10,10 @@ grid 3, dt 0.2 a.u., 1000 steps, kicks, Gaussian pulses and resonant drives)::
 1. **stores** (``WORK/stores``): ``ladder`` (rungs 1-6: H2+, H2, LiH, H2O, NH3, CH4),
    ``c2h4``, ``c6h6`` and ``roadmap`` (rungs 1-5, the roadmap's KPI: carbon never seen).
 2. **training** (``WORK/models``, ``--jobs`` processes of ``--threads``): the ``rtml`` ensemble
-   (``--members``, defaults of ``rtml train`` but ``--sequence-epochs``), the ridge baseline
-   (``linear``) on ``ladder``; with ``--mlp`` the memoryless ablation, with ``--roadmap`` an
-   rtml model on ``roadmap``. Validation geometries are carved from the training geometries
-   (default split 0.8/0.1/0.1, seed 0); nothing is selected on test data.
+   (``--members``, defaults of ``rtml train`` but ``--sequence-epochs`` and ``--epochs``), the
+   ridge baseline (``linear``) on ``ladder``; with ``--mlp`` the memoryless ablation, with
+   ``--roadmap`` an rtml model on ``roadmap``. Validation geometries are carved from the
+   training geometries (default split 0.8/0.1/0.1, seed 0); nothing is selected on test data.
 3. **few-shot** (``WORK/fewshot``): member 0 fine-tuned with ``rtml adapt`` on K = 5, 10, 20
    C2H4 trajectories of the C2H4 training geometries (split 0.6/0.15/0.25, seed 2: 5 train,
    1 validation, 2 test geometries), and the ridge baseline fitted on the same K shots.
@@ -113,6 +113,8 @@ def train(work: Path, stores: dict, args) -> dict[str, Path]:
     # every rtml run is started: a finished one resumes from its last checkpoint and returns
     jobs = []
     common = ["--threads", str(args.threads), "-q", "--sequence-epochs", str(args.sequence_epochs)]
+    if args.epochs is not None:
+        common += ["--epochs", str(args.epochs)]
     for k in range(args.members):
         member = dirs["rtml"] / f"member-{k}"
         jobs.append((["rtml", "train", str(stores["ladder"]), *common, "--init-seed", str(k),
@@ -291,8 +293,9 @@ def write_card(name: str, work: Path, stores: dict, dirs: dict, rows: list[dict]
     counts = {m: int(ds.sizes["traj_id"]) for m, ds in open_store_groups(stores["ladder"]).items()}
     card = {
         "name": name, "format": 1,
-        "description": f"rtml ensemble of {len(members)} (Mamba gates), trained on the medium "
-                       "config's rungs 1-6 (H2+, H2, LiH, H2O, NH3, CH4), PBE0/6-31G",
+        "description": f"rtml ensemble of {len(members)} ({state['config'].get('dynamics')} "
+                       f"dynamics, learned='{state['config'].get('learned')}'), trained on the "
+                       "medium config's rungs 1-6 (H2+, H2, LiH, H2O, NH3, CH4), PBE0/6-31G",
         "units": "atomic units; geometry in Å; AO order PySCF's",
         "data": {"config": "workflow/config/medium.yaml", "store": "ladder (rungs 1-6)",
                  "store_sha256": store_hash, "trajectories": counts,
@@ -352,6 +355,8 @@ def main(argv=None) -> int:
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--members", type=int, default=3)
     parser.add_argument("--sequence-epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="epochs of each rtml training (default: rtml train's)")
     parser.add_argument("--jobs", type=int, default=2, help="processes at a time")
     parser.add_argument("--threads", type=int, default=1, help="threads of each training and adapt process")
     parser.add_argument("--shots", default="5,10,20", help="few-shot K values ('' for none)")
