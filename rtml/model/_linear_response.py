@@ -1,7 +1,7 @@
 r"""The adiabatic linear-response propagator: the model's exact step with no network.
 
 The physics baseline every learned ΔG' must beat: the step of :mod:`rtml.model._rtml`
-(Löwdin basis, trapezoidal predictor-corrector, exact field coupling) with the two-electron
+(Löwdin basis, the implicit trapezoid by corrector passes, exact field coupling) with the two-electron
 change taken to first order in :math:`\Delta P'` at the ground state,
 
 .. math::
@@ -21,20 +21,27 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from rtml.model._physics import apply_coulomb_exchange, exponential_step
-from rtml.model._rtml import (MoleculeSystem, RTMLModel, frame_spacing, midpoint_fields,
-                              system_from_trajectories)
+from rtml.model._config import ModelConfig
+from rtml.model._physics import apply_coulomb_exchange
+from rtml.model._rtml import (MoleculeSystem, frame_spacing, midpoint_fields,
+                              system_from_trajectories, trapezoid_step)
 
 __all__ = ["LinearResponsePropagator"]
 
 
 class LinearResponsePropagator:
-    """Rollouts with ΔG' linear in ΔP' (J, K and the ground-state XC kernel), no network."""
+    """Rollouts with ΔG' linear in ΔP' (J, K and the ground-state XC kernel), no network.
+
+    Args:
+        corrector_iterations: corrector passes of each step (default: the default model's,
+            so that the baseline is that model with its gates closed).
+    """
 
     name = "lr-tddft"
 
-    def __init__(self):
+    def __init__(self, corrector_iterations: int = ModelConfig.corrector_iterations):
         self._systems: dict = {}
+        self.corrector_iterations = corrector_iterations
 
     def system(self, traj) -> MoleculeSystem:
         key = (traj.molecule, np.asarray(traj.positions_angstrom).tobytes(), traj.basis)
@@ -52,11 +59,9 @@ class LinearResponsePropagator:
 
     def step(self, p: torch.Tensor, field_mid: torch.Tensor, system: MoleculeSystem,
              dt: float) -> torch.Tensor:
-        """P'(t) -> P'(t + dt), the model's predictor-corrector with the linear ΔG'."""
-        g = self.delta_fock(p, system)
-        pred = exponential_step(p, RTMLModel.hamiltonian(g, system, field_mid), dt)
-        g = 0.5 * (g + self.delta_fock(pred, system))
-        return exponential_step(p, RTMLModel.hamiltonian(g, system, field_mid), dt)
+        """P'(t) -> P'(t + dt), the model's exact step with the linear ΔG'."""
+        return trapezoid_step(p, self.delta_fock(p, system), lambda q: self.delta_fock(q, system),
+                              system, field_mid, dt, self.corrector_iterations)
 
     @torch.no_grad()
     def one_step(self, traj) -> np.ndarray:

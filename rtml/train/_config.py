@@ -11,6 +11,7 @@ from dataclasses import dataclass, field as dc_field
 
 from rtml._config_options import add_config_options, config_options
 from rtml._errors import InputError
+from rtml.model._config import CHECKPOINT_DEFAULTS
 
 __all__ = ["TrainConfig", "BASELINE_MODELS", "NEURAL_MODELS", "add_train_options",
            "train_options", "ADAPT_EPOCHS", "ADAPT_LR", "adapt_config"]
@@ -181,7 +182,7 @@ def adapt_config(pretrained: dict, shots: int, epochs: int = ADAPT_EPOCHS, lr: f
             if k in TrainConfig.__dataclass_fields__}
     base.update(epochs=epochs, lr=lr, shots=shots, seed=seed, fractions=tuple(fractions),
                 molecules=None if molecules is None else tuple(molecules), split_by="geometry",
-                held_out_molecules=(), model=dict(pretrained["config"]),
+                held_out_molecules=(), model={**CHECKPOINT_DEFAULTS, **pretrained["config"]},
                 init_model_sha256=init_model_sha256)
     if "rollout_horizons" in base:  # a tuple, as TrainConfig compares it on resume
         base["rollout_horizons"] = tuple(base["rollout_horizons"])

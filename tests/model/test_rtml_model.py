@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from rtml._errors import InputError
 from rtml.chem import build_mole, load_molecule
 from rtml.fields import parse_field
 from rtml.model import (BasisLayout, ModelConfig, RTMLModel, apply_coulomb_exchange, build_system,
@@ -354,6 +355,44 @@ def test_xc_kernel_is_the_linear_response_of_the_engines_xc(name):
     # at zero beta density) leaves a floor near 1e-3
     assert left[1e-4] < 2e-3, left
     assert left[1e-2] > 5 * left[1e-4], left
+
+
+def test_corrector_passes_converge_to_the_engines_trapezoid():
+    """The engine solves the Magnus-2 trapezoid to self-consistency; the exact step's
+    corrector passes converge to the same step. After a weak kick (LR-TDDFT is then the
+    engine's dynamics to second order in the kick) one pass drifts in phase, two follow the
+    engine over 300 steps more than 10x closer, and a third changes little."""
+    from rtml.model import LinearResponsePropagator
+
+    inputs = SimulationInputs(molecule=load_molecule("lih"), fields=[parse_field("kick:1e-4:z")],
+                              settings=PropagationSettings(dt=0.2, n_steps=300, carry_model=False),
+                              grid_level=1)
+    gs, _ = prepare_ground_state(inputs)
+    traj = simulate(inputs, ground_state=gs)[0]
+    s = _system(gs, xc_kernel=True)
+    ref = s.to_orthonormal_density(torch.as_tensor(traj.density)[None])      # (1, T, S, n, n)
+    motion = float(torch.linalg.norm(ref - ref[:, :1], dim=(-2, -1)).max())
+    no_field = torch.zeros(1, 3, dtype=torch.float64)                          # after the kick
+    err = {}
+    with torch.no_grad():
+        for passes in (1, 2, 3):
+            lr, p = LinearResponsePropagator(passes), [ref[:, 0]]
+            for _ in range(ref.shape[1] - 1):
+                p.append(lr.step(p[-1], no_field, s, 0.2))
+            err[passes] = float(torch.linalg.norm(torch.stack(p, 1) - ref, dim=(-2, -1)).max()) / motion
+    assert err[1] > 2e-4, err
+    assert err[2] < 0.1 * err[1], err
+    assert abs(err[3] - err[2]) < 0.2 * err[2], err
+    assert LinearResponsePropagator().corrector_iterations == ModelConfig().corrector_iterations == 2
+
+
+def test_checkpoints_without_corrector_passes_keep_the_step_they_were_trained_with():
+    from rtml.model._config import model_config_from_checkpoint
+
+    assert model_config_from_checkpoint({"learned": "xc"}).corrector_iterations == 1
+    assert model_config_from_checkpoint({"corrector_iterations": 3}).corrector_iterations == 3
+    with pytest.raises(InputError, match="corrector_iterations"):
+        ModelConfig(corrector_iterations=0)
 
 
 def test_xc_nonlinear_is_lr_tddft_until_its_gates_open(lih_ground_state):
