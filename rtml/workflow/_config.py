@@ -24,7 +24,8 @@ from rtml.workflow._coupling import uncoupled_note
 from rtml.workflow._plan import field_candidates, molecule_source
 
 #: Training settings a training set may override (null there = the value under ``train``).
-TRAIN_OVERRIDES = ("model", "window", "epochs", "seed", "split_by", "held_out_molecules")
+TRAIN_OVERRIDES = ("model", "window", "epochs", "seed", "split_by", "held_out_molecules",
+                   "ensemble")
 
 
 #: Comment-line keys of a geometry file (:func:`rtml.chem.load_molecule`), which a user may
@@ -205,6 +206,12 @@ def _cross_checks(config: dict, ladder) -> list[str]:
                     f"split by geometry, which needs a molecule with at least 3 geometries "
                     f"(train, validation, test); the most in the set is "
                     f"{molecules[most]['geometries']} ({most})")
+        if settings["ensemble"] == 1:
+            messages.append(f"config key '{key('ensemble')}': an ensemble of 1 is the set's "
+                            "model itself; use 0 (no ensemble) or at least 2 members")
+        elif settings["ensemble"] and settings["model"] not in ("rtml", "rtml-mlp"):
+            messages.append(f"config key '{key('ensemble')}': ensembles are of rtml models; "
+                            f"training set '{set_name}' trains '{settings['model']}'")
         if settings["window"] >= frames:
             messages.append(f"config key '{key('window')}': window {settings['window']} is "
                             f"not shorter than a trajectory ({frames} saved frames = "

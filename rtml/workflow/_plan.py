@@ -184,10 +184,22 @@ class WorkflowPlan:
         return sum(len(self.geometries(m)) * len(self._fields[m]) for m in self.molecules)
 
     def model_files(self, name: str) -> list[str]:
-        """The set's model and training metrics, and those of its ablations."""
+        """The set's model and training metrics, those of its ablations, and its ensemble's
+        member list when it has one."""
         roots = [f"{self.results}/models/{name}"] + [
             f"{self.results}/models/{name}/ablations/{a}" for a in self.config["evaluate"]["ablations"]]
-        return [f"{root}/{f}" for root in roots for f in ("model.pt", "train_metrics.csv")]
+        files = [f"{root}/{f}" for root in roots for f in ("model.pt", "train_metrics.csv")]
+        return files + ([self.ensemble_file(name)] if self.ensemble_members(name) else [])
+
+    def ensemble_members(self, name: str) -> int:
+        """Members of the set's ensemble (0: none)."""
+        tset = self.config["training_sets"][name]
+        members = tset.get("ensemble")
+        return int(self.config["train"].get("ensemble", 0) if members is None else members)
+
+    def ensemble_file(self, name: str) -> str:
+        """``ensemble.json`` of the set's ensemble (written last by ``rtml train --members``)."""
+        return f"{self.results}/models/{name}/ensemble/ensemble.json"
 
     def ablation_models(self, name: str) -> list[str]:
         return [f"{self.results}/models/{name}/ablations/{a}/model.pt"
@@ -195,8 +207,12 @@ class WorkflowPlan:
 
     def evaluation_files(self, name: str) -> list[str]:
         root = f"{self.results}/evaluation/{name}"
-        return [f"{root}/metrics.json", f"{root}/metrics.tsv", f"{root}/dipole.png",
-                f"{root}/error_vs_horizon.png", f"{root}/spectrum.png"]
+        files = [f"{root}/metrics.json", f"{root}/metrics.tsv", f"{root}/dipole.png",
+                 f"{root}/error_vs_horizon.png", f"{root}/spectrum.png"]
+        if self.ensemble_members(name):
+            files += [f"{root}/ensemble/metrics.json", f"{root}/ensemble/calibration.json",
+                      f"{root}/ensemble/calibration.png"]
+        return files
 
     def final_outputs(self) -> list[str]:
         """What rule ``all`` asks for: the full dataset, and every set's model and evaluation."""

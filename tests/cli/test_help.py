@@ -39,7 +39,8 @@ def test_train_flags_are_the_documented_ones():
         "-h", "--help", "--model", "--molecules", "--seed", "--split-by", "--split-fractions",
         "--held-out-molecules", "--epochs", "--sequence-epochs", "--frame-batches",
         "--batch-size", "--horizons", "--window", "--learned", "--d-model", "--lr", "--restart",
-        "--threads", "-q", "--quiet", "-o", "--output", "--shots", "--init-seed", "--members"}
+        "--threads", "-q", "--quiet", "-o", "--output", "--shots", "--init-seed", "--members",
+        "--corrector-iterations"}
 
 
 def test_train_defaults_are_train_config_defaults():

@@ -146,6 +146,10 @@ BAD = {
     "held out not in set": (_with(("training_sets", "x"), {"molecules": ["lih"],
                                                            "held_out_molecules": ["h2"]}),
                             "training_sets.x.held_out_molecules"),
+    "ensemble of one": (_with(("train", "ensemble"), 1), "train.ensemble"),
+    "ensemble of ridge fits": (_with(("training_sets", "x"), {"molecules": ["lih"], "model": "linear",
+                                                              "ensemble": 3}),
+                               "training_sets.x.ensemble"),
 }
 
 

@@ -1,12 +1,14 @@
 """Dry runs through snakemake.api: the DAG of the research plan, targets, bad configs."""
 
 import re
+import subprocess
+import sys
 
 import pytest
 from snakemake.exceptions import WorkflowError
 
 from rtml.workflow import WorkflowPlan, load_config
-from smk_helpers import FULL_CONFIG, snakemake_run
+from smk_helpers import FULL_CONFIG, REPO, snakemake_run, write_config
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +72,35 @@ def test_default_config_plans_every_stage(tmp_path):
         assert dag.counts[rule] >= 1, rule
     # the MLP ablation is trained for each training set and evaluated in the same table
     assert dag.counts["train_ablation"] == dag.counts["train"] == dag.counts["evaluate"]
+
+
+def test_ensemble_is_trained_with_its_members_and_evaluated_with_its_calibration(tmp_path):
+    """train.ensemble: one job trains the set's N members (rtml train --members N, its
+    runtime N trainings'), another evaluates them with the spread-error calibration; a set
+    may override the count, and 0 (the default) plans neither."""
+    config = _tiny()
+    config["train"]["ensemble"] = 3
+    config["training_sets"]["plain"] = {"molecules": ["lih"], "ensemble": 0}
+    dag = snakemake_run(tmp_path / "api", ["evaluate_lih", "evaluate_plain"], config=config)
+    assert dag.counts["train_ensemble"] == dag.counts["evaluate_ensemble"] == 1
+    assert dag.counts["train"] == 2
+    assert {"results/evaluation/lih/ensemble/calibration.json",
+            "results/evaluation/lih/ensemble/calibration.png"} <= set(dag.outputs("evaluate_ensemble"))
+    assert dag.outputs("train_ensemble") == ["results/models/lih/ensemble/ensemble.json"]
+    assert not any("/plain/ensemble" in f for f in dag.outputs())
+    # the job's command and runtime, as the command line prints them (targets before
+    # --configfile, which takes several values)
+    cfg = write_config(tmp_path / "config.yaml", config)
+    run = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-p", "--directory",
+                          str(tmp_path / "cli"), "evaluate_lih", "--configfile", str(cfg)],
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    jobs = {block.split(":", 1)[0]: block for block in re.split(r"\n(?:local)?rule ", run.stdout)}
+    assert "--members 3" in jobs["train_ensemble"]
+    assert "-o results/models/lih/ensemble" in jobs["train_ensemble"]
+    runtime = {name: int(re.search(r"runtime=(\d+)", jobs[name]).group(1))
+               for name in ("train", "train_ensemble")}
+    assert runtime["train_ensemble"] == 3 * runtime["train"]
 
 
 def _tiny():

@@ -99,3 +99,27 @@ def test_evaluate_and_report(tiny_run):
     for name in ("metrics.tsv", "dipole.png", "error_vs_horizon.png", "spectrum.png",
                  "train_metrics.csv"):
         assert name in html, name
+
+
+def test_ensemble_of_the_set_is_trained_and_calibrated(tiny_run):
+    """train.ensemble 2 on the same data: only the ensemble's two jobs run (the set's model
+    and evaluation stand), its members are listed in ensemble.json and its evaluation
+    writes the spread-error calibration for the set's molecules."""
+    import json
+
+    workdir, first = tiny_run
+    assert first.error is None, "training failed (see test_train_lih_makes_the_model)"
+    config = {**TINY, "training_sets": {**TINY["training_sets"],
+                                        "lih": {"molecules": ["lih"], "ensemble": 2}}}
+    dag = snakemake_run(workdir, ["evaluate_lih"], config=config, dryrun=False, cores=2)
+    assert dag.counts["train_ensemble"] == dag.counts["evaluate_ensemble"] == 1
+    assert "train" not in dag.counts
+    ensemble = workdir / "results" / "models" / "lih" / "ensemble"
+    assert json.loads((ensemble / "ensemble.json").read_text())["members"] == ["member-0", "member-1"]
+    for k in (0, 1):
+        assert (ensemble / f"member-{k}" / "model.pt").stat().st_size > 0
+    evaluation = workdir / "results" / "evaluation" / "lih" / "ensemble"
+    calibration = json.loads((evaluation / "calibration.json").read_text())
+    assert set(calibration["monotonic"]) == {"one_step", "rollout"}
+    assert "lih" in calibration["one_step"]
+    assert (evaluation / "calibration.png").stat().st_size > 0

@@ -123,5 +123,10 @@ def resource(stage, name, mol=None):
     return PLAN.resource(stage, name, mol)
 
 
+def ensemble_runtime(wildcards, attempt):
+    """Runtime (minutes) of an ensemble job: a training's for each member, one after another."""
+    return resource("train", "runtime")(wildcards, attempt) * PLAN.ensemble_members(wildcards.set)
+
+
 def threads_of(stage, mol=None):
     return PLAN.threads(stage, mol)
