@@ -48,6 +48,7 @@ __all__ = [
     "message_geometry", "GroundStateGuess", "GUESS_FILE", "guess_density",
     "load_guess", "minao_density", "purify_density", "relative_density_error",
     "xc_kernel_operator", "XC_KERNEL_GRID_LEVEL", "LinearResponsePropagator",
+    "CHECKPOINT_DEFAULTS", "model_config_from_checkpoint", "trapezoid_step",
 ]
 
 __getattr__, __dir__ = lazy_exports(__name__, {
@@ -81,11 +82,12 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     "_ground_state_guess": ["GroundStateGuess", "GUESS_FILE", "guess_density",
                             "load_guess", "minao_density", "purify_density",
                             "relative_density_error"],
-    "_config": ["LEARNED", "ModelConfig", "add_model_options", "model_options"],
+    "_config": ["LEARNED", "ModelConfig", "add_model_options", "model_options",
+                "CHECKPOINT_DEFAULTS", "model_config_from_checkpoint"],
     "_rtml": [
         "MoleculeSystem", "RTMLModel", "RTMLPropagator", "TokenInteraction", "build_system",
         "frame_spacing", "load_rtml", "midpoint_fields", "required_channels", "stack_systems",
         "system_from_trajectories", "rollout_members", "teacher_forced_members",
-        "EnsembleStepper", "message_geometry",
+        "EnsembleStepper", "message_geometry", "trapezoid_step",
     ],
 })

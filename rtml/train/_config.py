@@ -11,7 +11,7 @@ from dataclasses import dataclass, field as dc_field
 
 from rtml._config_options import add_config_options, config_options
 from rtml._errors import InputError
-from rtml.model._config import CHECKPOINT_DEFAULTS
+from rtml.model import CHECKPOINT_DEFAULTS
 
 __all__ = ["TrainConfig", "BASELINE_MODELS", "NEURAL_MODELS", "add_train_options",
            "train_options", "ADAPT_EPOCHS", "ADAPT_LR", "adapt_config"]

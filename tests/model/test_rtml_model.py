@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from rtml._errors import InputError
+from rtml import InputError
 from rtml.chem import build_mole, load_molecule
 from rtml.fields import parse_field
 from rtml.model import (BasisLayout, ModelConfig, RTMLModel, apply_coulomb_exchange, build_system,
@@ -352,9 +352,10 @@ def test_xc_kernel_is_the_linear_response_of_the_engines_xc(name):
         xc, linear = xc[:, :, occupied], linear[:, :, occupied]
         left[kick] = float(torch.linalg.norm(xc - linear) / torch.linalg.norm(xc))
     # closed shell: ~5e-5 left at 1e-4, growing like the kick; an open shell's kernel (libxc
-    # at zero beta density) leaves a floor near 1e-3
+    # at zero beta density) leaves a floor near 1e-3 that moves with the thread count
+    # (H2+: 0.0009-0.0013 measured, against 0.006 at 1e-2)
     assert left[1e-4] < 2e-3, left
-    assert left[1e-2] > 5 * left[1e-4], left
+    assert left[1e-2] > (5 if name == "lih" else 3) * left[1e-4], left
 
 
 def test_corrector_passes_converge_to_the_engines_trapezoid():
@@ -387,7 +388,7 @@ def test_corrector_passes_converge_to_the_engines_trapezoid():
 
 
 def test_checkpoints_without_corrector_passes_keep_the_step_they_were_trained_with():
-    from rtml.model._config import model_config_from_checkpoint
+    from rtml.model import model_config_from_checkpoint
 
     assert model_config_from_checkpoint({"learned": "xc"}).corrector_iterations == 1
     assert model_config_from_checkpoint({"corrector_iterations": 3}).corrector_iterations == 3

@@ -33,7 +33,7 @@ def test_model_options_come_from_the_config_fields():
     parser = argparse.ArgumentParser()
     add_model_options(parser)
     defaults = model_options(parser.parse_args([]))
-    assert list(defaults) == ["learned", "d_model"]
+    assert list(defaults) == ["learned", "d_model", "corrector_iterations"]
     assert defaults == {f.name: f.default for f in fields(ModelConfig) if f.name in defaults}
     args = parser.parse_args(["--learned", "two-electron", "--d-model", "8"])
     config = ModelConfig(**model_options(args))
