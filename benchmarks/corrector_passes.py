@@ -16,6 +16,7 @@ per molecule: medians of valid horizon and e@1000 and the mean e@1000, as
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib.util
 import json
 import sys
@@ -37,7 +38,8 @@ def _ladder_transfer():
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("store", help="Zarr store with the trajectories")
-    parser.add_argument("--model", default=None, help="model or ensemble (default: the shipped one)")
+    parser.add_argument("--model", default=None,
+                        help="model or ensemble (default: the shipped one)")
     parser.add_argument("--molecules", nargs="+", default=None, help="default: every molecule")
     parser.add_argument("--out", type=Path, required=True, help="rows (JSON)")
     args = parser.parse_args(argv)
@@ -54,13 +56,13 @@ def main(argv=None) -> int:
     model_dir = resolve_model_dir(args.model)
     trained, _ = load_model(model_dir)
     passes = trained.members[0].config.corrector_iterations
-    two, _ = load_model(model_dir)
-    for member in two.members:
-        member.config.corrector_iterations = 2
     models = {"lr-tddft, 1 pass": LinearResponsePropagator(1),
               "lr-tddft, 2 passes": LinearResponsePropagator(2),
               f"model, {passes} pass{'es' if passes > 1 else ''} (as trained)": trained}
-    if passes != 2:
+    if passes != 2:  # the same weights stepped with two passes (each member has its config)
+        two = copy.deepcopy(trained)
+        for member in two.members:
+            member.config.corrector_iterations = 2
         models["model, 2 passes"] = two
     rows = []
     for mol, ds in groups.items():
@@ -70,11 +72,12 @@ def main(argv=None) -> int:
             row = lt.summary_row(name, "held-out geometries", mol, items)
             row["mean_e_at_1000"] = float(np.mean([i["e_at_1000"] for i in items]))
             rows.append(row | {"trajectories": items})
-            print(f"{mol:5s} {name:28s} n {row['n']:2d}  valid horizon {row['median_valid_horizon']:6.0f}"
+            print(f"{mol:5s} {name:28s} n {row['n']:2d}"
+                  f"  valid horizon {row['median_valid_horizon']:6.0f}"
                   f"  e@1000 median {row['median_e_at_1000']:.2e} mean {row['mean_e_at_1000']:.2e}"
                   f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
-    args.out.write_text(json.dumps({"model": str(model_dir), "store": str(args.store), "rows": rows},
-                                   indent=1, default=float) + "\n")
+    result = {"model": str(model_dir), "store": str(args.store), "rows": rows}
+    args.out.write_text(json.dumps(result, indent=1, default=float) + "\n")
     return 0
 
 

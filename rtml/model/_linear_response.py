@@ -1,8 +1,8 @@
 r"""The adiabatic linear-response propagator: the model's exact step with no network.
 
 The physics baseline every learned ΔG' must beat: the step of :mod:`rtml.model._rtml`
-(Löwdin basis, the implicit trapezoid by corrector passes, exact field coupling) with the two-electron
-change taken to first order in :math:`\Delta P'` at the ground state,
+(Löwdin basis, the implicit trapezoid by corrector passes, exact field coupling) with the
+two-electron change taken to first order in :math:`\Delta P'` at the ground state,
 
 .. math::
 

@@ -780,11 +780,11 @@ def trapezoid_step(p: torch.Tensor, g_start: torch.Tensor, response, system: Mol
     .. math::
 
         P'_{k+1} = e^{-i\Delta t H_k} P' e^{i\Delta t H_k},\qquad
-        H_k = ar F_0' + 	frac12igl(\Delta G'(t) + \Delta G'[P'_k]igr)
-              + \mathbf E(t+	frac{\Delta t}2)\cdot\mathbf D'
+        H_k = \bar F_0' + \tfrac12\bigl(\Delta G'(t) + \Delta G'[P'_k]\bigr)
+              + \mathbf E(t+\tfrac{\Delta t}2)\cdot\mathbf D'
 
-    from the predictor :math:`H_0` with :math:`\Delta G'(t)` alone; the result is
-    :math:`P'_{	ext{iterations}+1}`, unitary in every pass. The RT engine solves the same
+    from the predictor :math:`P'_0` (with :math:`\Delta G'(t)` alone); the result is
+    :math:`P'_{\text{iterations}}`, unitary in every pass. The RT engine solves the same
     trapezoid to self-consistency; one pass leaves an O(Δt³) error per step that, over 1000
     steps, is most of a weak kick's error.
 
@@ -792,8 +792,7 @@ def trapezoid_step(p: torch.Tensor, g_start: torch.Tensor, response, system: Mol
         p: (..., S, n, n) P'(t); g_start: ΔG'(t), same shape.
         response: callable P' -> ΔG'[P'] (the network's call at the step's end).
     """
-    h_start = RTMLModel.hamiltonian(g_start, system, field_mid)
-    pred = exponential_step(p, h_start, dt)
+    pred = exponential_step(p, RTMLModel.hamiltonian(g_start, system, field_mid), dt)
     for _ in range(iterations):
         g = 0.5 * (g_start + response(pred))
         pred = exponential_step(p, RTMLModel.hamiltonian(g, system, field_mid), dt)
@@ -804,8 +803,8 @@ class EnsembleStepper:
     r"""One or more models (an ensemble) stepping a batch of densities one exact step at a time.
 
     Each step is the exact step of :meth:`RTMLModel.rollout` (:func:`trapezoid_step`, the
-    models' ``corrector_iterations``) with :math:`\Delta G' = \frac1M\sum_m \Delta G'_m` of the M models, each keeping its own
-    gate memory; a unitary step of the mean response keeps the density physical (a mean of
+    models' ``corrector_iterations``) with :math:`\Delta G' = \frac1M\sum_m \Delta G'_m` of
+    the M models, each keeping its own gate memory; a unitary step of the mean response keeps the density physical (a mean of
     M rolled-out densities would not be idempotent). One model gives its own rollout exactly.
 
     After a step, :attr:`last_responses` holds each member's :math:`\Delta G'_m` at the
@@ -852,8 +851,11 @@ class EnsembleStepper:
     def step(self, p: torch.Tensor, field_mid: torch.Tensor, dt: float) -> torch.Tensor:
         """P'(t) (B, S, n, n) -> P'(t + dt) under the field at the step's midpoint (B, 3)."""
         gs, caches_next = self.responses(p, self.caches)
-        nxt = trapezoid_step(p, self.mean(gs), lambda pred: self.mean(self.responses(pred, caches_next)[0]),
-                             self.system, field_mid, dt, self.models[0].config.corrector_iterations)
+        def response(pred):  # the gates step from the memories after this step's start
+            return self.mean(self.responses(pred, caches_next)[0])
+
+        nxt = trapezoid_step(p, self.mean(gs), response, self.system, field_mid, dt,
+                             self.models[0].config.corrector_iterations)
         self.caches, self.last_responses = caches_next, gs
         return nxt
 

@@ -192,10 +192,8 @@ class WorkflowPlan:
         return files + ([self.ensemble_file(name)] if self.ensemble_members(name) else [])
 
     def ensemble_members(self, name: str) -> int:
-        """Members of the set's ensemble (0: none)."""
-        tset = self.config["training_sets"][name]
-        members = tset.get("ensemble")
-        return int(self.config["train"].get("ensemble", 0) if members is None else members)
+        """Members of the set's ensemble (0: none), from the validated config."""
+        return int(self.config["training_sets"][name]["ensemble"])
 
     def ensemble_file(self, name: str) -> str:
         """``ensemble.json`` of the set's ensemble (written last by ``rtml train --members``)."""

@@ -100,6 +100,12 @@ def train_options(wildcards):
     return options(held_out_molecules=tset["held_out_molecules"])
 
 
+def ensemble_train_options(wildcards):
+    """The train flags of training set {set} and its ensemble's size (--members N)."""
+    tset = config["training_sets"][wildcards.set]
+    return options(held_out_molecules=tset["held_out_molecules"], members=tset["ensemble"])
+
+
 def evaluate_options():
     return options(baselines=",".join(config["evaluate"]["baselines"]) or None)
 

@@ -57,11 +57,11 @@ rule evaluate:
 
 
 # The set's ensemble (train.ensemble), evaluated on the same test split with the calibration
-# of its spread against its error.
-rule evaluate_ensemble:
+# of its spread against its error (rtml evaluate writes it for an ensemble).
+use rule evaluate as evaluate_ensemble with:
     input:
         store=f"{RESULTS}/datasets/{{set}}.zarr",
-        ensemble=f"{RESULTS}/models/{{set}}/ensemble/ensemble.json",
+        model=f"{RESULTS}/models/{{set}}/ensemble/ensemble.json",
     output:
         metrics_json=f"{RESULTS}/evaluation/{{set}}/ensemble/metrics.json",
         calibration_json=f"{RESULTS}/evaluation/{{set}}/ensemble/calibration.json",
@@ -74,20 +74,8 @@ rule evaluate_ensemble:
         ),
     log:
         f"{RESULTS}/logs/evaluate/{{set}}-ensemble.log",
-    conda:
-        "../envs/rtml.yaml"
-    threads: lookup(dpath="evaluate/threads", within=config)
-    resources:
-        mem_mb=resource("evaluate", "mem_mb"),
-        runtime=resource("evaluate", "runtime"),
     params:
-        model_dir=subpath(input.ensemble, parent=True),
-        outdir=subpath(output.metrics_json, parent=True),
-        options=evaluate_options(),
-    shell:
-        "rtml evaluate {input.store} --model {params.model_dir} {params.options}"
-        " --threads {threads}"
-        " -o {params.outdir} > {log} 2>&1"
+        compare="",
 
 
 for _set in TRAINING_SETS:

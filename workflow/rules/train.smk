@@ -46,35 +46,17 @@ rule train:
 
 # The set's ensemble (train.ensemble members; rtml train --members): members are trained one
 # after another, a rerun finishes the unfinished ones, and ensemble.json is written last.
-rule train_ensemble:
-    input:
-        f"{RESULTS}/datasets/{{set}}.zarr",
+use rule train as train_ensemble with:
     output:
-        f"{RESULTS}/models/{{set}}/ensemble/ensemble.json",
+        model=f"{RESULTS}/models/{{set}}/ensemble/ensemble.json",
     log:
         f"{RESULTS}/logs/train/{{set}}-ensemble.log",
-    conda:
-        "../envs/rtml.yaml"
-    threads: lookup(dpath="train/threads", within=config)
     resources:
         mem_mb=resource("train", "mem_mb"),
         runtime=ensemble_runtime,
         gpu=lookup(dpath="train/gpus", within=config),
     params:
-        model=lookup(dpath="training_sets/{set}/model", within=config),
-        window=lookup(dpath="training_sets/{set}/window", within=config),
-        epochs=lookup(dpath="training_sets/{set}/epochs", within=config),
-        seed=lookup(dpath="training_sets/{set}/seed", within=config),
-        split_by=lookup(dpath="training_sets/{set}/split_by", within=config),
-        molecules=lookup(dpath="training_sets/{set}/molecules", within=config),
-        members=lookup(dpath="training_sets/{set}/ensemble", within=config),
-        options=train_options,
-        outdir=subpath(output[0], parent=True),
-    shell:
-        "rtml train {input} --model {params.model} --window {params.window}"
-        " --epochs {params.epochs} --seed {params.seed} --split-by {params.split_by}"
-        " --molecules {params.molecules} {params.options} --members {params.members}"
-        " --threads {threads} -o {params.outdir} > {log} 2>&1"
+        options=ensemble_train_options,
 
 
 # The same training with another model (evaluate.ablations), e.g. rtml-mlp: the value of
