@@ -1,6 +1,7 @@
 """What the exact step's corrector passes change: a trained model (by default the shipped
 ensemble) stepped with the passes it was trained with and with two, beside ``lr-tddft``
-(nothing learned) with one and two passes, on the held-out geometries of a store.
+(nothing learned) with one and two passes, the ridge baseline (``linear``, fitted on the
+training split) and persistence, on the held-out geometries of a store.
 
 The engine solves the Magnus-2 trapezoid to self-consistency; one pass leaves an O(dt³)
 phase error per step (README, "The step's corrector passes"). Split 0.8/0.1/0.1 by geometry
@@ -47,7 +48,8 @@ def main(argv=None) -> int:
     import torch
 
     from rtml.data import open_store_groups, trajectory_splits
-    from rtml.model import LinearResponsePropagator, load_model, resolve_model_dir
+    from rtml.model import (LinearResponsePropagator, PersistenceModel, fit_linear, load_model,
+                            resolve_model_dir)
 
     torch.set_num_threads(1)
     lt = _ladder_transfer()
@@ -64,6 +66,9 @@ def main(argv=None) -> int:
         for member in two.members:
             member.config.corrector_iterations = 2
         models["model, 2 passes"] = two
+    # the baselines of every evaluation table: the ridge map fitted on the training split
+    models["linear"] = fit_linear(groups, splits)
+    models["persistence"] = PersistenceModel()
     rows = []
     for mol, ds in groups.items():
         for name, model in models.items():
